@@ -1,0 +1,40 @@
+# The two commands a new user needs are `make run` and `make test`; each sets up .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench chaos lint typecheck venv system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q -e '.[dev,redis]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@scripts/system-deps.sh
+
+run: $(STAMP)
+	@$(BIN)/python -m shardmgr demo
+
+test: $(STAMP) system-deps
+	@$(BIN)/ruff check shardmgr workers tests bench
+	@$(BIN)/mypy
+	@$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	@$(BIN)/python -m bench
+
+chaos: $(STAMP)
+	@$(BIN)/python -m tests.chaos.run
+
+lint: $(STAMP)
+	@$(BIN)/ruff check shardmgr workers tests bench
+	@$(BIN)/ruff format --check shardmgr workers tests bench || true
+	@$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from shardmgr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""The supervisor <-> worker vocabulary: every IPC message, and the frame format.
+
+One duplex pipe (a socketpair) per worker; each frame is a 4-byte big-endian length
+followed by a msgpack-encoded member of the tagged unions below. Every message carries
+the worker's ``gen`` (generation) so the supervisor can drop messages from a process it
+has already replaced.
+
+This module lives in ``workers`` (the lower tower) because both ends import it and the
+worker must not import the supervisor package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Final
+
+import msgspec
+
+MAX_FRAME: Final = 16 * 1024 * 1024
+_HEADER: Final = struct.Struct(">I")
+
+
+class SessionInfo(msgspec.Struct, frozen=True):
+    """What another process needs to RESUME a shard's session."""
+
+    session_id: str
+    seq: int
+    resume_url: str
+
+
+class ShardAssignment(msgspec.Struct, frozen=True):
+    shard_id: int
+    session: SessionInfo | None = None
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a worker needs to run its shard group. Sent once, over the pipe, so the
+    token never appears on a command line."""
+
+    worker_id: int
+    token: str
+    gateway_url: str
+    num_shards: int
+    shards: list[ShardAssignment]
+    intents: int
+    handler: str = "shardmgr.handlers:null"
+    compress: str = "zlib-stream"  # "zlib-stream" | "zstd-stream" | "none"
+    large_threshold: int = 250
+    max_message_bytes: int = 64 * 1024 * 1024
+    handler_backlog: int = 1000
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    backoff_stable_s: float = 60.0
+    hello_timeout_s: float = 60.0
+    ready_timeout_s: float = 15.0
+    report_interval_s: float = 1.0
+    log_level: str = "INFO"
+    log_json: bool = False
+
+
+# ---------------------------------------------------------------- supervisor -> worker
+
+
+class Start(msgspec.Struct, tag="start", kw_only=True):
+    gen: int
+    config: WorkerConfig
+
+
+class Ping(msgspec.Struct, tag="ping", kw_only=True):
+    gen: int
+    nonce: int
+
+
+class IdentifyGrant(msgspec.Struct, tag="identify_grant", kw_only=True):
+    gen: int
+    shard_id: int
+    nonce: int
+
+
+class IdentifyRefused(msgspec.Struct, tag="identify_refused", kw_only=True):
+    """The budget cannot pay for this identify (reserve reached); the shard stops."""
+
+    gen: int
+    shard_id: int
+    nonce: int
+    reason: str
+
+
+class SendCommand(msgspec.Struct, tag="send_command", kw_only=True):
+    """A gateway command (op 3, 4, 8, or a custom one) for one shard, ``d`` as JSON bytes."""
+
+    gen: int
+    shard_id: int
+    op: int
+    d: bytes
+
+
+class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
+    """Close every shard. ``keep_sessions``: suspend (resumable close) and report sessions."""
+
+    gen: int
+    keep_sessions: bool = False
+
+
+ToWorker = Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown
+
+
+# ---------------------------------------------------------------- worker -> supervisor
+
+
+class Started(msgspec.Struct, tag="started", kw_only=True):
+    gen: int
+    worker_id: int
+    pid: int
+
+
+class Pong(msgspec.Struct, tag="pong", kw_only=True):
+    gen: int
+    nonce: int
+
+
+class IdentifyRequest(msgspec.Struct, tag="identify_request", kw_only=True):
+    gen: int
+    shard_id: int
+    nonce: int
+
+
+class IdentifyCancel(msgspec.Struct, tag="identify_cancel", kw_only=True):
+    """A pending identify wait was abandoned (socket closed): free its place in the queue."""
+
+    gen: int
+    shard_id: int
+    nonce: int
+
+
+class ShardStateChanged(msgspec.Struct, tag="shard_state", kw_only=True):
+    gen: int
+    shard_id: int
+    state: str  # a workers.shard.ShardState value
+    at: float  # wall-clock seconds
+
+
+class SessionStarted(msgspec.Struct, tag="session_started", kw_only=True):
+    """READY (kind="identify") or RESUMED (kind="resume")."""
+
+    gen: int
+    shard_id: int
+    kind: str
+    session: SessionInfo
+    guilds: int
+    at: float
+
+
+class Reconnecting(msgspec.Struct, tag="reconnecting", kw_only=True):
+    gen: int
+    shard_id: int
+    # one of: "close_code", "zombie", "op7", "op9", "network", "bad_payload", "timeout"
+    reason: str
+    close_code: int | None
+    resume: bool
+    delay_s: float
+
+
+class ShardStopped(msgspec.Struct, tag="shard_stopped", kw_only=True):
+    """A shard stopped for good (fatal close code, refused identify, or shutdown)."""
+
+    gen: int
+    shard_id: int
+    reason: str
+    close_code: int | None
+    fatal: bool
+    session: SessionInfo | None = None
+
+
+class ShardStats(msgspec.Struct, kw_only=True):
+    """One shard's counters since the previous report (deltas) plus current gauges."""
+
+    shard_id: int
+    latencies_s: list[float] = []
+    events: dict[str, int] = {}
+    bytes_compressed: int = 0
+    bytes_inflated: int = 0
+    handler_errors: int = 0
+    bad_payloads: int = 0
+    backlog: int = 0
+    guilds: int = 0
+    last_event_at: float | None = None
+    # the checkpoint: seq of the last event the handler finished (at-least-once delivery)
+    session: SessionInfo | None = None
+
+
+class Stats(msgspec.Struct, tag="stats", kw_only=True):
+    """Batched about once a second; never one IPC message per event."""
+
+    gen: int
+    shards: list[ShardStats]
+    rss_bytes: int = 0
+    cpu_seconds: float = 0.0
+
+
+class Suspended(msgspec.Struct, tag="suspended", kw_only=True):
+    """Reply to Shutdown(keep_sessions=True): the sessions to resume later."""
+
+    gen: int
+    sessions: dict[int, SessionInfo]
+
+
+ToSupervisor = (
+    Started
+    | Pong
+    | IdentifyRequest
+    | IdentifyCancel
+    | ShardStateChanged
+    | SessionStarted
+    | Reconnecting
+    | ShardStopped
+    | Stats
+    | Suspended
+)
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_to_worker: Final = msgspec.msgpack.Decoder(ToWorker)
+_to_supervisor: Final = msgspec.msgpack.Decoder(ToSupervisor)
+
+
+class FrameError(Exception):
+    """The peer sent a frame that is too large or not a known message."""
+
+
+def frame(msg: ToWorker | ToSupervisor) -> bytes:
+    body = _encoder.encode(msg)
+    return _HEADER.pack(len(body)) + body
+
+
+async def _read_body(reader: asyncio.StreamReader) -> bytes | None:
+    """One frame's body, or None at a clean EOF between frames."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise FrameError("pipe closed inside a frame header") from exc
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise FrameError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    try:
+        return await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise FrameError("pipe closed inside a frame") from exc
+
+
+async def read_to_worker(reader: asyncio.StreamReader) -> ToWorker | None:
+    body = await _read_body(reader)
+    if body is None:
+        return None
+    try:
+        return _to_worker.decode(body)
+    except msgspec.DecodeError as exc:
+        raise FrameError(f"undecodable message: {exc}") from exc
+
+
+async def read_to_supervisor(reader: asyncio.StreamReader) -> ToSupervisor | None:
+    body = await _read_body(reader)
+    if body is None:
+        return None
+    try:
+        return _to_supervisor.decode(body)
+    except msgspec.DecodeError as exc:
+        raise FrameError(f"undecodable message: {exc}") from exc
