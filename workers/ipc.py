@@ -57,6 +57,21 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     report_interval_s: float = 1.0
     log_level: str = "INFO"
     log_json: bool = False
+    # --- added by the worker (issue 3); all optional ---
+    # discordrb's switch: False turns zombie detection (the heartbeat ACK check) off
+    check_heartbeat_acks: bool = True
+    # the close code sent when a zombie connection is dropped (must keep the session)
+    zombie_close_code: int = 4000
+    # Identify ``properties``: keys os / browser / device (defaults: platform, "shardmgr")
+    identify_properties: dict[str, str] = {}
+    # initial presence sent in Identify: a JSON object as in op 3 (None: leave it out)
+    presence: dict[str, object] | None = None
+    # how long our own close handshake may take before the socket is dropped
+    close_timeout_s: float = 2.0
+    # events per ``handle_batch`` call for handlers that define it
+    handler_batch: int = 100
+    # on stop/suspend: how long queued events may take to reach the handler
+    drain_timeout_s: float = 5.0
 
 
 # ---------------------------------------------------------------- supervisor -> worker
@@ -220,8 +235,8 @@ ToSupervisor = (
 )
 
 _encoder: Final = msgspec.msgpack.Encoder()
-_to_worker: Final = msgspec.msgpack.Decoder(ToWorker)
-_to_supervisor: Final = msgspec.msgpack.Decoder(ToSupervisor)
+_to_worker: Final[msgspec.msgpack.Decoder[ToWorker]] = msgspec.msgpack.Decoder(ToWorker)
+_to_supervisor: Final[msgspec.msgpack.Decoder[ToSupervisor]] = msgspec.msgpack.Decoder(ToSupervisor)
 
 
 class FrameError(Exception):

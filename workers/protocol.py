@@ -8,7 +8,7 @@ somebody asks for it.
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -18,6 +18,10 @@ MAX_CLIENT_PAYLOAD: Final = 4096
 SEND_LIMIT: Final = 120
 SEND_WINDOW_S: Final = 60.0
 MAX_GUILDS_PER_SHARD: Final = 2500
+# Largest sequence number accepted from the wire (JSON's safe-integer range). A hostile or
+# corrupt ``s`` beyond it would otherwise jump the shard's seq forward, after which every
+# real event looks like an already-seen replay and is dropped.
+MAX_SEQ: Final = 2**53 - 1
 
 ALL_INTENTS: Final = 53608447
 PRIVILEGED_INTENTS: Final = (1 << 1) | (1 << 8) | (1 << 15)
@@ -112,7 +116,7 @@ class Envelope(msgspec.Struct, array_like=False):
 
     op: int
     d: msgspec.Raw = msgspec.Raw(b"null")
-    s: int | None = None
+    s: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] | None = None
     t: str | None = None
 
 
@@ -222,7 +226,12 @@ def encode(op: int, d: object) -> bytes:
 def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
     """Decode a gateway message's envelope; raises ``msgspec.DecodeError`` (or
     ``msgspec.ValidationError``, a subclass) on anything that is not one."""
-    return _envelope_decoder.decode(data)
+    try:
+        return _envelope_decoder.decode(data)
+    except RecursionError:
+        # msgspec parses a Raw body's structure too; hostile nesting (thousands of "[")
+        # must be a bad payload like any other, not an error that escapes the receive path
+        raise msgspec.DecodeError("JSON nested too deeply") from None
 
 
 def parse_intents(value: str | int) -> int:

@@ -1,0 +1,292 @@
+"""Every supervisor setting in one typed object: flags > SHARDMGR_* env > TOML > defaults."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from shardmgr.errors import UserError
+from workers.protocol import parse_intents
+
+ENV_PREFIX: Final = "SHARDMGR_"
+TOKEN_ENV: Final = "DISCORD_TOKEN"
+DISCORD_API: Final = "https://discord.com/api/v10"
+COMPRESS_MODES: Final = ("zlib-stream", "zstd-stream", "none")
+DEFAULT_HANDLER: Final = "shardmgr.handlers:null"
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return os.path.join(base, "shardmgr")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """The supervisor's whole configuration. Field names are the TOML keys; the env name is
+    ``SHARDMGR_`` + the upper-cased name; the flag is ``--`` + the name with dashes."""
+
+    shards: str = "auto"
+    total_shards: int | None = None
+    shard_ids: str | None = None
+    shards_per_worker: int | None = None
+    workers: int | None = None
+    host_index: int | None = None
+    host_count: int | None = None
+    handler: str = DEFAULT_HANDLER
+    intents: str = "default"
+    compress: str = "zlib-stream"
+    large_threshold: int = 250
+    api_base: str = DISCORD_API
+    http: str = "127.0.0.1:9191"
+    token_file: str | None = None
+    admin_secret: str | None = None
+    identify_limiter: str = "local"
+    sink: str | None = None
+    discovery_attempts: int = 6
+    discovery_backoff_s: float = 0.5
+    identify_window_s: float = 5.0
+    identify_reserve: int = 25
+    ping_interval_s: float = 5.0
+    ping_timeout_s: float = 15.0
+    start_timeout_s: float = 30.0
+    restart_backoff_base_s: float = 1.0
+    restart_backoff_cap_s: float = 60.0
+    restart_stable_s: float = 60.0
+    crash_loop_restarts: int = 5
+    shutdown_timeout_s: float = 10.0
+    keep_sessions: bool = False
+    state_dir: str = msgspec.field(default_factory=default_state_dir)
+    state_file: str | None = None
+    resume_window_s: float = 120.0
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_file) if self.state_file else Path(self.state_dir) / "sessions.json"
+
+    @property
+    def pid_path(self) -> Path:
+        return Path(self.state_dir) / "supervisor.pid"
+
+    @property
+    def intents_mask(self) -> int:
+        return parse_intents(self.intents)
+
+
+FIELD_TYPES: Final[dict[str, Any]] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+FIELD_NAMES: Final = tuple(FIELD_TYPES)
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    if name not in FIELD_TYPES:
+        raise UserError(f"{source}: unknown setting {name!r}")
+    ftype = FIELD_TYPES[name]
+    if (
+        isinstance(value, str)
+        and ftype is not str
+        and value.strip().lower() in ("", "none")
+        and "None" in str(ftype)
+    ):
+        return None
+    try:
+        return msgspec.convert(value, ftype, strict=False)
+    except msgspec.ValidationError as exc:
+        shown = "(hidden)" if name == "admin_secret" else repr(value)
+        raise UserError(f"{source}: bad value {shown} for {name}: {exc}") from None
+
+
+def _toml_layer(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"config file {path}: {exc}") from None
+    # Accept both a flat file and one with everything under [shardmgr].
+    table = doc.get("shardmgr", doc)
+    if not isinstance(table, dict):
+        raise UserError(f"config file {path}: [shardmgr] must be a table")
+    return {k.replace("-", "_"): _convert(k.replace("-", "_"), v, path) for k, v in table.items()}
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name in FIELD_NAMES:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            layer[name] = _convert(name, env[key], f"environment {key}")
+    return layer
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+) -> Settings:
+    """Merge the layers. ``flags`` holds only the options the user actually typed (None =
+    not given); ``config_path`` may also come from ``SHARDMGR_CONFIG``."""
+    env = os.environ if env is None else env
+    path = config_path if config_path is not None else env.get(ENV_PREFIX + "CONFIG")
+    merged: dict[str, Any] = {}
+    merged.update(_toml_layer(path))
+    merged.update(_env_layer(env))
+    merged.update(
+        {k: _convert(k, v, f"--{k.replace('_', '-')}") for k, v in flags.items() if v is not None}
+    )
+    settings = Settings(**merged)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    """Mistakes that can be caught before touching the network, each as one line."""
+    if s.shards != "auto":
+        try:
+            n = int(s.shards)
+        except ValueError:
+            raise UserError(f"--shards must be 'auto' or a number, not {s.shards!r}") from None
+        if n < 1:
+            raise UserError("--shards must be at least 1")
+    if s.total_shards is not None and s.total_shards < 1:
+        raise UserError("--total-shards must be at least 1")
+    if s.shard_ids is not None:
+        if s.total_shards is None:
+            raise UserError("--shard-ids needs --total-shards (the bot's whole shard count)")
+        _first, last = parse_shard_ids(s.shard_ids)
+        if last >= s.total_shards:
+            raise UserError(
+                f"--shard-ids {s.shard_ids} is outside --total-shards {s.total_shards} "
+                f"(ids go from 0 to {s.total_shards - 1})"
+            )
+    if (s.host_index is None) != (s.host_count is None):
+        raise UserError("SHARDMGR_HOST_INDEX and SHARDMGR_HOST_COUNT must be set together")
+    if s.host_count is not None and s.host_index is not None:
+        if s.host_count < 1 or not 0 <= s.host_index < s.host_count:
+            raise UserError(
+                f"host index {s.host_index} must be between 0 and host count {s.host_count} - 1"
+            )
+        if s.total_shards is None:
+            raise UserError("SHARDMGR_HOST_INDEX/HOST_COUNT need --total-shards")
+        if s.shard_ids is not None:
+            raise UserError("use either --shard-ids or SHARDMGR_HOST_INDEX/HOST_COUNT, not both")
+    if s.shards_per_worker is not None and s.workers is not None:
+        raise UserError("use either --shards-per-worker or --workers, not both")
+    if s.shards_per_worker is not None and s.shards_per_worker < 1:
+        raise UserError(f"--shards-per-worker must be at least 1, not {s.shards_per_worker}")
+    if s.workers is not None and s.workers < 1:
+        raise UserError(f"--workers must be at least 1, not {s.workers}")
+    if s.compress not in COMPRESS_MODES:
+        modes = ", ".join(COMPRESS_MODES)
+        raise UserError(f"--compress must be one of {modes}, not {s.compress!r}")
+    try:
+        s.intents_mask  # noqa: B018 - parse once to surface the error early
+    except ValueError as exc:
+        raise UserError(f"--intents: {exc}") from None
+    if ":" not in s.handler:
+        raise UserError(f"--handler must look like module:attribute, not {s.handler!r}")
+    parse_http_address(s.http)
+    if s.discovery_attempts < 1:
+        raise UserError("discovery-attempts must be at least 1")
+    for name in (
+        "discovery_backoff_s",
+        "identify_window_s",
+        "ping_interval_s",
+        "ping_timeout_s",
+        "start_timeout_s",
+        "restart_backoff_base_s",
+        "restart_backoff_cap_s",
+        "shutdown_timeout_s",
+    ):
+        if getattr(s, name) <= 0:
+            raise UserError(f"{name.replace('_', '-')} must be positive")
+    if s.identify_reserve < 0:
+        raise UserError("identify-reserve must be 0 or more")
+    if not s.identify_limiter == "local" and not s.identify_limiter.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise UserError(
+            f"--identify-limiter must be 'local' or a redis:// URL, not {s.identify_limiter!r}"
+        )
+    if s.sink is not None and not s.sink.startswith(("redis-stream://", "rediss-stream://")):
+        raise UserError(f"--sink must be a redis-stream:// URL, not {s.sink!r}")
+    if s.sink is not None:
+        # Check stream=/maxlen=/batch= now: found in the workers, a typo would crash-loop them.
+        try:
+            from shardmgr.sinks.redis_stream import SinkConfig
+        except ImportError:
+            raise UserError("--sink needs the redis extra: pip install 'shardmgr[redis]'") from None
+        SinkConfig.parse(s.sink)
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise UserError(f"--log-level must be debug, info, warning or error, not {s.log_level!r}")
+
+
+def parse_shard_ids(text: str) -> tuple[int, int]:
+    """``"A-B"`` (inclusive) or ``"A"``."""
+    first_s, sep, last_s = text.partition("-")
+    try:
+        first = int(first_s)
+        last = int(last_s) if sep else first
+    except ValueError:
+        raise UserError(f"--shard-ids must look like A-B (e.g. 0-15), not {text!r}") from None
+    if first < 0 or last < first:
+        raise UserError(f"--shard-ids {text}: need 0 <= A <= B")
+    return first, last
+
+
+def parse_http_address(text: str) -> tuple[str, int]:
+    host, sep, port_s = text.rpartition(":")
+    if not sep or not host:
+        raise UserError(f"--http must look like HOST:PORT (e.g. 127.0.0.1:9191), not {text!r}")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise UserError(f"--http port must be a number, not {port_s!r}") from None
+    if not 0 <= port <= 65535:
+        raise UserError(f"--http port {port} is out of range")
+    return host.strip("[]"), port
+
+
+def load_token(settings: Settings, flag_token_file: str | None, env: Mapping[str, str]) -> str:
+    """The bot token: ``--token-file`` beats ``DISCORD_TOKEN``, which beats a token file named in
+    the environment or TOML. Never an argument, so ``ps`` cannot show it."""
+    path = flag_token_file
+    if path is None and env.get(TOKEN_ENV):
+        token = env[TOKEN_ENV].strip()
+        source = TOKEN_ENV
+    else:
+        path = path or settings.token_file
+        if path is None:
+            raise UserError(f"no token: set {TOKEN_ENV} or pass --token-file PATH")
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UserError(f"cannot read the token file {path}: {exc.strerror}") from None
+        source = f"token file {path}"
+    check_token_shape(token, source)
+    return token
+
+
+def check_token_shape(token: str, source: str = "the token") -> None:
+    """Discord bot tokens are three dot-separated parts, the first the base64 of the bot's id."""
+    if token.lower().startswith("bot "):
+        raise UserError(f"{source}: give the bare token, without the 'Bot ' prefix")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise UserError(f"{source} is malformed: a bot token has three dot-separated parts")
+    head = parts[0]
+    try:
+        decoded = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        decoded = ""
+    if not decoded.isdigit():
+        raise UserError(f"{source} is malformed: its first part is not the bot's id in base64")

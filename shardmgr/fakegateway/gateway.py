@@ -1,0 +1,767 @@
+"""The websocket side of the fake gateway: one ``Connection`` per socket, speaking Discord's
+protocol (Hello, heartbeats, Identify/Resume validation with the real close codes, READY and
+the GUILD_CREATE burst, replay, op 3/4/8/31/43) and carrying out injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from typing import Any, Final
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from shardmgr.fakegateway.codec import COMPRESS_MODES, Encoder, Frame
+from shardmgr.fakegateway.sessions import SESSION_ENDING_CLOSE_CODES, Session
+from shardmgr.fakegateway.state import STATE_KEY, FakeState
+from shardmgr.fakegateway.traffic import ShardTraffic
+from shardmgr.fakegateway.world import shard_for
+from workers.logsetup import fields
+from workers.protocol import (
+    ALL_INTENTS,
+    INTENT_BITS,
+    MAX_CLIENT_PAYLOAD,
+    PRIVILEGED_INTENTS,
+    SEND_LIMIT,
+    SEND_WINDOW_S,
+    CloseCode,
+    Op,
+    decode_envelope,
+)
+
+log = logging.getLogger("shardmgr.fakegateway.gateway")
+
+ACK: Final = b'{"t":null,"s":null,"op":11,"d":null}'
+RECONNECT: Final = b'{"t":null,"s":null,"op":7,"d":null}'
+HEARTBEAT_REQUEST: Final = b'{"t":null,"s":null,"op":1,"d":null}'
+INVALID_SESSION: Final = {
+    True: b'{"t":null,"s":null,"op":9,"d":true}',
+    False: b'{"t":null,"s":null,"op":9,"d":false}',
+}
+TRACE: Final = b'["[\\"gateway-prd-fake-1\\",{\\"micros\\":0.0}]"]'
+SUPPORTED_VERSIONS: Final = frozenset({"9", "10"})
+_PRESENCE_STATUSES: Final = frozenset({"online", "dnd", "idle", "invisible", "offline"})
+_encoder: Final = msgspec.json.Encoder()
+
+
+# --------------------------------------------------------------- lenient inbound shapes
+# The server validates what Discord validates and ignores the rest, so these differ from the
+# client-side Structs in workers/protocol.py (which describe what *we* send).
+
+
+class IdentifyIn(msgspec.Struct):
+    token: str
+    properties: dict[str, Any]
+    intents: int | None = None
+    compress: bool = False
+    large_threshold: int = 50
+    shard: list[int] | None = None
+    presence: dict[str, Any] | None = None
+
+
+class ResumeIn(msgspec.Struct):
+    token: str
+    session_id: str
+    seq: int | None
+
+
+class PresenceIn(msgspec.Struct):
+    since: int | None
+    activities: list[dict[str, Any]]
+    status: str
+    afk: bool
+
+
+class VoiceStateIn(msgspec.Struct):
+    guild_id: str | int
+    channel_id: str | int | None
+    self_mute: bool = False
+    self_deaf: bool = False
+
+
+class RequestMembersIn(msgspec.Struct):
+    guild_id: str | int
+    query: str | None = None
+    limit: int | None = None
+    presences: bool = False
+    user_ids: str | int | list[str | int] | None = None
+    nonce: str | None = None
+
+
+class GuildIdsIn(msgspec.Struct):
+    guild_ids: list[str | int]
+
+
+class ChannelInfoIn(msgspec.Struct):
+    guild_id: str | int
+    fields: list[str] = msgspec.field(default_factory=list)
+
+
+_identify_dec: Final = msgspec.json.Decoder(IdentifyIn)
+_resume_dec: Final = msgspec.json.Decoder(ResumeIn)
+_presence_dec: Final = msgspec.json.Decoder(PresenceIn)
+_voice_dec: Final = msgspec.json.Decoder(VoiceStateIn)
+_members_dec: Final = msgspec.json.Decoder(RequestMembersIn)
+_guild_ids_dec: Final = msgspec.json.Decoder(GuildIdsIn)
+_channel_info_dec: Final = msgspec.json.Decoder(ChannelInfoIn)
+
+# Writer queue items: a whole message (payload, seq or 0, session) or raw frames.
+_Item = tuple[bytes, int, Session | None] | list[Frame] | None
+# Queued after the frames of a fault that leaves the stream broken: stop sending from here.
+_STALL_MARK: Final[list[Frame]] = []
+
+
+class Connection:
+    """One websocket. All outbound traffic goes through ``_queue`` to a single writer task,
+    which keeps the compression stream and the sequence order intact."""
+
+    def __init__(self, state: FakeState, request: web.Request, on_resume_url: bool) -> None:
+        self.state = state
+        self.id = state.new_connection_id()
+        self.request = request
+        self.on_resume_url = on_resume_url
+        self.ws = web.WebSocketResponse(
+            autoping=True,
+            compress=False,
+            # Oversized client payloads must reach us so we can answer 4002 ourselves.
+            max_msg_size=1 << 20,
+            timeout=state.config.close_timeout_s,
+        )
+        self.encoder: Encoder | None = None
+        self.session: Session | None = None
+        self.identify_pending = False
+        self.zombie = False
+        self.stalled = False
+        self.closing = False
+        self.server_close_code: int | None = None
+        self.traffic_credit = 0.0
+        self.last_heartbeat = state.clock.monotonic()
+        self._sends: collections.deque[float] = collections.deque()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._close_task: asyncio.Task[None] | None = None
+        # Set while no writer runs, so a close before the writer starts does not wait.
+        self._writer_done = asyncio.Event()
+        self._writer_done.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> web.WebSocketResponse:
+        state = self.state
+        cfg = state.config
+        await self.ws.prepare(self.request)
+        state.connections[self.id] = self
+        state.stats.connections_total += 1
+        state.changed()
+        client_code: int | None = None
+        try:
+            query = self.request.query
+            mode = COMPRESS_MODES.get(query.get("compress"))
+            if query.get("v") not in SUPPORTED_VERSIONS:
+                await self._close_now(CloseCode.INVALID_API_VERSION, b"Invalid API version")
+                return self.ws
+            if query.get("encoding", "json") != "json" or mode is None:
+                await self._close_now(CloseCode.DECODE_ERROR, b"Unsupported encoding")
+                return self.ws
+            self.encoder = Encoder(
+                mode,
+                chunk_bytes=cfg.zlib_chunk_bytes,
+                payload_threshold=cfg.payload_compress_threshold,
+            )
+            self._writer_done.clear()
+            self._spawn(self._writer())
+            if state.hello_reconnects > 0:
+                # A draining node: op 7 where Hello should be.
+                state.hello_reconnects -= 1
+                self.send(RECONNECT)
+                self.schedule_close(cfg.reconnect_close_after_s, 1001)
+            else:
+                interval_ms = round(cfg.heartbeat_interval_s * 1000)
+                self.send(
+                    b'{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":%d,"_trace":%s}}'
+                    % (interval_ms, TRACE)
+                )
+                self.last_heartbeat = state.clock.monotonic()
+                self._spawn(self._watchdog())
+            client_code = await self._read_loop()
+        finally:
+            await self._finish(client_code)
+        return self.ws
+
+    async def _read_loop(self) -> int | None:
+        """Read until the socket closes; returns the client's close code (None: no frame)."""
+        ws = self.ws
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                if not self.closing:
+                    self._on_payload(msg.data)
+            elif msg.type is WSMsgType.CLOSE:
+                return int(msg.data) if msg.data is not None else 1005
+            elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return None
+
+    async def _finish(self, client_code: int | None) -> None:
+        state = self.state
+        self.closing = True
+        self._queue.put_nowait(None)
+        closer = self._close_task
+        if closer is not None:
+            # Let our own close handshake finish rather than cutting it short.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(closer)
+        for task in list(self._tasks):
+            if task is not closer:
+                task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+        if self.server_close_code is None:
+            key = str(client_code) if client_code is not None else "1006"
+            state.stats.client_closes_by_code[key] += 1
+        session = self.session
+        if session is not None and session.connection_id == self.id:
+            if self.server_close_code is None and client_code in (1000, 1001):
+                session.end(f"client_close_{client_code}", by_server=False)
+            elif session.state != "ended":
+                state.sessions.disconnected(session)
+        self.session = None
+        state.connections.pop(self.id, None)
+        state.changed()
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, payload: bytes) -> None:
+        """Queue a non-dispatch message (Hello, ACK, op 7, op 9...)."""
+        if not self.closing:
+            self._queue.put_nowait((payload, 0, None))
+
+    def send_frames(self, frames: list[Frame]) -> None:
+        if not self.closing:
+            self._queue.put_nowait(frames)
+
+    def stalled_after_queue(self) -> None:
+        """Stall once everything queued so far has been written."""
+        if not self.closing:
+            self._queue.put_nowait(_STALL_MARK)
+
+    def schedule_close(self, delay: float, code: int) -> None:
+        self._spawn(self._close_later(delay, code))
+
+    def dispatch(self, event: str, body: bytes) -> int:
+        """Give the event the session's next sequence number, keep it for replay, send it."""
+        session = self.session
+        if session is None:
+            raise RuntimeError("dispatch on a connection without a session")
+        seq, payload = session.dispatch(event, body)
+        self.state.stats.dispatches_generated += 1
+        if not self.closing:
+            self._queue.put_nowait((payload, seq, session))
+        return seq
+
+    async def _writer(self) -> None:
+        ws = self.ws
+        stats = self.state.stats
+        encoder = self.encoder
+        assert encoder is not None
+        queue = self._queue
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if self.stalled:
+                    continue
+                if item is _STALL_MARK:
+                    self.stalled = True
+                    continue
+                if isinstance(item, list):
+                    frames = item
+                    seq, session = 0, None
+                else:
+                    payload, seq, session = item
+                    if payload is ACK and self.zombie:
+                        continue
+                    frames = encoder.encode(payload)
+                for data, binary in frames:
+                    await ws.send_frame(data, WSMsgType.BINARY if binary else WSMsgType.TEXT)
+                if seq:
+                    stats.dispatches_sent += 1
+                    if session is not None and seq > session.last_seq_sent:
+                        session.last_seq_sent = seq
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("writer stopped", extra=fields(conn=self.id, error=str(exc)))
+        finally:
+            self._writer_done.set()
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self, code: int, reason: bytes = b"") -> None:
+        """Close from the server side with ``code`` (the session's fate follows the code)."""
+        if self.closing:
+            return
+        self._mark_server_close(code)
+        task: asyncio.Task[None] = asyncio.ensure_future(self._close_ws(code, reason))
+        self._close_task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_now(self, code: int, reason: bytes = b"") -> None:
+        if self.closing:
+            return
+        self._mark_server_close(code)
+        await self._close_ws(code, reason)
+
+    def _mark_server_close(self, code: int) -> None:
+        self.closing = True
+        self.server_close_code = code
+        self.state.stats.closes_by_code[str(code)] += 1
+        session = self.session
+        if session is not None and session.connection_id == self.id:
+            if code in SESSION_ENDING_CLOSE_CODES:
+                session.end(str(code), by_server=True)
+            else:
+                self.state.sessions.disconnected(session)
+        self.state.changed()
+
+    async def _close_ws(self, code: int, reason: bytes) -> None:
+        # Let queued messages (e.g. the op 9 before a close) go out first.
+        self._queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer_done.wait(), self.state.config.close_timeout_s)
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, message=reason)
+
+    async def _close_later(self, delay: float, code: int) -> None:
+        await self.state.clock.sleep(delay)
+        self.close(code)
+
+    def cut(self) -> None:
+        """Drop TCP without a close frame, as a crashed node or a network fault would."""
+        if self.closing:
+            return
+        self.closing = True
+        session = self.session
+        if session is not None and session.connection_id == self.id:
+            self.state.sessions.disconnected(session)
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+        self.state.changed()
+
+    # ------------------------------------------------------------------ input
+
+    def _on_payload(self, data: str | bytes) -> None:
+        state = self.state
+        now = state.clock.monotonic()
+        state.stats.payloads_received += 1
+        sends = self._sends
+        sends.append(now)
+        while sends and now - sends[0] >= SEND_WINDOW_S:
+            sends.popleft()
+        if len(sends) > SEND_LIMIT:
+            self.close(CloseCode.RATE_LIMITED, b"You are being rate limited.")
+            return
+        raw = data.encode() if isinstance(data, str) else data
+        if len(raw) > MAX_CLIENT_PAYLOAD:
+            self.close(CloseCode.DECODE_ERROR, b"Error while decoding payload.")
+            return
+        try:
+            env = decode_envelope(raw)
+        except msgspec.DecodeError:
+            self.close(CloseCode.DECODE_ERROR, b"Error while decoding payload.")
+            return
+        op = env.op
+        d = env.d
+        try:
+            if op == Op.HEARTBEAT:
+                self._on_heartbeat(now)
+            elif op == Op.IDENTIFY:
+                self._on_identify(_identify_dec.decode(d))
+            elif op == Op.RESUME:
+                self._on_resume(_resume_dec.decode(d))
+            elif op not in (
+                Op.PRESENCE_UPDATE,
+                Op.VOICE_STATE_UPDATE,
+                Op.REQUEST_GUILD_MEMBERS,
+                Op.REQUEST_SOUNDBOARD_SOUNDS,
+                Op.REQUEST_CHANNEL_INFO,
+            ):
+                self.close(CloseCode.UNKNOWN_OPCODE, b"Unknown opcode.")
+            elif self.session is None:
+                self.close(CloseCode.NOT_AUTHENTICATED, b"Not authenticated.")
+            elif op == Op.PRESENCE_UPDATE:
+                self._on_presence(_presence_dec.decode(d))
+            elif op == Op.VOICE_STATE_UPDATE:
+                self._on_voice_state(_voice_dec.decode(d))
+            elif op == Op.REQUEST_GUILD_MEMBERS:
+                self._on_request_members(_members_dec.decode(d))
+            elif op == Op.REQUEST_SOUNDBOARD_SOUNDS:
+                self._on_soundboard(_guild_ids_dec.decode(d))
+            else:
+                self._on_channel_info(_channel_info_dec.decode(d))
+        except (msgspec.ValidationError, ValueError):
+            # A known opcode with a payload of the wrong shape.
+            self.close(CloseCode.UNKNOWN_OPCODE, b"Invalid payload for opcode.")
+
+    def _on_heartbeat(self, now: float) -> None:
+        self.last_heartbeat = now
+        self.state.stats.heartbeats += 1
+        if not self.zombie and not self.stalled:
+            self.state.stats.heartbeat_acks += 1
+            self.send(ACK)
+
+    def _on_identify(self, ident: IdentifyIn) -> None:
+        state = self.state
+        cfg = state.config
+        stats = state.stats
+        if self.session is not None or self.identify_pending:
+            self.close(CloseCode.ALREADY_AUTHENTICATED, b"Already authenticated.")
+            return
+        stats.identify_attempts += 1
+        bot = state.authenticate(ident.token)
+        shard_id, num_shards = ident.shard if ident.shard is not None else (0, 1)
+        record: dict[str, Any] = {
+            "at": round(state.uptime(), 6),
+            "shard_id": shard_id,
+            "num_shards": num_shards,
+            "bucket": state.buckets.bucket(shard_id) if num_shards > 0 else None,
+            "connection": self.id,
+        }
+
+        def reject(code: int, reason: bytes) -> None:
+            record["outcome"] = str(code)
+            state.identify_log.append(record)
+            self.close(code, reason)
+
+        if bot is None:
+            reject(CloseCode.AUTHENTICATION_FAILED, b"Authentication failed.")
+            return
+        if ident.shard is not None and len(ident.shard) != 2:
+            reject(CloseCode.INVALID_SHARD, b"Invalid shard.")
+            return
+        multiple = cfg.large_bot_multiple
+        if (
+            num_shards < 1
+            or not 0 <= shard_id < num_shards
+            or (multiple is not None and num_shards % multiple != 0)
+        ):
+            reject(CloseCode.INVALID_SHARD, b"Invalid shard.")
+            return
+        intents = ident.intents
+        if intents is None or intents < 0 or intents & ~ALL_INTENTS:
+            reject(CloseCode.INVALID_INTENTS, b"Invalid intent(s).")
+            return
+        if intents & PRIVILEGED_INTENTS & ~cfg.privileged_intents:
+            reject(CloseCode.DISALLOWED_INTENTS, b"Disallowed intent(s).")
+            return
+        guilds = state.world.guilds_for(shard_id, num_shards)
+        if len(guilds) > cfg.max_guilds_per_shard:
+            reject(CloseCode.SHARDING_REQUIRED, b"Sharding required.")
+            return
+        if not state.buckets.try_acquire(shard_id):
+            stats.identify_violations += 1
+            record["outcome"] = "violation"
+            state.identify_log.append(record)
+            log.warning(
+                "identify concurrency violated",
+                extra=fields(shard=shard_id, bucket=state.buckets.bucket(shard_id)),
+            )
+            if cfg.violation_consumes_start:
+                state.budget.spend()
+            self.identify_pending = True
+            self._spawn(self._invalid_session_later(cfg.invalid_session_delay_s))
+            state.changed()
+            return
+        if not state.budget.spend():
+            record["outcome"] = "budget_exhausted"
+            state.identify_log.append(record)
+            if cfg.token_reset_on_exhaustion:
+                reset_token(state)
+            else:
+                self.send(INVALID_SESSION[False])
+            return
+        record["outcome"] = "ok"
+        state.identify_log.append(record)
+        stats.identifies += 1
+        session = Session(
+            shard_id=shard_id,
+            num_shards=num_shards,
+            intents=intents,
+            bot=bot,
+            replay_buffer=cfg.replay_buffer,
+            now_mono=state.clock.monotonic(),
+            identifies=state.sessions.count_identify(shard_id, num_shards),
+            payload_compress=ident.compress,
+            large_threshold=max(50, min(250, ident.large_threshold)),
+        )
+        session.traffic = ShardTraffic(
+            state.pool, state.world, guilds, intents, shard_id, bot, state.ids, cfg.seed
+        )
+        record["session_id"] = session.session_id
+        state.sessions.add(session)
+        self._attach(session)
+        world = state.world
+        self.dispatch(
+            "READY",
+            world.ready(
+                bot=bot,
+                session_id=session.session_id,
+                resume_gateway_url=state.resume_url,
+                guilds=guilds,
+                shard=ident.shard,
+            ),
+        )
+        if intents & INTENT_BITS["GUILDS"]:
+            for guild in guilds:
+                if guild.unavailable:
+                    self.dispatch("GUILD_DELETE", world.guild_unavailable(guild))
+                else:
+                    self.dispatch(
+                        "GUILD_CREATE", world.guild_create(guild, bot, session.large_threshold)
+                    )
+        log.info(
+            "shard identified",
+            extra=fields(shard=shard_id, shards=num_shards, session=session.session_id),
+        )
+        state.changed()
+
+    async def _invalid_session_later(self, delay: float) -> None:
+        await self.state.clock.sleep(delay)
+        self.identify_pending = False
+        self.send(INVALID_SESSION[False])
+
+    def _attach(self, session: Session) -> None:
+        self.session = session
+        session.state = "active"
+        session.connection_id = self.id
+        session.disconnected_at = None
+        if self.encoder is not None and self.encoder.mode == "none":
+            self.encoder.payload_zlib = session.payload_compress
+        self.traffic_credit = 0.0
+
+    def _on_resume(self, resume: ResumeIn) -> None:
+        state = self.state
+        cfg = state.config
+        if self.session is not None or self.identify_pending:
+            self.close(CloseCode.ALREADY_AUTHENTICATED, b"Already authenticated.")
+            return
+        bot = state.authenticate(resume.token)
+        if bot is None:
+            self.close(CloseCode.AUTHENTICATION_FAILED, b"Authentication failed.")
+            return
+        session = state.sessions.get(resume.session_id)
+        if session is None or session.state == "ended" or session.bot.id != bot.id:
+            state.stats.resume_failures += 1
+            if (
+                session is not None
+                and session.ended_reason == "expired"
+                and cfg.expired_resume_close_code is not None
+            ):
+                self.close(cfg.expired_resume_close_code, b"Session timed out.")
+            else:
+                self.send(INVALID_SESSION[False])
+            return
+        if not self.on_resume_url:
+            session.resumes_wrong_url += 1
+            state.stats.resumes_wrong_url += 1
+            if cfg.reject_resume_on_main_url:
+                state.stats.resume_failures += 1
+                self.send(INVALID_SESSION[False])
+                return
+        seq = resume.seq if resume.seq is not None else 0
+        if seq < 0 or seq > session.seq:
+            state.stats.resume_failures += 1
+            self._take_over(session)
+            self.close(CloseCode.INVALID_SEQ, b"Invalid seq.")
+            return
+        entries = session.replay_after(seq)
+        if entries is None:
+            state.stats.resume_failures += 1
+            old = self._owner_of(session)
+            session.end("replay_gap", by_server=True)
+            if old is not None:
+                old.session = None
+                old.cut()
+            self.send(INVALID_SESSION[False])
+            return
+        self._take_over(session)
+        session.resumes += 1
+        session.connections += 1
+        session.replayed += len(entries)
+        state.stats.resumes += 1
+        self._attach(session)
+        for entry_seq, payload in entries:
+            self._queue.put_nowait((payload, entry_seq, session))
+        self.dispatch("RESUMED", b'{"_trace":%s}' % TRACE)
+        log.info(
+            "shard resumed",
+            extra=fields(shard=session.shard_id, replayed=len(entries), seq=session.seq),
+        )
+        state.changed()
+
+    def _owner_of(self, session: Session) -> Connection | None:
+        if session.connection_id is None or session.connection_id == self.id:
+            return None
+        return self.state.connections.get(session.connection_id)
+
+    def _take_over(self, session: Session) -> None:
+        """A resume while the old socket still looks alive (a zombie the client gave up
+        on): detach the session from it and drop it, as Discord does."""
+        old = self._owner_of(session)
+        if old is not None:
+            old.session = None
+            old.cut()
+        self.session = session
+        session.connection_id = self.id
+
+    def _on_presence(self, presence: PresenceIn) -> None:
+        if presence.status not in _PRESENCE_STATUSES:
+            raise ValueError(f"bad status {presence.status!r}")
+
+    def _guild_on_shard(self, raw_id: str | int) -> Any:
+        session = self.session
+        assert session is not None
+        guild = self.state.world.by_id.get(int(raw_id))
+        if guild is None or shard_for(guild.id, session.num_shards) != session.shard_id:
+            return None
+        return guild
+
+    def _on_voice_state(self, voice: VoiceStateIn) -> None:
+        session = self.session
+        assert session is not None
+        guild = self._guild_on_shard(voice.guild_id)
+        if guild is None:
+            return
+        channel = None if voice.channel_id is None else str(voice.channel_id)
+        body = {
+            "guild_id": str(guild.id),
+            "channel_id": channel,
+            "user_id": str(session.bot.id),
+            "member": {
+                "user": session.bot.payload(),
+                "roles": [],
+                "deaf": False,
+                "mute": False,
+                "joined_at": "2021-01-01T00:00:00.000000+00:00",
+                "flags": 0,
+            },
+            "session_id": session.session_id,
+            "deaf": False,
+            "mute": False,
+            "self_deaf": voice.self_deaf,
+            "self_mute": voice.self_mute,
+            "self_video": False,
+            "suppress": False,
+            "request_to_speak_timestamp": None,
+        }
+        self.dispatch("VOICE_STATE_UPDATE", _encoder.encode(body))
+        if channel is not None:
+            server = {
+                "token": f"{session.session_id[:16]}",
+                "guild_id": str(guild.id),
+                "endpoint": "127.0.0.1:9",
+            }
+            self.dispatch("VOICE_SERVER_UPDATE", _encoder.encode(server))
+        self.state.changed()
+
+    def _on_request_members(self, req: RequestMembersIn) -> None:
+        state = self.state
+        session = self.session
+        assert session is not None
+        if (req.query is None) == (req.user_ids is None):
+            raise ValueError("exactly one of query and user_ids")
+        if req.query is not None and req.limit is None:
+            raise ValueError("limit is required with query")
+        guild = self._guild_on_shard(req.guild_id)
+        if guild is None:
+            return
+        nonce = req.nonce if req.nonce is not None and len(req.nonce.encode()) <= 32 else None
+        if req.query == "" and req.limit == 0:
+            now = state.clock.monotonic()
+            last = state.member_requests.get(guild.id)
+            window = state.config.request_members_window_s
+            if last is not None and now - last < window:
+                meta: dict[str, Any] = {"guild_id": str(guild.id)}
+                if nonce is not None:
+                    meta["nonce"] = nonce
+                body = {"opcode": 8, "retry_after": round(window - (now - last), 3), "meta": meta}
+                self.dispatch("RATE_LIMITED", _encoder.encode(body))
+                state.changed()
+                return
+            state.member_requests[guild.id] = now
+        user_ids: list[int] | None = None
+        if req.user_ids is not None:
+            ids = req.user_ids if isinstance(req.user_ids, list) else [req.user_ids]
+            user_ids = [int(u) for u in ids]
+        presences = req.presences and bool(session.intents & INTENT_BITS["GUILD_PRESENCES"])
+        for body_bytes in state.world.member_chunks(
+            guild,
+            session.bot,
+            limit=req.limit or 0,
+            query=req.query,
+            user_ids=user_ids,
+            nonce=nonce,
+            presences=presences,
+        ):
+            self.dispatch("GUILD_MEMBERS_CHUNK", body_bytes)
+        state.changed()
+
+    def _on_soundboard(self, req: GuildIdsIn) -> None:
+        for raw in req.guild_ids:
+            guild = self._guild_on_shard(raw)
+            if guild is not None:
+                body = {"guild_id": str(guild.id), "soundboard_sounds": []}
+                self.dispatch("SOUNDBOARD_SOUNDS", _encoder.encode(body))
+
+    def _on_channel_info(self, req: ChannelInfoIn) -> None:
+        guild = self._guild_on_shard(req.guild_id)
+        if guild is not None:
+            channels = [{"id": str(guild.voice_channel), "status": None, "voice_start_time": None}]
+            body = {"guild_id": str(guild.id), "channels": channels}
+            self.dispatch("CHANNEL_INFO", _encoder.encode(body))
+
+    # ------------------------------------------------------------------ heartbeat timeout
+
+    async def _watchdog(self) -> None:
+        cfg = self.state.config
+        clock = self.state.clock
+        limit = cfg.heartbeat_interval_s * 1.5 + cfg.heartbeat_timeout_slack_s
+        while not self.closing:
+            wait = self.last_heartbeat + limit - clock.monotonic()
+            if wait <= 0:
+                self.state.stats.heartbeat_timeouts += 1
+                log.info("heartbeat timeout", extra=fields(conn=self.id))
+                self.close(cfg.heartbeat_timeout_code, b"Heartbeat timeout.")
+                return
+            await clock.sleep(wait)
+
+
+def reset_token(state: FakeState) -> None:
+    """Session starts exhausted: Discord resets the token. Every session ends, every socket
+    gets 4004, and the old token is refused everywhere until a new one is set."""
+    state.token_reset = True
+    state.stats.token_resets += 1
+    log.warning("session start budget exhausted: token reset")
+    for conn in list(state.connections.values()):
+        conn.close(CloseCode.AUTHENTICATION_FAILED, b"Authentication failed.")
+    for session in state.sessions.all:
+        session.end("token_reset", by_server=True)
+    state.changed()
+
+
+async def handle_gateway(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    on_resume_url = request.path.rstrip("/").endswith("/resume")
+    conn = Connection(state, request, on_resume_url)
+    return await conn.run()

@@ -1,0 +1,511 @@
+"""Identify coordination for supervisors on several hosts, through one Redis.
+
+Every supervisor of one bot shares three things in Redis, all under one hash tag
+(``{<prefix>:<bot id>}``) so a Redis Cluster keeps them in one slot and the Lua scripts
+stay atomic:
+
+``identify:bucket:<n>``
+    The lease of bucket ``n`` (``shard_id % max_concurrency``): ``SET NX PX window``. Holding
+    it *is* the permission to identify; nobody deletes it, it simply expires one window
+    later, so a supervisor that dies while holding it cannot block the bucket for longer.
+``identify:budget``
+    ``session_start_limit.remaining``, with the key's TTL as ``reset_after``. The first
+    supervisor seeds it from discovery; every grant decrements it in the same script that
+    takes the lease, so several hosts together never spend more than Discord allows.
+``identify:epoch``
+    A random id written once per Redis lifetime. A supervisor that finds it missing or
+    changed knows Redis lost its data (a restart without persistence, a flush) and that a
+    lease granted just before may have vanished: it fences every bucket for one window
+    before anyone identifies again.
+``identify:grants``
+    A capped stream with one entry per grant (shard, bucket, holder, remaining); the entry
+    ids are Redis' own clock, so operators and tests can audit identify timing.
+
+Waiting never polls: a busy bucket answers with its lease's remaining TTL and the waiter
+sleeps exactly that long (plus a little jitter), so each waiter asks Redis about once per
+window. Within one process, waiters of a bucket queue FIFO behind a local lock and only
+the head talks to Redis.
+
+If Redis cannot be reached, ``acquire`` keeps waiting (never grants without Redis), logs
+one warning, exposes ``redis_available``/``waiting_since`` for metrics, and retries with
+capped exponential backoff and jitter until Redis answers again. Connected shards are not
+affected: RESUME never goes through the limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import math
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from shardmgr.errors import UserError
+from shardmgr.identify import BudgetExhausted, SessionStartLimit
+from workers import redact
+from workers.clock import REAL_CLOCK, Clock
+from workers.logsetup import fields
+
+log = logging.getLogger(__name__)
+
+SCHEMES: Final = ("redis", "rediss", "unix")
+# Discord refills session starts 24 h after the first identify of a window; when our copy of
+# reset_after has run out we assume a fresh full day, which can only make us more careful.
+DAY_MS: Final = 24 * 3600 * 1000
+GRANT_LOG_LEN: Final = 1000
+# Repeat the "still waiting for Redis" warning this often during a long outage.
+OUTAGE_REMINDER_S: Final = 30.0
+
+# Replies of the acquire script.
+_GRANTED: Final = 1
+_BUSY: Final = 0
+_EXHAUSTED: Final = -1
+_NEED_BUDGET: Final = -2
+_EPOCH_CHANGED: Final = -3
+
+# KEYS: epoch, budget, bucket, grants. ARGV: epoch, holder, window_ms, reserve, shard, bucket.
+_ACQUIRE_LUA: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {-3}
+end
+local budget = redis.call('GET', KEYS[2])
+if not budget then
+  return {-2}
+end
+budget = tonumber(budget)
+if budget < tonumber(ARGV[4]) + 1 then
+  return {-1, budget, redis.call('PTTL', KEYS[2])}
+end
+if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {0, redis.call('PTTL', KEYS[3])}
+end
+local left = redis.call('DECR', KEYS[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
+  'shard', ARGV[5], 'bucket', ARGV[6], 'holder', ARGV[2], 'remaining', left)
+return {1, left, redis.call('PTTL', KEYS[2])}
+"""
+
+# KEYS: epoch, budget, bucket 0..n-1.
+# ARGV: known epoch ('' if none), new epoch, remaining, reset_ms, window_ms, fence-if-created.
+# Creates the epoch if missing, fences every bucket for one window when data was lost, and
+# seeds the budget or lowers it to a fresher, smaller number (never raises it: a higher
+# figure may be stale, a lower one is always safe).
+_SYNC_LUA: Final = """
+local cur = redis.call('GET', KEYS[1])
+local fenced = 0
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[2])
+  cur = ARGV[2]
+  if ARGV[1] ~= '' or ARGV[6] == '1' then fenced = 1 end
+elseif ARGV[1] ~= '' and cur ~= ARGV[1] then
+  fenced = 1
+end
+if fenced == 1 then
+  for i = 3, #KEYS do
+    redis.call('SET', KEYS[i], 'fence', 'NX', 'PX', ARGV[5])
+  end
+end
+local remaining = tonumber(ARGV[3])
+local have = redis.call('GET', KEYS[2])
+if not have then
+  redis.call('SET', KEYS[2], remaining, 'PX', ARGV[4])
+elseif remaining < tonumber(have) then
+  redis.call('SET', KEYS[2], remaining, 'KEEPTTL')
+end
+return {cur, fenced, tonumber(redis.call('GET', KEYS[2])), redis.call('PTTL', KEYS[2])}
+"""
+
+# KEYS: bucket, budget. ARGV: holder. Hands back a grant nobody used (the waiter was
+# cancelled while the script ran): frees the bucket and refunds the session start.
+_RELEASE_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('INCR', KEYS[2])
+  end
+  return 1
+end
+return 0
+"""
+
+
+def bot_id_from_token(token: str) -> str:
+    """The bot's user id: a bot token's first part is its id in unpadded base64."""
+    first = token.strip().removeprefix("Bot ").split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        decoded = ""
+    if not decoded.isdigit():
+        raise UserError("the bot token is malformed: its first part is not a base64 user id")
+    return decoded
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for log lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str, *, socket_timeout_s: float, what: str) -> Any:
+    """A redis.asyncio client for ``redis://``, ``rediss://`` or ``unix://`` URLs; a bad URL
+    is a UserError naming ``what`` (the flag it came from)."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise UserError(
+            f"{what}: {safe_url(url)!r} is not a Redis URL "
+            "(expected redis://host:port/db, rediss://... or unix:///path)"
+        )
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise UserError(f"{what}: bad port in {safe_url(url)!r}") from exc
+    if parts.password:
+        redact.add_secret(parts.password)
+    try:
+        return aioredis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            # One quick retry covers a pooled connection that Redis closed while idle; real
+            # outages are handled (and reported) by the caller's own backoff.
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+    except ValueError as exc:
+        raise UserError(f"{what}: {exc} in {safe_url(url)!r}") from exc
+
+
+class _Outcome(msgspec.Struct, frozen=True):
+    code: int
+    value: int = 0
+    ttl_ms: int = 0
+
+
+class RedisIdentifyLimiter:
+    """``IdentifyLimiter`` shared by every supervisor of one bot through Redis.
+
+    ``url``: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+    ``window_s``: the identify window per bucket (5 s on Discord).
+    ``bot_id`` or ``token``: namespaces the keys so bots sharing one Redis never collide.
+    ``on_availability``: called with False when Redis stops answering and True when it is
+    back (the same transitions as ``redis_available``), for metrics that want a push.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        window_s: float,
+        key_prefix: str = "shardmgr",
+        bot_id: str | None = None,
+        token: str | None = None,
+        clock: Clock = REAL_CLOCK,
+        retry_base_s: float = 0.1,
+        retry_cap_s: float = 2.0,
+        socket_timeout_s: float = 2.0,
+        on_availability: Callable[[bool], None] | None = None,
+    ) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be positive")
+        if bot_id is None:
+            if token is None:
+                raise ValueError("RedisIdentifyLimiter needs bot_id or token")
+            bot_id = bot_id_from_token(token)
+        self.url = safe_url(url)
+        self.window_s = window_s
+        self.namespace = f"{{{key_prefix}:{bot_id}}}:identify"
+        self._clock = clock
+        self._retry_base_s = retry_base_s
+        self._retry_cap_s = retry_cap_s
+        self._client = connect(url, socket_timeout_s=socket_timeout_s, what="--identify-limiter")
+        self._acquire_script = self._client.register_script(_ACQUIRE_LUA)
+        self._sync_script = self._client.register_script(_SYNC_LUA)
+        self._release_script = self._client.register_script(_RELEASE_LUA)
+        self._holder_prefix = f"{socket.gethostname()}:{os.getpid()}"
+        self._on_availability = on_availability
+
+        self._limits: SessionStartLimit | None = None
+        self._limits_ready = asyncio.Event()
+        self._push_limits = False
+        self._known_remaining = 0
+        self._reset_deadline = 0.0
+        self._epoch: str | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
+        # Our own grants, per bucket: they still bind us if Redis forgets them.
+        self._last_grant: dict[int, float] = {}
+        self._waiting = 0
+        self._refunds: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+        self._available = True
+        self._waiting_since: float | None = None
+        self._outage_started: float | None = None
+        self._outage_attempts = 0
+        self._last_reminder = 0.0
+        self.outages = 0
+        self.grants = 0
+
+    # ------------------------------------------------------------------ interface
+
+    def update(self, limits: SessionStartLimit) -> None:
+        if limits.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._limits = limits
+        self._known_remaining = limits.remaining
+        self._reset_deadline = self._clock.monotonic() + max(0.0, limits.reset_after_s)
+        self._push_limits = True
+        self._limits_ready.set()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    @property
+    def redis_available(self) -> bool:
+        """False from the first failed Redis call until one succeeds again."""
+        return self._available
+
+    @property
+    def waiting_since(self) -> float | None:
+        """Wall-clock time (``time.time()``) at which Redis became unreachable, or None."""
+        return self._waiting_since
+
+    @property
+    def remaining(self) -> int:
+        """The shared budget as last seen in Redis (for metrics)."""
+        return self._known_remaining
+
+    async def acquire(self, shard_id: int, *, reserve: int = 0) -> None:
+        if self._closed:
+            raise RuntimeError("identify limiter is closed")
+        self._waiting += 1
+        try:
+            await self._limits_ready.wait()
+            assert self._limits is not None
+            bucket = shard_id % self._limits.max_concurrency
+            lock = self._locks.setdefault(bucket, asyncio.Lock())
+            async with lock:
+                await self._acquire_bucket(shard_id, bucket, reserve)
+        finally:
+            self._waiting -= 1
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._refunds:
+            # Refunds are one short script each; let them finish so no bucket stays blocked.
+            await asyncio.wait(set(self._refunds), timeout=2.0)
+            for task in self._refunds:
+                task.cancel()
+            await asyncio.gather(*self._refunds, return_exceptions=True)
+        await self._client.aclose()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _acquire_bucket(self, shard_id: int, bucket: int, reserve: int) -> None:
+        while True:
+            last = self._last_grant.get(bucket)
+            if last is not None:
+                left = last + self.window_s - self._clock.monotonic()
+                if left > 0:
+                    await self._clock.sleep(left)
+                    continue
+            try:
+                if self._epoch is None or self._push_limits:
+                    await self._sync()
+                outcome = await self._try_grant(shard_id, bucket, reserve)
+            except RedisError as exc:
+                await self._unavailable(exc)
+                continue
+            self._reachable()
+            if outcome.code == _GRANTED:
+                self._last_grant[bucket] = self._clock.monotonic()
+                self._note_budget(outcome.value, outcome.ttl_ms)
+                self.grants += 1
+                log.debug(
+                    "identify granted",
+                    extra=fields(shard=shard_id, bucket=bucket, remaining=outcome.value),
+                )
+                return
+            if outcome.code == _BUSY:
+                await self._clock.sleep(self._busy_wait_s(outcome.ttl_ms))
+            elif outcome.code == _EXHAUSTED:
+                self._note_budget(outcome.value, outcome.ttl_ms)
+                raise BudgetExhausted(outcome.value, reserve, max(0, outcome.ttl_ms) / 1000)
+            elif outcome.code == _NEED_BUDGET:
+                self._push_limits = True
+            elif outcome.code == _EPOCH_CHANGED:
+                log.warning(
+                    "redis lost the identify coordination state; fencing every bucket "
+                    "for one window before identifying again",
+                    extra=fields(redis=self.url),
+                )
+                self._push_limits = True
+            else:
+                raise RuntimeError(f"unexpected reply from the identify script: {outcome}")
+
+    def _busy_wait_s(self, ttl_ms: int) -> float:
+        # A lease without a TTL cannot be ours; waiting a window keeps us safe either way.
+        base = ttl_ms / 1000 if ttl_ms >= 0 else self.window_s
+        if ttl_ms == -2:
+            base = 0.0
+        # Small jitter so waiters on several hosts do not all hit Redis in the same ms.
+        return base + random.uniform(0.0, min(0.01, self.window_s * 0.02))
+
+    async def _try_grant(self, shard_id: int, bucket: int, reserve: int) -> _Outcome:
+        holder = f"{self._holder_prefix}:{shard_id}:{uuid.uuid4().hex[:12]}"
+        call = asyncio.ensure_future(self._run_acquire(holder, shard_id, bucket, reserve))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The script may have granted on the server already; hand that grant back so
+            # the cancelled waiter spends nothing and does not block its bucket.
+            refund = asyncio.ensure_future(self._refund(call, holder, bucket))
+            self._refunds.add(refund)
+            refund.add_done_callback(self._refunds.discard)
+            raise
+
+    async def _run_acquire(self, holder: str, shard_id: int, bucket: int, reserve: int) -> _Outcome:
+        ns = self.namespace
+        window_ms = max(1, math.ceil(self.window_s * 1000))
+        reply = await self._acquire_script(
+            keys=[f"{ns}:epoch", f"{ns}:budget", f"{ns}:bucket:{bucket}", f"{ns}:grants"],
+            args=[self._epoch or "", holder, window_ms, reserve, shard_id, bucket, GRANT_LOG_LEN],
+        )
+        return _Outcome(*(int(x) for x in reply))
+
+    async def _refund(self, call: asyncio.Future[_Outcome], holder: str, bucket: int) -> None:
+        try:
+            outcome = await call
+        except (RedisError, asyncio.CancelledError):
+            return
+        if outcome.code != _GRANTED:
+            return
+        ns = self.namespace
+        try:
+            await self._release_script(
+                keys=[f"{ns}:bucket:{bucket}", f"{ns}:budget"], args=[holder]
+            )
+        except RedisError as exc:
+            # The lease still expires on its own after one window; only the start is lost.
+            log.warning(
+                "could not hand back an unused identify grant",
+                extra=fields(bucket=bucket, error=str(exc)),
+            )
+
+    async def _sync(self) -> None:
+        """Make sure the epoch exists and the shared budget knows our latest numbers."""
+        assert self._limits is not None
+        fence_new = False
+        if self._epoch is None:
+            # A Redis that started less than a window ago may have forgotten a live lease.
+            try:
+                info = await self._client.info("server")
+                fence_new = float(info.get("uptime_in_seconds", 0)) < self.window_s
+            except ResponseError:
+                # INFO denied (ACLs on managed Redis): assume the worst, it costs one window.
+                fence_new = True
+        remaining, reset_ms = self._seed_values()
+        ns = self.namespace
+        mc = self._limits.max_concurrency
+        reply = await self._sync_script(
+            keys=[f"{ns}:epoch", f"{ns}:budget", *(f"{ns}:bucket:{b}" for b in range(mc))],
+            args=[
+                self._epoch or "",
+                uuid.uuid4().hex,
+                remaining,
+                reset_ms,
+                max(1, math.ceil(self.window_s * 1000)),
+                "1" if fence_new else "0",
+            ],
+        )
+        epoch, fenced, budget, ttl_ms = reply
+        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        self._push_limits = False
+        self._note_budget(int(budget), int(ttl_ms))
+        if int(fenced):
+            log.info("identify buckets fenced for one window", extra=fields(redis=self.url))
+
+    def _seed_values(self) -> tuple[int, int]:
+        assert self._limits is not None
+        left_s = self._reset_deadline - self._clock.monotonic()
+        if left_s > 0:
+            return self._known_remaining, max(1, math.ceil(left_s * 1000))
+        return self._limits.total, DAY_MS
+
+    def _note_budget(self, remaining: int, ttl_ms: int) -> None:
+        self._known_remaining = remaining
+        if ttl_ms > 0:
+            self._reset_deadline = self._clock.monotonic() + ttl_ms / 1000
+
+    async def _unavailable(self, exc: BaseException) -> None:
+        now = self._clock.monotonic()
+        if self._available:
+            self._available = False
+            self._waiting_since = time.time()
+            self._outage_started = now
+            self._last_reminder = now
+            self.outages += 1
+            if self._on_availability is not None:
+                self._on_availability(False)
+            log.warning(
+                "cannot reach redis for identify coordination; new identifies wait until it "
+                "is back (connected shards are not affected)",
+                extra=fields(redis=self.url, error=str(exc) or type(exc).__name__),
+            )
+        elif now - self._last_reminder >= OUTAGE_REMINDER_S:
+            self._last_reminder = now
+            log.warning(
+                "still waiting for redis; identifies are on hold",
+                extra=fields(
+                    redis=self.url,
+                    waited_s=round(now - (self._outage_started or now), 1),
+                    queued=self._waiting,
+                ),
+            )
+        delay = min(self._retry_cap_s, self._retry_base_s * 2**self._outage_attempts)
+        self._outage_attempts = min(self._outage_attempts + 1, 30)
+        await self._clock.sleep(random.uniform(delay / 2, delay))
+
+    def _reachable(self) -> None:
+        if self._available:
+            return
+        waited = self._clock.monotonic() - (self._outage_started or self._clock.monotonic())
+        self._available = True
+        self._waiting_since = None
+        self._outage_started = None
+        self._outage_attempts = 0
+        log.info(
+            "redis reachable again; identifies resume",
+            extra=fields(redis=self.url, outage_s=round(waited, 2)),
+        )
+        if self._on_availability is not None:
+            self._on_availability(True)
+
+
+async def grant_log(client: Any, namespace: str) -> Sequence[tuple[int, int, int]]:
+    """The audit stream as ``(redis_time_ms, shard, bucket)`` tuples, oldest first."""
+    rows = await client.xrange(f"{namespace}:grants")
+    out: list[tuple[int, int, int]] = []
+    for entry_id, data in rows:
+        raw_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        out.append((int(raw_id.split("-", 1)[0]), int(data[b"shard"]), int(data[b"bucket"])))
+    return out

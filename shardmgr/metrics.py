@@ -1,0 +1,722 @@
+"""Every Prometheus metric shardmgr exports, defined in this one module.
+
+The supervisor feeds a ``Metrics`` object from the workers' IPC reports (``on_worker_message``)
+and from its own decisions (restarts, identify queue, session-start budget); the HTTP server
+serves ``render()``. Workers never talk to Prometheus themselves.
+
+Naming follows Prometheus conventions: prefix ``shardmgr_``, base units (seconds, bytes),
+``_total`` on counters. Every label value comes from a closed set (shard and worker ids are
+bounded by the plan; event types, reasons and close codes are folded into ``other`` when
+unknown), so a misbehaving gateway or worker cannot blow up the series count.
+
+Series cost at 1000 shards: the per-shard state Enum is 8 series per shard (8000), the
+per-shard gauges (latency, guilds, backlog, last event, session start) 5000 more, and the
+per-shard counters (sessions by kind, reconnects by reason) only exist once they happened,
+at most 9 per shard. That is ~15-20k series per supervisor: comfortable for one Prometheus
+target. Dashboards that need fleet-wide numbers use the cheap aggregates
+(``shardmgr_shards{state}``, per-worker histograms) rather than summing per-shard series.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import math
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from workers import ipc
+from workers.protocol import CloseCode
+
+log = logging.getLogger(__name__)
+
+PREFIX: Final = "shardmgr"
+OTHER: Final = "other"
+
+SHARD_STATES: Final[tuple[str, ...]] = (
+    "idle",
+    "connecting",
+    "identifying",
+    "resuming",
+    "connected",
+    "reconnecting",
+    "waiting_permit",
+    "stopped",
+)
+# A shard whose worker died has no connection, whatever the worker last reported.
+STATE_WITHOUT_WORKER: Final = "idle"
+
+RECONNECT_REASONS: Final = frozenset(
+    {"close_code", "zombie", "op7", "op9", "network", "bad_payload", "timeout"}
+)
+RESTART_REASONS: Final = frozenset({"exit", "hung", "rolling", "replan"})
+SESSION_KINDS: Final = frozenset({"identify", "resume"})
+BYTE_FORMS: Final = ("compressed", "inflated")
+CLOSE_CODES: Final = frozenset(str(int(code)) for code in CloseCode)
+
+# Dispatch names documented in the protocol reference (section 9). Anything else is "other".
+EVENT_TYPES: Final = frozenset(
+    {
+        "READY",
+        "RESUMED",
+        "RATE_LIMITED",
+        "GUILD_CREATE",
+        "GUILD_UPDATE",
+        "GUILD_DELETE",
+        "GUILD_AUDIT_LOG_ENTRY_CREATE",
+        "GUILD_BAN_ADD",
+        "GUILD_BAN_REMOVE",
+        "GUILD_EMOJIS_UPDATE",
+        "GUILD_STICKERS_UPDATE",
+        "GUILD_INTEGRATIONS_UPDATE",
+        "GUILD_MEMBER_ADD",
+        "GUILD_MEMBER_REMOVE",
+        "GUILD_MEMBER_UPDATE",
+        "GUILD_MEMBERS_CHUNK",
+        "GUILD_ROLE_CREATE",
+        "GUILD_ROLE_UPDATE",
+        "GUILD_ROLE_DELETE",
+        "GUILD_SCHEDULED_EVENT_CREATE",
+        "GUILD_SCHEDULED_EVENT_UPDATE",
+        "GUILD_SCHEDULED_EVENT_DELETE",
+        "GUILD_SCHEDULED_EVENT_USER_ADD",
+        "GUILD_SCHEDULED_EVENT_USER_REMOVE",
+        "GUILD_SOUNDBOARD_SOUND_CREATE",
+        "GUILD_SOUNDBOARD_SOUND_UPDATE",
+        "GUILD_SOUNDBOARD_SOUND_DELETE",
+        "GUILD_SOUNDBOARD_SOUNDS_UPDATE",
+        "SOUNDBOARD_SOUNDS",
+        "CHANNEL_CREATE",
+        "CHANNEL_UPDATE",
+        "CHANNEL_DELETE",
+        "CHANNEL_PINS_UPDATE",
+        "CHANNEL_INFO",
+        "THREAD_CREATE",
+        "THREAD_UPDATE",
+        "THREAD_DELETE",
+        "THREAD_LIST_SYNC",
+        "THREAD_MEMBER_UPDATE",
+        "THREAD_MEMBERS_UPDATE",
+        "STAGE_INSTANCE_CREATE",
+        "STAGE_INSTANCE_UPDATE",
+        "STAGE_INSTANCE_DELETE",
+        "MESSAGE_CREATE",
+        "MESSAGE_UPDATE",
+        "MESSAGE_DELETE",
+        "MESSAGE_DELETE_BULK",
+        "MESSAGE_REACTION_ADD",
+        "MESSAGE_REACTION_REMOVE",
+        "MESSAGE_REACTION_REMOVE_ALL",
+        "MESSAGE_REACTION_REMOVE_EMOJI",
+        "MESSAGE_POLL_VOTE_ADD",
+        "MESSAGE_POLL_VOTE_REMOVE",
+        "TYPING_START",
+        "PRESENCE_UPDATE",
+        "USER_UPDATE",
+        "VOICE_STATE_UPDATE",
+        "VOICE_SERVER_UPDATE",
+        "VOICE_CHANNEL_EFFECT_SEND",
+        "VOICE_CHANNEL_STATUS_UPDATE",
+        "VOICE_CHANNEL_START_TIME_UPDATE",
+        "INTERACTION_CREATE",
+        "APPLICATION_COMMAND_PERMISSIONS_UPDATE",
+        "AUTO_MODERATION_RULE_CREATE",
+        "AUTO_MODERATION_RULE_UPDATE",
+        "AUTO_MODERATION_RULE_DELETE",
+        "AUTO_MODERATION_ACTION_EXECUTION",
+        "ENTITLEMENT_CREATE",
+        "ENTITLEMENT_UPDATE",
+        "ENTITLEMENT_DELETE",
+        "SUBSCRIPTION_CREATE",
+        "SUBSCRIPTION_UPDATE",
+        "SUBSCRIPTION_DELETE",
+        "INTEGRATION_CREATE",
+        "INTEGRATION_UPDATE",
+        "INTEGRATION_DELETE",
+        "INVITE_CREATE",
+        "INVITE_DELETE",
+        "WEBHOOKS_UPDATE",
+    }
+)
+
+# Gateway ACKs normally take tens of milliseconds; the upper buckets catch a blocked loop.
+LATENCY_BUCKETS: Final = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0,
+)  # fmt: skip
+# Identify waits range from nothing to minutes (one 5 s window per bucket, in shard order).
+IDENTIFY_WAIT_BUCKETS: Final = (
+    0.0, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+)  # fmt: skip
+
+
+def fold(value: str, allowed: Iterable[str]) -> str:
+    """``value`` if it belongs to the closed set, else ``other``."""
+    return value if value in allowed else OTHER
+
+
+def event_label(name: str) -> str:
+    return fold(name, EVENT_TYPES)
+
+
+def close_code_label(code: int | None) -> str:
+    if code is None:
+        return "none"
+    return fold(str(code), CLOSE_CODES)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("shardmgr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+LabelTuple = tuple[str, ...]
+
+
+class _Family:
+    """A labelled metric plus the label sets it has created, so a re-plan can drop the
+    series of shards and workers that no longer exist (prometheus-client has no query
+    for "children whose worker label is 3")."""
+
+    __slots__ = ("children", "metric")
+
+    def __init__(self, metric: Counter | Gauge | Histogram | Enum) -> None:
+        self.metric = metric
+        self.children: set[LabelTuple] = set()
+
+    def touch(self, *values: str) -> None:
+        self.children.add(values)
+
+    def drop(self, keep: Callable[[LabelTuple], bool]) -> None:
+        for values in [v for v in self.children if not keep(v)]:
+            self.metric.remove(*values)
+            self.children.discard(values)
+
+
+class Metrics:
+    """The supervisor's metrics registry, fed by IPC reports and supervisor decisions.
+
+    Not thread-safe beyond what prometheus-client guarantees; call it from the supervisor's
+    event loop.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        own = registry is None
+        self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
+        if own:
+            # The supervisor's own CPU, memory, fds and GC: only on a registry we created,
+            # because the default registry already carries these collectors.
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        r = self.registry
+        p = PREFIX
+
+        self.build = Info(f"{p}_build", "shardmgr version", registry=r)
+        self.build.info({"version": _version()})
+
+        # ---- fleet-wide
+        self.shards_planned = Gauge(
+            f"{p}_shards_planned", "Shards this supervisor runs", registry=r
+        )
+        self.shards_connected = Gauge(
+            f"{p}_shards_connected", "Shards whose state is connected", registry=r
+        )
+        self.shards_by_state = Gauge(
+            f"{p}_shards", "Shards in each lifecycle state", ["state"], registry=r
+        )
+        self.workers_planned = Gauge(f"{p}_workers_planned", "Worker processes planned", registry=r)
+        self.identify_queue_depth = Gauge(
+            f"{p}_identify_queue_depth", "Identifies waiting for a permit", registry=r
+        )
+        self.identify_wait = Histogram(
+            f"{p}_identify_wait_seconds",
+            "Time a shard waited for its identify permit",
+            buckets=IDENTIFY_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.session_start_remaining_gauge = Gauge(
+            f"{p}_session_start_remaining",
+            "session_start_limit.remaining: identifies left in Discord's daily window",
+            registry=r,
+        )
+        self.session_start_total_gauge = Gauge(
+            f"{p}_session_start_limit",
+            "session_start_limit.total: the daily identify budget",
+            registry=r,
+        )
+        self.budget_exhausted_gauge = Gauge(
+            f"{p}_session_start_budget_exhausted",
+            "1 while the supervisor refuses identifies to protect the session-start budget",
+            registry=r,
+        )
+
+        # ---- per shard
+        self.shard_state = Enum(
+            f"{p}_shard_state",
+            "Lifecycle state of each shard",
+            ["shard", "worker"],
+            states=list(SHARD_STATES),
+            registry=r,
+        )
+        self.shard_latency = Gauge(
+            f"{p}_shard_heartbeat_latency_seconds",
+            "Latest heartbeat ACK latency of each shard",
+            ["shard", "worker"],
+            registry=r,
+        )
+        self.shard_reconnects = Counter(
+            f"{p}_shard_reconnects",
+            "Reconnects of each shard by reason",
+            ["shard", "worker", "reason"],
+            registry=r,
+        )
+        self.shard_sessions = Counter(
+            f"{p}_shard_sessions_started",
+            "Sessions started by each shard: identify (READY) or resume (RESUMED)",
+            ["shard", "worker", "kind"],
+            registry=r,
+        )
+        self.shard_guilds = Gauge(
+            f"{p}_shard_guilds", "Guilds on each shard", ["shard", "worker"], registry=r
+        )
+        self.shard_last_event = Gauge(
+            f"{p}_shard_last_event_timestamp_seconds",
+            "Unix time of the last gateway event each shard received",
+            ["shard", "worker"],
+            registry=r,
+        )
+        self.shard_session_started = Gauge(
+            f"{p}_shard_session_start_timestamp_seconds",
+            "Unix time the current session of each shard started (READY or RESUMED)",
+            ["shard", "worker"],
+            registry=r,
+        )
+        self.shard_backlog = Gauge(
+            f"{p}_shard_handler_backlog",
+            "Events of each shard waiting for the bot's handler",
+            ["shard", "worker"],
+            registry=r,
+        )
+
+        # ---- per worker
+        self.worker_up_gauge = Gauge(
+            f"{p}_worker_up", "1 while the worker process is alive", ["worker"], registry=r
+        )
+        self.worker_restarts = Counter(
+            f"{p}_worker_restarts",
+            "Worker process restarts by reason",
+            ["worker", "reason"],
+            registry=r,
+        )
+        self.worker_rss = Gauge(
+            f"{p}_worker_resident_memory_bytes",
+            "Resident memory of the worker process",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_cpu = Counter(
+            f"{p}_worker_cpu_seconds",
+            "User and system CPU time of the worker processes (survives restarts)",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_shards = Gauge(
+            f"{p}_worker_shards", "Shards planned on each worker", ["worker"], registry=r
+        )
+        self.worker_events = Counter(
+            f"{p}_worker_events",
+            "Gateway dispatch events received, by type",
+            ["worker", "type"],
+            registry=r,
+        )
+        self.worker_bytes = Counter(
+            f"{p}_worker_received_bytes",
+            "Gateway bytes received: on the wire (compressed) and after inflation",
+            ["worker", "form"],
+            registry=r,
+        )
+        self.worker_handler_errors = Counter(
+            f"{p}_worker_handler_errors",
+            "Exceptions raised by the bot's event handler",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_bad_payloads = Counter(
+            f"{p}_worker_bad_payloads",
+            "Gateway messages that could not be inflated or decoded",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_latency = Histogram(
+            f"{p}_worker_heartbeat_latency_seconds",
+            "Heartbeat ACK latency of all shards of the worker",
+            ["worker"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.worker_close_codes = Counter(
+            f"{p}_worker_close_codes",
+            "Gateway close codes seen by the worker's shards",
+            ["worker", "code"],
+            registry=r,
+        )
+        self.ipc_messages_received = Counter(
+            f"{p}_ipc_messages_received",
+            "IPC messages the supervisor received from workers (stats are batched, so this "
+            "must not grow with the event rate)",
+            registry=r,
+        )
+        self.worker_shard_stops = Counter(
+            f"{p}_worker_shard_stops",
+            "Shards that stopped for good (fatal=true: a fatal close or refused identify)",
+            ["worker", "fatal"],
+            registry=r,
+        )
+
+        self._per_shard: tuple[_Family, ...] = tuple(
+            _Family(m)
+            for m in (
+                self.shard_state,
+                self.shard_latency,
+                self.shard_reconnects,
+                self.shard_sessions,
+                self.shard_guilds,
+                self.shard_last_event,
+                self.shard_session_started,
+                self.shard_backlog,
+            )
+        )
+        (
+            self._f_state,
+            self._f_latency,
+            self._f_reconnects,
+            self._f_sessions,
+            self._f_guilds,
+            self._f_last_event,
+            self._f_session_started,
+            self._f_backlog,
+        ) = self._per_shard
+        self._per_worker: tuple[_Family, ...] = tuple(
+            _Family(m)
+            for m in (
+                self.worker_up_gauge,
+                self.worker_restarts,
+                self.worker_rss,
+                self.worker_cpu,
+                self.worker_shards,
+                self.worker_events,
+                self.worker_bytes,
+                self.worker_handler_errors,
+                self.worker_bad_payloads,
+                self.worker_latency,
+                self.worker_close_codes,
+                self.worker_shard_stops,
+            )
+        )
+
+        self._plan: dict[int, list[int]] = {}
+        self._worker_of: dict[int, int] = {}
+        self._state: dict[int, str] = {}
+        self._state_counts: Tally[str] = Tally()
+        # CPU arrives as the worker process's cumulative total; a new generation starts at 0.
+        self._cpu_seen: dict[int, tuple[int, float]] = {}
+        self.exhausted_reason: str | None = None
+        # Unknown until discovery reports it: NaN keeps "remaining < threshold" alerts quiet
+        # and draws a gap, where 0 would claim the budget is gone.
+        self.session_start_remaining_gauge.set(math.nan)
+        self.session_start_total_gauge.set(math.nan)
+        for state in SHARD_STATES:
+            self.shards_by_state.labels(state).set(0)
+        self.budget_exhausted_gauge.set(0)
+
+    # ------------------------------------------------------------------ plan and workers
+
+    def set_plan(self, shards_planned: int, workers: dict[int, list[int]]) -> None:
+        """Declare which shards run on which worker. Series of shards and workers that left
+        the plan are removed; every planned shard starts as ``idle`` until its worker reports."""
+        self._plan = {w: list(s) for w, s in workers.items()}
+        self._worker_of = {shard: w for w, shards in workers.items() for shard in shards}
+        self.shards_planned.set(shards_planned)
+        self.workers_planned.set(len(workers))
+
+        def shard_kept(values: LabelTuple) -> bool:
+            shard, worker = int(values[0]), int(values[1])
+            return self._worker_of.get(shard) == worker
+
+        def worker_kept(values: LabelTuple) -> bool:
+            return int(values[0]) in self._plan
+
+        for family in self._per_shard:
+            family.drop(shard_kept)
+        for family in self._per_worker:
+            family.drop(worker_kept)
+        for shard in [s for s in self._state if s not in self._worker_of]:
+            self._forget_state(shard)
+
+        for worker, shards in self._plan.items():
+            w = str(worker)
+            self._worker_series(w)
+            self.worker_shards.labels(w).set(len(shards))
+            for shard in shards:
+                s = str(shard)
+                self._f_guilds.touch(s, w)
+                self.shard_guilds.labels(s, w)
+                self._f_backlog.touch(s, w)
+                self.shard_backlog.labels(s, w)
+                if shard not in self._state:
+                    self._set_state(shard, worker, "idle")
+                else:
+                    # Re-assert the current state: its series may have been dropped above.
+                    self._set_state(shard, worker, self._state[shard])
+
+    def _worker_series(self, w: str) -> None:
+        """Create a worker's series at zero so rate() and alerts see them before the first
+        increment (Prometheus cannot tell "never happened" from "not exported")."""
+        for family, values in (
+            (self._fam(self.worker_up_gauge), (w,)),
+            (self._fam(self.worker_rss), (w,)),
+            (self._fam(self.worker_cpu), (w,)),
+            (self._fam(self.worker_shards), (w,)),
+            (self._fam(self.worker_handler_errors), (w,)),
+            (self._fam(self.worker_bad_payloads), (w,)),
+            (self._fam(self.worker_latency), (w,)),
+        ):
+            family.touch(*values)
+            family.metric.labels(*values)
+        for reason in (*sorted(RESTART_REASONS), OTHER):
+            self._fam(self.worker_restarts).touch(w, reason)
+            self.worker_restarts.labels(w, reason)
+        for form in BYTE_FORMS:
+            self._fam(self.worker_bytes).touch(w, form)
+            self.worker_bytes.labels(w, form)
+        for fatal in ("true", "false"):
+            self._fam(self.worker_shard_stops).touch(w, fatal)
+            self.worker_shard_stops.labels(w, fatal)
+
+    def _fam(self, metric: Counter | Gauge | Histogram | Enum) -> _Family:
+        for family in self._per_worker:
+            if family.metric is metric:
+                return family
+        raise KeyError(metric)
+
+    def worker_up(self, worker_id: int, up: bool) -> None:
+        w = str(worker_id)
+        self._fam(self.worker_up_gauge).touch(w)
+        self.worker_up_gauge.labels(w).set(1 if up else 0)
+        if not up:
+            # The process is gone: its shards have no connection, whatever they last said,
+            # and their last latency would be a lie. A shard stopped for good stays stopped.
+            for shard in self._plan.get(worker_id, []):
+                if self._state.get(shard) != "stopped":
+                    self._set_state(shard, worker_id, STATE_WITHOUT_WORKER)
+                self._drop_latency(shard)
+            self.worker_rss.labels(w).set(0)
+
+    def worker_restarted(self, worker_id: int, reason: str) -> None:
+        w = str(worker_id)
+        label = fold(reason, RESTART_REASONS)
+        self._fam(self.worker_restarts).touch(w, label)
+        self.worker_restarts.labels(w, label).inc()
+
+    # ------------------------------------------------------------------ identify budget
+
+    def identify_queue(self, depth: int) -> None:
+        self.identify_queue_depth.set(max(0, depth))
+
+    def identify_waited(self, seconds: float) -> None:
+        self.identify_wait.observe(max(0.0, seconds))
+
+    def session_start_remaining(self, remaining: int, total: int | None = None) -> None:
+        self.session_start_remaining_gauge.set(remaining)
+        if total is not None:
+            self.session_start_total_gauge.set(total)
+
+    def budget_exhausted(self, reason: str | None) -> None:
+        self.exhausted_reason = reason
+        self.budget_exhausted_gauge.set(0 if reason is None else 1)
+
+    # ------------------------------------------------------------------ IPC reports
+
+    def on_worker_message(self, worker_id: int, msg: ipc.ToSupervisor) -> None:
+        """Apply one IPC report. Messages that carry no metric (pong, identify requests,
+        suspended) are ignored, so the supervisor can pass every message through."""
+        self.ipc_messages_received.inc()
+        if isinstance(msg, ipc.Stats):
+            self._on_stats(worker_id, msg)
+        elif isinstance(msg, ipc.ShardStateChanged):
+            self._set_state(msg.shard_id, worker_id, msg.state)
+        elif isinstance(msg, ipc.SessionStarted):
+            self._on_session_started(worker_id, msg)
+        elif isinstance(msg, ipc.Reconnecting):
+            self._on_reconnecting(worker_id, msg)
+        elif isinstance(msg, ipc.ShardStopped):
+            self._on_stopped(worker_id, msg)
+        elif isinstance(msg, ipc.Started):
+            self._cpu_seen[worker_id] = (msg.gen, 0.0)
+
+    def _on_stats(self, worker_id: int, msg: ipc.Stats) -> None:
+        w = str(worker_id)
+        compressed = inflated = handler_errors = bad_payloads = 0
+        events: Tally[str] = Tally()
+        latency_hist = self.worker_latency.labels(w)
+        for st in msg.shards:
+            s = str(st.shard_id)
+            for latency in st.latencies_s:
+                latency_hist.observe(latency)
+            if st.latencies_s:
+                self._f_latency.touch(s, w)
+                self.shard_latency.labels(s, w).set(st.latencies_s[-1])
+            for name, count in st.events.items():
+                if count > 0:
+                    events[event_label(name)] += count
+            compressed += max(0, st.bytes_compressed)
+            inflated += max(0, st.bytes_inflated)
+            handler_errors += max(0, st.handler_errors)
+            bad_payloads += max(0, st.bad_payloads)
+            self._f_backlog.touch(s, w)
+            self.shard_backlog.labels(s, w).set(max(0, st.backlog))
+            self._f_guilds.touch(s, w)
+            self.shard_guilds.labels(s, w).set(max(0, st.guilds))
+            if st.last_event_at is not None:
+                self._f_last_event.touch(s, w)
+                self.shard_last_event.labels(s, w).set(st.last_event_at)
+        events_family = self._fam(self.worker_events)
+        for label, count in events.items():
+            events_family.touch(w, label)
+            self.worker_events.labels(w, label).inc(count)
+        self._inc(self.worker_bytes, compressed, w, "compressed")
+        self._inc(self.worker_bytes, inflated, w, "inflated")
+        self._inc(self.worker_handler_errors, handler_errors, w)
+        self._inc(self.worker_bad_payloads, bad_payloads, w)
+        if msg.rss_bytes > 0:
+            self._fam(self.worker_rss).touch(w)
+            self.worker_rss.labels(w).set(msg.rss_bytes)
+        self._on_cpu(worker_id, msg.gen, msg.cpu_seconds)
+
+    def _inc(self, metric: Counter, amount: int, *labels: str) -> None:
+        self._fam(metric).touch(*labels)
+        child = metric.labels(*labels)
+        if amount > 0:
+            child.inc(amount)
+
+    def _on_cpu(self, worker_id: int, gen: int, cpu_seconds: float) -> None:
+        """Turn each process's cumulative CPU into one counter that never goes backwards
+        across restarts, so ``rate()`` stays meaningful."""
+        if cpu_seconds <= 0:
+            return
+        last_gen, last = self._cpu_seen.get(worker_id, (gen, 0.0))
+        if last_gen != gen or cpu_seconds < last:
+            last = 0.0
+        self._inc_float(self.worker_cpu, cpu_seconds - last, str(worker_id))
+        self._cpu_seen[worker_id] = (gen, cpu_seconds)
+
+    def _inc_float(self, metric: Counter, amount: float, *labels: str) -> None:
+        self._fam(metric).touch(*labels)
+        if amount > 0:
+            metric.labels(*labels).inc(amount)
+
+    def _on_session_started(self, worker_id: int, msg: ipc.SessionStarted) -> None:
+        s, w = str(msg.shard_id), str(worker_id)
+        kind = fold(msg.kind, SESSION_KINDS)
+        self._f_sessions.touch(s, w, kind)
+        self.shard_sessions.labels(s, w, kind).inc()
+        self._f_guilds.touch(s, w)
+        self.shard_guilds.labels(s, w).set(max(0, msg.guilds))
+        self._f_session_started.touch(s, w)
+        self.shard_session_started.labels(s, w).set(msg.at)
+        # READY/RESUMED means connected even if the state report is still in flight.
+        self._set_state(msg.shard_id, worker_id, "connected")
+
+    def _on_reconnecting(self, worker_id: int, msg: ipc.Reconnecting) -> None:
+        s, w = str(msg.shard_id), str(worker_id)
+        reason = fold(msg.reason, RECONNECT_REASONS)
+        self._f_reconnects.touch(s, w, reason)
+        self.shard_reconnects.labels(s, w, reason).inc()
+        if msg.close_code is not None:
+            self._inc(self.worker_close_codes, 1, w, close_code_label(msg.close_code))
+        self._set_state(msg.shard_id, worker_id, "reconnecting")
+
+    def _on_stopped(self, worker_id: int, msg: ipc.ShardStopped) -> None:
+        w = str(worker_id)
+        self._inc(self.worker_shard_stops, 1, w, "true" if msg.fatal else "false")
+        if msg.close_code is not None:
+            self._inc(self.worker_close_codes, 1, w, close_code_label(msg.close_code))
+        self._set_state(msg.shard_id, worker_id, "stopped")
+        self._drop_latency(msg.shard_id)
+
+    def _drop_latency(self, shard_id: int) -> None:
+        s = str(shard_id)
+        self._f_latency.drop(lambda values: values[0] != s)
+
+    # ------------------------------------------------------------------ state bookkeeping
+
+    def _set_state(self, shard_id: int, worker_id: int, state: str) -> None:
+        if state not in SHARD_STATES:
+            log.warning("ignoring unknown shard state %r for shard %d", state[:40], shard_id)
+            return
+        s, w = str(shard_id), str(worker_id)
+        self._f_state.touch(s, w)
+        self.shard_state.labels(s, w).state(state)
+        previous = self._state.get(shard_id)
+        if previous != state:
+            if previous is not None:
+                self._state_counts[previous] -= 1
+                self.shards_by_state.labels(previous).set(self._state_counts[previous])
+            self._state_counts[state] += 1
+            self.shards_by_state.labels(state).set(self._state_counts[state])
+            self._state[shard_id] = state
+            self.shards_connected.set(self._state_counts["connected"])
+
+    def _forget_state(self, shard_id: int) -> None:
+        previous = self._state.pop(shard_id, None)
+        if previous is not None:
+            self._state_counts[previous] -= 1
+            self.shards_by_state.labels(previous).set(self._state_counts[previous])
+            self.shards_connected.set(self._state_counts["connected"])
+
+    def shard_states(self) -> dict[int, str]:
+        """Current state of every known shard (a copy), for status pages."""
+        return dict(self._state)
+
+    # ------------------------------------------------------------------ exposition
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of every metric, and its content type."""
+        return generate_latest(_WithoutCreated(self.registry)), CONTENT_TYPE_LATEST
+
+
+class _WithoutCreated:
+    """A view of a registry without the ``_created`` samples prometheus-client adds to every
+    counter and histogram child. In the text format they are extra gauge series (doubling
+    the per-shard counter cost) that no dashboard or alert here uses. Filtered per render
+    rather than with ``disable_created_metrics()``, which would change process-wide state."""
+
+    __slots__ = ("_registry",)
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            if family.type in ("counter", "histogram", "summary", "gaugehistogram"):
+                created = family.name + "_created"
+                family.samples = [s for s in family.samples if s.name != created]
+            yield family

@@ -1,0 +1,144 @@
+"""Which shards this host runs, and how they are grouped into worker processes (pure functions)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Final
+
+import msgspec
+
+from shardmgr.errors import UserError
+
+# Past this many shards per process one core is the bottleneck (inflate + decode of every
+# event), and a worker crash costs more shards; discord-hybrid-sharding uses a similar bound.
+MAX_DEFAULT_GROUP: Final = 16
+
+
+class Plan(msgspec.Struct, frozen=True):
+    total_shards: int
+    max_concurrency: int
+    groups: list[list[int]]  # worker id = index
+
+    @property
+    def shard_ids(self) -> list[int]:
+        return [s for group in self.groups for s in group]
+
+    def worker_of(self, shard_id: int) -> int | None:
+        for wid, group in enumerate(self.groups):
+            if shard_id in group:
+                return wid
+        return None
+
+    def describe(self) -> str:
+        ids = self.shard_ids
+        windows = identify_windows(ids, self.max_concurrency)
+        lines = [
+            f"plan: {len(ids)} of {self.total_shards} shards in {len(self.groups)} workers, "
+            f"max_concurrency {self.max_concurrency} ({windows} identify windows to start)"
+        ]
+        lines += [f"  worker {wid}: shards {_ranges(g)}" for wid, g in enumerate(self.groups)]
+        return "\n".join(lines)
+
+
+def _ranges(ids: list[int]) -> str:
+    parts: list[str] = []
+    start = prev = ids[0]
+    for sid in [*ids[1:], None]:
+        if sid is not None and sid == prev + 1:
+            prev = sid
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if sid is not None:
+            start = prev = sid
+    return ",".join(parts)
+
+
+def auto_shard_count(recommended: int, max_concurrency: int) -> int:
+    """Round up to a multiple of ``max_concurrency`` so every identify window is full."""
+    mc = max(1, max_concurrency)
+    return max(1, math.ceil(recommended / mc) * mc)
+
+
+def identify_windows(shard_ids: list[int], max_concurrency: int) -> int:
+    """Windows needed to identify these shards: the fullest bucket decides."""
+    counts: dict[int, int] = {}
+    for sid in shard_ids:
+        counts[sid % max_concurrency] = counts.get(sid % max_concurrency, 0) + 1
+    return max(counts.values(), default=0)
+
+
+def host_slice(total_shards: int, host_index: int, host_count: int) -> list[int]:
+    """An even, contiguous split of ``range(total_shards)``: the first ``total % count`` hosts
+    take one extra shard."""
+    if host_count < 1 or not 0 <= host_index < host_count:
+        raise ValueError(f"host {host_index} of {host_count} is not a valid host")
+    base, extra = divmod(total_shards, host_count)
+    start = host_index * base + min(host_index, extra)
+    size = base + (1 if host_index < extra else 0)
+    return list(range(start, start + size))
+
+
+def group_size(n_shards: int, cpu_count: int) -> int:
+    return max(1, min(MAX_DEFAULT_GROUP, math.ceil(n_shards / max(1, cpu_count))))
+
+
+def group_shards(
+    shard_ids: list[int],
+    *,
+    shards_per_worker: int | None = None,
+    workers: int | None = None,
+    cpu_count: int | None = None,
+) -> list[list[int]]:
+    """Contiguous groups; ``workers`` spreads the shards as evenly as possible."""
+    n = len(shard_ids)
+    if n == 0:
+        return []
+    if workers is not None:
+        w = min(workers, n)
+        base, extra = divmod(n, w)
+        groups: list[list[int]] = []
+        pos = 0
+        for i in range(w):
+            size = base + (1 if i < extra else 0)
+            groups.append(shard_ids[pos : pos + size])
+            pos += size
+        return groups
+    k = shards_per_worker or group_size(n, cpu_count or os.cpu_count() or 1)
+    return [shard_ids[i : i + k] for i in range(0, n, k)]
+
+
+def make_plan(
+    *,
+    shards: str,
+    recommended: int,
+    max_concurrency: int,
+    total_shards: int | None = None,
+    shard_ids: tuple[int, int] | None = None,
+    host: tuple[int, int] | None = None,
+    shards_per_worker: int | None = None,
+    workers: int | None = None,
+    cpu_count: int | None = None,
+) -> Plan:
+    """``total_shards`` (with ``shard_ids`` or ``host``) runs one slice of a bigger bot;
+    otherwise ``shards`` ("auto" or N) is the whole bot on this host."""
+    if total_shards is not None:
+        total = total_shards
+        if shard_ids is not None:
+            first, last = shard_ids
+            if last >= total:
+                raise UserError(f"--shard-ids {first}-{last} is outside --total-shards {total}")
+            ids = list(range(first, last + 1))
+        elif host is not None:
+            ids = host_slice(total, host[0], host[1])
+        else:
+            ids = list(range(total))
+    else:
+        total = auto_shard_count(recommended, max_concurrency) if shards == "auto" else int(shards)
+        ids = list(range(total))
+    if not ids:
+        raise UserError("this host's slice of the shards is empty: fewer shards than hosts")
+    groups = group_shards(
+        ids, shards_per_worker=shards_per_worker, workers=workers, cpu_count=cpu_count
+    )
+    return Plan(total_shards=total, max_concurrency=max_concurrency, groups=groups)

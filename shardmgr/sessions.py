@@ -1,0 +1,155 @@
+"""Each shard's latest resumable session, and the keep-sessions state file that carries them
+across a supervisor restart."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import msgspec
+
+from workers import ipc
+from workers.logsetup import fields
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+class SessionStore:
+    """What a replacement worker must RESUME. Fed from worker reports in pipe order: READY
+    starts a session, the stats checkpoint (seq of the last event the handler finished)
+    advances it, and anything that ends a session forgets it."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, ipc.SessionInfo] = {}
+
+    def get(self, shard_id: int) -> ipc.SessionInfo | None:
+        return self._sessions.get(shard_id)
+
+    def put(self, shard_id: int, session: ipc.SessionInfo) -> None:
+        self._sessions[shard_id] = session
+
+    def forget(self, shard_id: int) -> None:
+        self._sessions.pop(shard_id, None)
+
+    def clear(self) -> None:
+        self._sessions.clear()
+
+    def snapshot(self) -> dict[int, ipc.SessionInfo]:
+        return dict(self._sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def on_message(self, msg: ipc.ToSupervisor) -> None:
+        if isinstance(msg, ipc.SessionStarted):
+            self._on_started(msg)
+        elif isinstance(msg, ipc.Stats):
+            for shard in msg.shards:
+                if shard.session is not None:
+                    self._sessions[shard.shard_id] = shard.session
+        elif isinstance(msg, ipc.Reconnecting):
+            if not msg.resume:
+                self.forget(msg.shard_id)
+        elif isinstance(msg, ipc.ShardStopped):
+            if msg.session is not None and not msg.fatal:
+                self._sessions[msg.shard_id] = msg.session
+            else:
+                self.forget(msg.shard_id)
+        elif isinstance(msg, ipc.Suspended):
+            self._sessions.update(msg.sessions)
+
+    def _on_started(self, msg: ipc.SessionStarted) -> None:
+        known = self._sessions.get(msg.shard_id)
+        same = known is not None and known.session_id == msg.session.session_id
+        if msg.kind == "resume" and known is not None and same:
+            # RESUMED carries the socket's seq, which may be ahead of what the handler has
+            # finished; keep the checkpoint so a crash now does not skip unhandled events.
+            self._sessions[msg.shard_id] = ipc.SessionInfo(
+                session_id=known.session_id,
+                seq=min(known.seq, msg.session.seq),
+                resume_url=msg.session.resume_url,
+            )
+        else:
+            self._sessions[msg.shard_id] = msg.session
+
+
+class _StateFile(msgspec.Struct):
+    version: int
+    token_fingerprint: str
+    total_shards: int
+    saved_at: float  # wall clock: the resume window is real time, across processes
+    sessions: dict[int, ipc.SessionInfo]
+
+
+def token_fingerprint(token: str) -> str:
+    """Identifies the bot without storing anything that could authenticate as it."""
+    return hashlib.sha256(b"shardmgr-state:" + token.encode()).hexdigest()[:24]
+
+
+def write_state(
+    path: Path, token: str, total_shards: int, sessions: dict[int, ipc.SessionInfo]
+) -> None:
+    """Atomic (write + rename), owner-only: session ids let anyone with the token resume."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = _StateFile(
+        version=STATE_VERSION,
+        token_fingerprint=token_fingerprint(token),
+        total_shards=total_shards,
+        saved_at=time.time(),
+        sessions=sessions,
+    )
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(msgspec.json.encode(doc))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_state(
+    path: Path, token: str, total_shards: int, max_age_s: float
+) -> dict[int, ipc.SessionInfo]:
+    """The saved sessions if the file belongs to this bot and shard count and is still inside
+    the resume window; otherwise nothing (with a log line saying why). The file is consumed
+    either way: sessions resumed once must not be resumed again by a later start."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        log.warning("cannot read the session state file", extra=fields(path=str(path), error=exc))
+        return {}
+    with contextlib.suppress(OSError):
+        path.unlink()
+    try:
+        doc = msgspec.json.decode(raw, type=_StateFile)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning(
+            "ignoring a corrupt session state file", extra=fields(path=str(path), error=exc)
+        )
+        return {}
+    reason = None
+    if doc.version != STATE_VERSION:
+        reason = f"version {doc.version}, expected {STATE_VERSION}"
+    elif doc.token_fingerprint != token_fingerprint(token):
+        reason = "it was written for another token"
+    elif doc.total_shards != total_shards:
+        reason = f"it was written for {doc.total_shards} shards, this run has {total_shards}"
+    elif (age := time.time() - doc.saved_at) > max_age_s:
+        reason = f"it is {age:.0f}s old, past the {max_age_s:.0f}s resume window"
+    if reason is not None:
+        log.warning(
+            "ignoring the session state file: " + reason, extra=fields(path=str(path))
+        )
+        return {}
+    log.info(
+        "loaded saved sessions", extra=fields(path=str(path), sessions=len(doc.sessions))
+    )
+    return doc.sessions

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shardmgr.identify import BudgetExhausted, LocalIdentifyLimiter, SessionStartLimit
+from workers.clock import FakeClock
+
+WINDOW = 5.0
+
+
+def _limits(remaining: int = 1000, mc: int = 4, reset_after_s: float = 3600.0) -> SessionStartLimit:
+    return SessionStartLimit(
+        total=1000, remaining=remaining, reset_after_s=reset_after_s, max_concurrency=mc
+    )
+
+
+async def _settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+class Recorder:
+    def __init__(self, limiter: LocalIdentifyLimiter, clock: FakeClock) -> None:
+        self.limiter = limiter
+        self.clock = clock
+        self.granted: list[tuple[int, float]] = []
+
+    def start(self, shard_id: int, reserve: int = 0) -> asyncio.Task[None]:
+        async def go() -> None:
+            await self.limiter.acquire(shard_id, reserve=reserve)
+            self.granted.append((shard_id, self.clock.monotonic()))
+
+        return asyncio.create_task(go())
+
+
+async def test_one_window_grants_every_bucket_together() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, clock=clock), clock)
+    tasks = [rec.start(s) for s in range(4)]
+    await _settle()
+    assert sorted(s for s, _ in rec.granted) == [0, 1, 2, 3]
+    assert {t for _, t in rec.granted} == {0.0}
+    await asyncio.gather(*tasks)
+
+
+async def test_startup_of_n_shards_takes_ceil_n_over_mc_windows() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, clock=clock), clock)
+    tasks = [rec.start(s) for s in range(16)]
+    await _settle()
+    for _ in range(3):
+        await clock.advance(WINDOW)
+    await asyncio.gather(*tasks)
+    times = sorted({t for _, t in rec.granted})
+    assert times == [0.0, 5.0, 10.0, 15.0]
+    for window_start in times:
+        buckets = [s % 4 for s, t in rec.granted if t == window_start]
+        assert sorted(buckets) == [0, 1, 2, 3]
+
+
+async def test_same_bucket_waits_a_full_window() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=2), window_s=WINDOW, clock=clock), clock)
+    rec.start(0)
+    second = rec.start(2)
+    await _settle()
+    await clock.advance(WINDOW - 0.01)
+    assert [s for s, _ in rec.granted] == [0]
+    await clock.advance(0.01)
+    await second
+    assert rec.granted == [(0, 0.0), (2, WINDOW)]
+
+
+async def test_each_bucket_is_first_in_first_out() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, clock=clock), clock)
+    order = [3, 1, 2, 0]
+    tasks = []
+    for s in order:
+        tasks.append(rec.start(s))
+        await _settle()
+    for _ in range(3):
+        await clock.advance(WINDOW)
+    await asyncio.gather(*tasks)
+    assert [s for s, _ in rec.granted] == order
+
+
+async def test_cancelled_wait_gives_up_its_place_without_spending() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalIdentifyLimiter(_limits(remaining=10, mc=1), window_s=WINDOW, clock=clock)
+    rec = Recorder(limiter, clock)
+    rec.start(0)
+    doomed = rec.start(1)
+    third = rec.start(2)
+    await _settle()
+    assert limiter.queue_depth == 2
+    doomed.cancel()
+    await _settle()
+    await clock.advance(WINDOW)
+    await third
+    assert [s for s, _ in rec.granted] == [0, 2]
+    assert limiter.remaining == 8 and limiter.queue_depth == 0
+
+
+async def test_never_grants_more_than_remaining() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalIdentifyLimiter(_limits(remaining=2, mc=4), window_s=WINDOW, clock=clock)
+    await limiter.acquire(0)
+    await limiter.acquire(1)
+    with pytest.raises(BudgetExhausted):
+        await limiter.acquire(2)
+    assert limiter.remaining == 0
+
+
+async def test_reserve_is_not_spent() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalIdentifyLimiter(_limits(remaining=3, mc=4), window_s=WINDOW, clock=clock)
+    await limiter.acquire(0, reserve=2)
+    with pytest.raises(BudgetExhausted) as info:
+        await limiter.acquire(1, reserve=2)
+    assert info.value.remaining == 2 and info.value.reserve == 2
+    await limiter.acquire(1, reserve=0)
+    assert limiter.remaining == 1
+
+
+async def test_budget_refreshes_from_discovery_after_reset_passes() -> None:
+    clock = FakeClock(start=0.0)
+    refreshed = _limits(remaining=50, mc=4, reset_after_s=86400.0)
+    calls = 0
+
+    async def refresh() -> SessionStartLimit:
+        nonlocal calls
+        calls += 1
+        return refreshed
+
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=1, mc=4, reset_after_s=60.0), window_s=WINDOW, clock=clock,
+        refresh=refresh,
+    )
+    await limiter.acquire(0)
+    with pytest.raises(BudgetExhausted):
+        await limiter.acquire(1)
+    assert calls == 0
+    await clock.advance(60.0)
+    await limiter.acquire(1)
+    assert calls == 1 and limiter.remaining == 49
+
+
+async def test_update_changes_max_concurrency_without_reopening_windows() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, clock=clock)
+    rec = Recorder(limiter, clock)
+    await limiter.acquire(0)
+    limiter.update(_limits(mc=2))
+    task = rec.start(1)
+    await _settle()
+    assert rec.granted == []
+    await clock.advance(WINDOW)
+    await task
+    assert rec.granted == [(1, WINDOW)]

@@ -1,0 +1,161 @@
+"""The supervisor with real worker processes whose gateway is unreachable: process
+supervision only (pings, kills, restarts, generations, shutdown), no gateway traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from shardmgr.config import Settings
+from shardmgr.discovery import GatewayInfo
+from shardmgr.identify import LocalIdentifyLimiter, SessionStartLimit
+from shardmgr.metrics import Metrics
+from shardmgr.plan import make_plan
+from shardmgr.supervisor import Supervisor
+from tests.supervisor.conftest import make_token
+from workers import ipc
+
+pytestmark = pytest.mark.integration
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def remaining() -> int:
+    return 1000
+
+
+@pytest.fixture
+async def sup(remaining: int) -> AsyncIterator[Supervisor]:
+    settings = Settings(
+        ping_interval_s=0.2,
+        ping_timeout_s=1.5,
+        restart_backoff_base_s=0.1,
+        shutdown_timeout_s=3.0,
+        start_timeout_s=20.0,
+        identify_reserve=2,
+    )
+    limits = SessionStartLimit(
+        total=1000, remaining=remaining, reset_after_s=1e5, max_concurrency=2
+    )
+    gateway = GatewayInfo(
+        url=f"ws://127.0.0.1:{_closed_port()}", recommended_shards=4, limits=limits
+    )
+    plan = make_plan(shards="4", recommended=4, max_concurrency=2, shards_per_worker=2)
+    supervisor = Supervisor(
+        options=settings,
+        token=make_token(),
+        gateway=gateway,
+        plan=plan,
+        limiter=LocalIdentifyLimiter(limits, window_s=0.2),
+        metrics=Metrics(),
+    )
+    run = asyncio.create_task(supervisor.run())
+    assert await supervisor.wait_for(supervisor.healthy, 30.0), supervisor.status()
+    yield supervisor
+    supervisor.request_stop(False)
+    assert await asyncio.wait_for(run, 30.0) == 0
+
+
+def _worker(sup: Supervisor, wid: int) -> dict[str, Any]:
+    return sup.status()["workers"][wid]
+
+
+def _replaced(sup: Supervisor, wid: int, old_pid: object) -> bool:
+    w = _worker(sup, wid)
+    return bool(w["up"]) and w["pid"] not in (None, old_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); reaped means gone from /proc.
+    return os.path.exists(f"/proc/{pid}") and "Z" not in _proc_state(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
+async def test_killed_worker_is_restarted_with_a_new_generation(sup: Supervisor) -> None:
+    before = _worker(sup, 0)
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    assert await sup.wait_for(lambda: _replaced(sup, 0, before["pid"]), 30.0)
+    after = _worker(sup, 0)
+    assert int(after["gen"]) > int(before["gen"])
+    assert after["restarts"] == 1 and "exit status -9" in str(after["last_exit"])
+    assert not _alive(int(before["pid"]))
+
+
+async def test_stopped_worker_is_detected_as_hung_killed_and_restarted(sup: Supervisor) -> None:
+    before = _worker(sup, 1)
+    os.kill(int(before["pid"]), signal.SIGSTOP)
+    assert await sup.wait_for(lambda: _replaced(sup, 1, before["pid"]), 30.0)
+    after = _worker(sup, 1)
+    assert "hung" in str(after["last_exit"]) and after["restarts"] == 1
+    assert not _alive(int(before["pid"]))
+
+
+async def test_messages_from_a_stale_generation_are_ignored(sup: Supervisor) -> None:
+    old_gen = int(_worker(sup, 0)["gen"])
+    os.kill(int(_worker(sup, 0)["pid"]), signal.SIGKILL)
+    assert await sup.wait_for(lambda: int(_worker(sup, 0)["gen"]) != old_gen, 30.0)
+    new_gen = int(_worker(sup, 0)["gen"])
+    info = ipc.SessionInfo(session_id="stale", seq=99, resume_url="ws://x")
+    stale = ipc.SessionStarted(
+        gen=old_gen, shard_id=0, kind="identify", session=info, guilds=5, at=0
+    )
+    assert sup.handle_message(0, stale) is False
+    assert sup.sessions.get(0) is None
+    assert sup.status()["shards"][0]["state"] != "connected"
+    assert sup.status()["supervisor"]["stale_messages"] >= 1
+    # The same report from the current generation is applied: the check is on gen alone.
+    await sup.wait_for(lambda: bool(_worker(sup, 0)["up"]), 30.0)
+    fresh = ipc.SessionStarted(
+        gen=new_gen, shard_id=0, kind="identify", session=info, guilds=5, at=0
+    )
+    assert sup.handle_message(0, fresh) is True
+    assert sup.sessions.get(0) == info
+
+
+async def test_stop_reaps_every_worker(sup: Supervisor) -> None:
+    pids = [int(w["pid"]) for w in sup.status()["workers"]]
+    sup.request_stop(False)
+    assert await sup.wait_for(
+        lambda: all(w["state"] == "stopped" for w in sup.status()["workers"]), 15.0
+    )
+    assert not any(_alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("remaining", [3])
+async def test_only_a_shards_first_identify_may_spend_the_reserve(sup: Supervisor) -> None:
+    gen = int(_worker(sup, 0)["gen"])
+
+    def ask(shard: int, nonce: int) -> None:
+        assert sup.handle_message(0, ipc.IdentifyRequest(gen=gen, shard_id=shard, nonce=nonce))
+
+    ask(0, 1)  # first identify of shard 0: granted, 2 starts left
+    assert await sup.wait_for(lambda: sup.identifies_granted == 1, 10.0)
+    ask(0, 2)  # shard 0 again (a re-identify): only the reserve of 2 is left, refused
+    assert await sup.wait_for(lambda: sup.exhausted is not None, 10.0)
+    status = sup.status()["supervisor"]
+    assert "reserve" in status["budget_exhausted"] and status["session_start_remaining"] == 2
+    ask(1, 3)  # first identify of shard 1: may dig into the reserve
+    assert await sup.wait_for(lambda: sup.identifies_granted == 2, 10.0)
+    assert sup.status()["supervisor"]["session_start_remaining"] == 1

@@ -1,0 +1,96 @@
+"""Inflaters: zlib-stream reassembly at the sync-flush suffix, zstd-stream, none."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import zstandard
+
+from workers.codec import CodecError, make_inflater
+
+MESSAGES = [b'{"op":10,"d":{"heartbeat_interval":41250}}', b'{"op":11,"d":null}' * 50]
+
+
+def zlib_frames(messages: list[bytes]) -> list[bytes]:
+    c = zlib.compressobj()
+    return [c.compress(m) + c.flush(zlib.Z_SYNC_FLUSH) for m in messages]
+
+
+def zstd_frames(messages: list[bytes]) -> list[bytes]:
+    c = zstandard.ZstdCompressor().compressobj()
+    return [c.compress(m) + c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK) for m in messages]
+
+
+def test_zlib_stream_inflates_consecutive_messages_with_one_context() -> None:
+    inflater = make_inflater("zlib-stream", 1 << 20)
+    assert [inflater.feed(f) for f in zlib_frames(MESSAGES)] == MESSAGES
+
+
+def test_zlib_stream_reassembles_a_message_split_over_frames() -> None:
+    inflater = make_inflater("zlib-stream", 1 << 20)
+    frame = zlib_frames([MESSAGES[1]])[0]
+    parts = [frame[:5], frame[5:9], frame[9:]]
+    assert inflater.feed(parts[0]) is None
+    assert inflater.feed(parts[1]) is None
+    assert inflater.feed(parts[2]) == MESSAGES[1]
+
+
+def test_zlib_stream_new_connection_needs_a_new_context() -> None:
+    first = zlib_frames(MESSAGES)
+    second = zlib_frames(MESSAGES)
+    inflater = make_inflater("zlib-stream", 1 << 20)
+    inflater.feed(first[0])
+    with pytest.raises(CodecError):
+        inflater.feed(second[0])  # a fresh stream's header through an old context
+    assert make_inflater("zlib-stream", 1 << 20).feed(second[0]) == MESSAGES[0]
+
+
+def test_zlib_stream_corrupt_data_raises_bad_compression() -> None:
+    inflater = make_inflater("zlib-stream", 1 << 20)
+    with pytest.raises(CodecError) as err:
+        inflater.feed(b"\x00garbage\x00\x00\xff\xff")
+    assert err.value.kind == "bad_compression"
+
+
+def test_zlib_stream_message_above_limit_raises_oversized() -> None:
+    inflater = make_inflater("zlib-stream", 100)
+    with pytest.raises(CodecError) as err:
+        inflater.feed(zlib_frames([b"x" * 1000])[0])
+    assert err.value.kind == "oversized"
+
+
+def test_zlib_stream_unterminated_buffer_above_limit_raises_oversized() -> None:
+    inflater = make_inflater("zlib-stream", 100)
+    with pytest.raises(CodecError) as err:
+        for _ in range(10):
+            inflater.feed(b"y" * 30)
+    assert err.value.kind == "oversized"
+
+
+def test_zstd_stream_inflates_consecutive_messages_of_one_unended_frame() -> None:
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    assert [inflater.feed(f) for f in zstd_frames(MESSAGES)] == MESSAGES
+
+
+def test_zstd_stream_corrupt_data_raises_bad_compression() -> None:
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    with pytest.raises(CodecError) as err:
+        inflater.feed(b"not zstd at all")
+    assert err.value.kind == "bad_compression"
+
+
+def test_zstd_stream_message_above_limit_raises_oversized() -> None:
+    inflater = make_inflater("zstd-stream", 100)
+    with pytest.raises(CodecError) as err:
+        inflater.feed(zstd_frames([b"z" * 1000])[0])
+    assert err.value.kind == "oversized"
+
+
+def test_none_passes_messages_through() -> None:
+    assert make_inflater("none", 1000).feed(MESSAGES[0]) == MESSAGES[0]
+
+
+def test_unknown_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="compress mode"):
+        make_inflater("gzip", 10)

@@ -1,0 +1,175 @@
+"""Handler loading and per-shard delivery: order, errors, backlog, checkpoint, batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import msgspec
+import pytest
+
+from tests.worker import sample_handlers
+from workers.events import Event
+from workers.handlers import Delivery, Handler, HandlerLoadError, load_handler
+from workers.reporter import ShardCounters
+
+
+def event(seq: int, name: str = "MESSAGE_CREATE", epoch: int = 1) -> Event:
+    return Event(0, seq, name, msgspec.Raw(b'{"n":%d}' % seq), epoch)
+
+
+def test_event_data_decodes_lazily_and_caches() -> None:
+    e = event(3)
+    assert e.raw == b'{"n":3}'
+    first = e.data()
+    assert first == {"n": 3}
+    assert e.data() is first
+
+
+async def test_loads_an_async_function() -> None:
+    h = load_handler("tests.worker.sample_handlers:function_handler")
+    await h.handle(event(1, "READY"))
+    assert sample_handlers.seen[-1] == "READY"
+
+
+async def test_loads_an_object_and_calls_on_event_name_lowercase() -> None:
+    h = load_handler("tests.worker.sample_handlers:methods")
+    await h.handle(event(1, "MESSAGE_CREATE"))
+    await h.handle(event(2, "TYPING_START"))  # no method: skipped
+    assert sample_handlers.seen[-1] == "method:MESSAGE_CREATE"
+
+
+def test_loads_a_class_by_instantiating_it() -> None:
+    h = load_handler("tests.worker.sample_handlers:Batching")
+    assert h.batch is not None
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("no_colon", "must look like"),
+        ("tests.worker.does_not_exist:x", "does not import"),
+        ("tests.worker.sample_handlers:missing", "has no attribute"),
+        ("tests.worker.sample_handlers:nothing", "no on_<event> methods"),
+        ("tests.worker.sample_handlers:sync_function", "must be an async function"),
+        ("tests.worker.sample_handlers:SyncMethod", "must be an async method"),
+    ],
+)
+def test_unusable_handler_path_raises_a_one_line_error(path: str, message: str) -> None:
+    with pytest.raises(HandlerLoadError) as err:
+        load_handler(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seqs: list[int | None] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_on: set[int] = set()
+
+    async def on_message_create(self, e: Event) -> None:
+        await self.gate.wait()
+        if e.seq in self.fail_on:
+            raise RuntimeError(f"boom {e.seq}")
+        self.seqs.append(e.seq)
+
+
+async def run_delivery(delivery: Delivery) -> asyncio.Task[None]:
+    return asyncio.ensure_future(delivery.run())
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_events_are_delivered_in_order() -> None:
+    rec = Recorder()
+    d = Delivery(0, Handler(rec), ShardCounters(), maxsize=100)
+    task = await run_delivery(d)
+    for s in range(1, 51):
+        d.push(event(s))
+    async with asyncio.timeout(5):
+        await d.wait_idle()
+    assert rec.seqs == list(range(1, 51))
+    await stop(task)
+
+
+async def test_handler_exception_is_logged_counted_and_delivery_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rec = Recorder()
+    rec.fail_on = {2}
+    counters = ShardCounters()
+    d = Delivery(0, Handler(rec), counters)
+    task = await run_delivery(d)
+    with caplog.at_level(logging.ERROR):
+        for s in (1, 2, 3):
+            d.push(event(s))
+        async with asyncio.timeout(5):
+            await d.wait_idle()
+    assert rec.seqs == [1, 3]
+    assert counters.handler_errors == 1
+    assert any("boom 2" in (r.exc_text or "") for r in caplog.records)
+    assert d.checkpoint == (1, 3)
+    await stop(task)
+
+
+async def test_checkpoint_is_the_last_finished_event_not_the_last_received() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    d = Delivery(0, Handler(rec), ShardCounters())
+    task = await run_delivery(d)
+    for s in (1, 2, 3):
+        d.push(event(s))
+    await asyncio.sleep(0)
+    assert d.checkpoint is None
+    assert d.backlog == 3
+    rec.gate.set()
+    async with asyncio.timeout(5):
+        await d.wait_idle()
+    assert d.checkpoint == (1, 3)
+    await stop(task)
+
+
+async def test_backlog_is_bounded_and_reports_full() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    d = Delivery(0, Handler(rec), ShardCounters(), maxsize=3)
+    task = await run_delivery(d)
+    d.push(event(1))
+    await asyncio.sleep(0)  # event 1 is now in the (blocked) handler
+    for s in (2, 3, 4):
+        d.push(event(s))
+    assert d.full
+    assert d.backlog == 4
+    room = asyncio.ensure_future(d.wait_room())
+    await asyncio.sleep(0)
+    assert not room.done()
+    rec.gate.set()
+    async with asyncio.timeout(5):
+        await room
+    await stop(task)
+
+
+async def test_batch_handler_gets_queued_events_in_order_up_to_batch_size() -> None:
+    class Batch:
+        def __init__(self) -> None:
+            self.batches: list[list[int | None]] = []
+
+        async def handle_batch(self, events: Sequence[Event]) -> None:
+            self.batches.append([e.seq for e in events])
+
+    b = Batch()
+    d = Delivery(0, Handler(b), ShardCounters(), batch_size=4)
+    for s in range(1, 11):
+        d.push(event(s))
+    task = await run_delivery(d)
+    async with asyncio.timeout(5):
+        await d.wait_idle()
+    assert b.batches == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    assert d.checkpoint == (1, 10)
+    await stop(task)

@@ -1,0 +1,44 @@
+"""Reconnect backoff: exponential with full jitter, capped, reset once a connection has
+stayed up long enough to count as healthy."""
+
+from __future__ import annotations
+
+import random
+
+from workers.clock import REAL_CLOCK, Clock
+
+
+class Backoff:
+    __slots__ = ("_clock", "_connected_at", "_rng", "attempt", "base_s", "cap_s", "stable_s")
+
+    def __init__(
+        self,
+        base_s: float = 1.0,
+        cap_s: float = 60.0,
+        stable_s: float = 60.0,
+        clock: Clock = REAL_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.stable_s = stable_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.attempt = 0
+        self._connected_at: float | None = None
+
+    def connected(self) -> None:
+        """The connection reached READY/RESUMED."""
+        self._connected_at = self._clock.monotonic()
+
+    def next_delay(self) -> float:
+        """Delay before the next attempt; call once per disconnect."""
+        if (
+            self._connected_at is not None
+            and self._clock.monotonic() - self._connected_at >= self.stable_s
+        ):
+            self.attempt = 0
+        self._connected_at = None
+        ceiling = min(self.cap_s, self.base_s * (2.0 ** min(self.attempt, 62)))
+        self.attempt += 1
+        return self._rng.uniform(0.0, ceiling)

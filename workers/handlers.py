@@ -1,0 +1,234 @@
+"""Loading the bot's handler and delivering events to it: per shard, in order, from a
+bounded backlog, advancing the checkpoint only when the handler has *finished* an event.
+
+A handler is either an async function ``(event) -> None`` or an object with
+``async on_<event_name_lowercase>(event)`` methods and optionally ``async start()``,
+``async close()`` and ``async handle_batch(events)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+from workers.events import Event
+from workers.reporter import ShardCounters
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH: Final = 100
+
+EventCallback = Callable[[Event], Awaitable[None]]
+BatchCallback = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+class HandlerLoadError(Exception):
+    """``--handler`` names something that cannot be used; the message is one line."""
+
+
+class Handler:
+    """A loaded handler with one calling convention for the delivery loop."""
+
+    def __init__(self, target: object, name: str = "") -> None:
+        self.target = target
+        self.name = name or repr(target)
+        self._methods: dict[str, EventCallback | None] = {}
+        self.batch: BatchCallback | None = None
+        self._function: EventCallback | None = None
+        batch = getattr(target, "handle_batch", None)
+        if not isinstance(target, type) and callable(batch):
+            if not inspect.iscoroutinefunction(batch):
+                raise HandlerLoadError(f"{self.name}.handle_batch must be an async method")
+            self.batch = batch
+        if inspect.iscoroutinefunction(target):
+            self._function = target
+        elif self.batch is None and not _event_methods(target):
+            if callable(target):
+                raise HandlerLoadError(
+                    f"{self.name} must be an async function (async def handler(event)) "
+                    "or an object with async on_<event> methods"
+                )
+            raise HandlerLoadError(
+                f"{self.name} has no on_<event> methods, handle_batch, and is not callable"
+            )
+        for method in _event_methods(target):
+            if not inspect.iscoroutinefunction(getattr(target, method)):
+                raise HandlerLoadError(f"{self.name}.{method} must be an async method")
+
+    def _method(self, name: str) -> EventCallback | None:
+        # One getattr per event name, not per event.
+        try:
+            return self._methods[name]
+        except KeyError:
+            method = getattr(self.target, "on_" + name.lower(), None)
+            self._methods[name] = method
+            return method
+
+    async def handle(self, event: Event) -> None:
+        if self._function is not None:
+            await self._function(event)
+            return
+        method = self._method(event.name)
+        if method is not None:
+            await method(event)
+
+    async def start(self) -> None:
+        start = getattr(self.target, "start", None)
+        if self._function is None and start is not None and inspect.iscoroutinefunction(start):
+            await start()
+
+    async def close(self) -> None:
+        close = getattr(self.target, "close", None)
+        if self._function is None and close is not None and inspect.iscoroutinefunction(close):
+            await close()
+
+
+def _event_methods(target: object) -> list[str]:
+    return [
+        name
+        for name in dir(target)
+        if name.startswith("on_") and len(name) > 3 and callable(getattr(target, name, None))
+    ]
+
+
+def load_handler(path: str) -> Handler:
+    """``package.module:attr`` to a ``Handler``. A class is instantiated without arguments.
+    Raises ``HandlerLoadError`` with a one-line message on any problem."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise HandlerLoadError(f"handler {path!r} must look like package.module:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise HandlerLoadError(
+            f"handler module {module_name!r} does not import: {type(exc).__name__}: {exc}"
+        ) from exc
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise HandlerLoadError(
+                f"handler {path!r}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if isinstance(target, type):
+        try:
+            target = target()
+        except Exception as exc:
+            raise HandlerLoadError(
+                f"handler class {path!r} cannot be created without arguments: {exc}"
+            ) from exc
+    return Handler(target, path)
+
+
+def as_handler(target: object) -> Handler:
+    if isinstance(target, Handler):
+        return target
+    if isinstance(target, str):
+        return load_handler(target)
+    return Handler(target)
+
+
+class Delivery:
+    """One shard's ordered delivery: a bounded backlog drained by one task.
+
+    ``push`` is synchronous (called from the receive path); the shard stops reading while
+    ``full`` and waits on ``wait_room``, so nothing is ever dropped.
+    """
+
+    def __init__(
+        self,
+        shard_id: int,
+        handler: Handler,
+        counters: ShardCounters,
+        maxsize: int = 1000,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        self.shard_id = shard_id
+        self.handler = handler
+        self.counters = counters
+        self.maxsize = max(1, maxsize)
+        self.batch_size = max(1, batch_size)
+        self._queue: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.in_flight = 0
+        self.delivered = 0
+        # (session epoch, seq) of the last event the handler finished.
+        self.checkpoint: tuple[int, int] | None = None
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue) + self.in_flight
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.maxsize
+
+    def push(self, event: Event) -> None:
+        self._queue.append(event)
+        self._ready.set()
+        self._idle.clear()
+        if len(self._queue) >= self.maxsize:
+            self._room.clear()
+
+    async def wait_room(self) -> None:
+        await self._room.wait()
+
+    async def wait_idle(self) -> None:
+        """Until every pushed event has been handled."""
+        await self._idle.wait()
+
+    def _finished(self, event: Event) -> None:
+        if event.seq is not None:
+            self.checkpoint = (event._epoch, event.seq)
+        self.delivered += 1
+
+    async def run(self) -> None:
+        queue = self._queue
+        handler = self.handler
+        while True:
+            if not queue:
+                self._idle.set()
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if handler.batch is not None:
+                n = min(len(queue), self.batch_size)
+                batch = [queue.popleft() for _ in range(n)]
+                self.in_flight = n
+                self._room.set()
+                try:
+                    await handler.batch(batch)
+                except Exception:
+                    self.counters.handler_errors += 1
+                    log.exception(
+                        "handler batch failed",
+                        extra={"shard": self.shard_id, "events": n, "first_seq": batch[0].seq},
+                    )
+                self.in_flight = 0
+                self._finished(batch[-1])
+                self.delivered += n - 1
+            else:
+                event = queue.popleft()
+                self.in_flight = 1
+                if len(queue) < self.maxsize:
+                    self._room.set()
+                try:
+                    await handler.handle(event)
+                except Exception:
+                    self.counters.handler_errors += 1
+                    log.exception(
+                        "handler failed",
+                        extra={"shard": self.shard_id, "seq": event.seq, "event": event.name},
+                    )
+                self.in_flight = 0
+                self._finished(event)

@@ -1,0 +1,309 @@
+"""The worker's end of the supervisor pipe: identify permits and reports over IPC, pings,
+commands and shutdown. Everything sent carries the ``gen`` from ``Start``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import itertools
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from workers import ipc, logsetup, redact
+from workers.handlers import HandlerLoadError, load_handler
+from workers.permits import PermitRefused
+from workers.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+class IpcChannel:
+    """Frames out to the supervisor. Writes are buffered by the transport, so reporting
+    never blocks a shard; a closed pipe makes every later send a no-op."""
+
+    def __init__(self, writer: asyncio.StreamWriter, gen: int) -> None:
+        self._writer = writer
+        self.gen = gen
+        self.closed = False
+
+    def send(self, msg: ipc.ToSupervisor) -> None:
+        if self.closed or self._writer.is_closing():
+            return
+        try:
+            self._writer.write(ipc.frame(msg))
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+
+    async def drain(self) -> None:
+        if self.closed:
+            return
+        try:
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+
+
+class IpcPermits:
+    """``IdentifyPermit`` granted by the supervisor: request with a nonce, wait for the
+    grant or refusal; a cancelled wait tells the supervisor to free the place."""
+
+    def __init__(self, channel: IpcChannel) -> None:
+        self._channel = channel
+        self._nonces = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[None]] = {}
+
+    async def acquire(self, shard_id: int) -> None:
+        nonce = next(self._nonces)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[nonce] = future
+        gen = self._channel.gen
+        self._channel.send(ipc.IdentifyRequest(gen=gen, shard_id=shard_id, nonce=nonce))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if not future.done() or future.cancelled():
+                self._channel.send(ipc.IdentifyCancel(gen=gen, shard_id=shard_id, nonce=nonce))
+            raise
+        finally:
+            self._pending.pop(nonce, None)
+
+    def granted(self, nonce: int) -> None:
+        future = self._pending.get(nonce)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def refused(self, nonce: int, reason: str) -> None:
+        future = self._pending.get(nonce)
+        if future is not None and not future.done():
+            future.set_exception(PermitRefused(reason))
+
+    def fail_all(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(PermitRefused(reason))
+
+
+class IpcReporter:
+    """``Reporter`` whose every call becomes one IPC message (stats are already batched
+    by the collector)."""
+
+    def __init__(self, channel: IpcChannel) -> None:
+        self._channel = channel
+
+    def state_changed(self, shard_id: int, state: str) -> None:
+        self._channel.send(
+            ipc.ShardStateChanged(
+                gen=self._channel.gen, shard_id=shard_id, state=state, at=time.time()
+            )
+        )
+
+    def session_started(
+        self, shard_id: int, kind: str, session: ipc.SessionInfo, guilds: int
+    ) -> None:
+        self._channel.send(
+            ipc.SessionStarted(
+                gen=self._channel.gen,
+                shard_id=shard_id,
+                kind=kind,
+                session=session,
+                guilds=guilds,
+                at=time.time(),
+            )
+        )
+
+    def reconnecting(
+        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+    ) -> None:
+        self._channel.send(
+            ipc.Reconnecting(
+                gen=self._channel.gen,
+                shard_id=shard_id,
+                reason=reason,
+                close_code=close_code,
+                resume=resume,
+                delay_s=delay_s,
+            )
+        )
+
+    def stopped(
+        self,
+        shard_id: int,
+        reason: str,
+        close_code: int | None,
+        fatal: bool,
+        session: ipc.SessionInfo | None,
+    ) -> None:
+        self._channel.send(
+            ipc.ShardStopped(
+                gen=self._channel.gen,
+                shard_id=shard_id,
+                reason=reason,
+                close_code=close_code,
+                fatal=fatal,
+                session=session,
+            )
+        )
+
+    def stats(self, shards: list[ipc.ShardStats], rss_bytes: int, cpu_seconds: float) -> None:
+        self._channel.send(
+            ipc.Stats(
+                gen=self._channel.gen, shards=shards, rss_bytes=rss_bytes, cpu_seconds=cpu_seconds
+            )
+        )
+
+
+class WorkerProcess:
+    """Serves one supervisor pipe: Start, then pings, permits, commands, until Shutdown
+    or EOF."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.runtime: WorkerRuntime | None = None
+        self._channel: IpcChannel | None = None
+        self._permits: IpcPermits | None = None
+        self._shutdown: asyncio.Task[None] | None = None
+        self._command_tasks: set[asyncio.Task[None]] = set()
+        self._finished = asyncio.Event()
+
+    async def run(self) -> int:
+        try:
+            first = await ipc.read_to_worker(self._reader)
+        except ipc.FrameError as exc:
+            log.error("bad first message from supervisor", extra={"error": str(exc)})
+            return 2
+        if not isinstance(first, ipc.Start):
+            log.error("expected Start as the first message", extra={"got": type(first).__name__})
+            return 2
+        config = first.config
+        redact.add_secret(config.token)
+        logsetup.configure(config.log_level, config.log_json)
+        channel = self._channel = IpcChannel(self._writer, first.gen)
+        self._permits = IpcPermits(channel)
+        try:
+            handler = load_handler(config.handler)
+        except HandlerLoadError as exc:
+            log.error("cannot load handler", extra={"error": str(exc)})
+            return 2
+        self.runtime = WorkerRuntime(config, self._permits, IpcReporter(channel), handler)
+        channel.send(ipc.Started(gen=first.gen, worker_id=config.worker_id, pid=os.getpid()))
+        await self.runtime.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM,):
+            loop.add_signal_handler(sig, self._begin_shutdown, True)
+        # Ctrl-C reaches the whole process group; the supervisor decides how we stop.
+        loop.add_signal_handler(signal.SIGINT, lambda: None)
+        try:
+            await self._serve(channel)
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGINT)
+        for task in self._command_tasks:
+            task.cancel()
+        await channel.drain()
+        return 0
+
+    async def _serve(self, channel: IpcChannel) -> None:
+        reading = asyncio.ensure_future(self._read_loop(channel))
+        finished = asyncio.ensure_future(self._finished.wait())
+        try:
+            await asyncio.wait((reading, finished), return_when=asyncio.FIRST_COMPLETED)
+            if self._shutdown is None:
+                # EOF or a broken pipe: the supervisor is gone; keep the sessions so its
+                # successor can resume them.
+                self._begin_shutdown(True, reply=False)
+            assert self._shutdown is not None
+            await self._shutdown
+        finally:
+            reading.cancel()
+            finished.cancel()
+            await asyncio.gather(reading, finished, return_exceptions=True)
+
+    async def _read_loop(self, channel: IpcChannel) -> None:
+        while True:
+            try:
+                msg = await ipc.read_to_worker(self._reader)
+            except (ipc.FrameError, ConnectionError) as exc:
+                log.error("supervisor pipe broken", extra={"error": str(exc)})
+                return
+            if msg is None:
+                return
+            if isinstance(msg, ipc.Ping):
+                channel.send(ipc.Pong(gen=channel.gen, nonce=msg.nonce))
+            elif isinstance(msg, ipc.IdentifyGrant):
+                assert self._permits is not None
+                self._permits.granted(msg.nonce)
+            elif isinstance(msg, ipc.IdentifyRefused):
+                assert self._permits is not None
+                self._permits.refused(msg.nonce, msg.reason)
+            elif isinstance(msg, ipc.SendCommand):
+                self._command(msg)
+            elif isinstance(msg, ipc.Shutdown):
+                # Runs in its own task: this loop keeps answering pings while shards close.
+                self._begin_shutdown(msg.keep_sessions)
+            elif isinstance(msg, ipc.Start):
+                log.warning("ignoring a second Start message")
+
+    def _command(self, msg: ipc.SendCommand) -> None:
+        runtime = self.runtime
+        shard = runtime.shards.get(msg.shard_id) if runtime else None
+        if shard is None:
+            log.warning(
+                "command for a shard this worker does not run",
+                extra={"shard": msg.shard_id, "op": msg.op},
+            )
+            return
+        payload = b'{"op":%d,"d":%s}' % (msg.op, msg.d or b"null")
+
+        async def send() -> None:
+            try:
+                await shard.send_raw(payload)
+            except Exception as exc:
+                log.warning(
+                    "command not sent",
+                    extra={"shard": msg.shard_id, "op": msg.op, "error": str(exc)},
+                )
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    def _begin_shutdown(self, keep_sessions: bool, reply: bool = True) -> None:
+        if self._shutdown is not None:
+            return
+        self._shutdown = asyncio.get_running_loop().create_task(
+            self._do_shutdown(keep_sessions, reply)
+        )
+
+    async def _do_shutdown(self, keep_sessions: bool, reply: bool) -> None:
+        runtime, channel = self.runtime, self._channel
+        assert runtime is not None and channel is not None
+        if keep_sessions:
+            sessions = await runtime.suspend()
+            if reply:
+                channel.send(ipc.Suspended(gen=channel.gen, sessions=sessions))
+        else:
+            await runtime.stop()
+        if self._permits is not None:
+            self._permits.fail_all("worker shutting down")
+        await channel.drain()
+        self._finished.set()
+
+
+async def serve_fd(fd: int) -> int:
+    """Entry point: the worker's end of the socketpair is ``fd``."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        return await WorkerProcess(reader, writer).run()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+        sys.stderr.flush()

@@ -1,0 +1,237 @@
+"""Everything the supervisor needs flows out through ``Reporter``: low-rate lifecycle
+events as they happen, and high-rate counters batched by ``StatsCollector`` about once
+a second (never one message per event)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from workers import ipc
+from workers.clock import REAL_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    def state_changed(self, shard_id: int, state: str) -> None: ...
+
+    def session_started(
+        self, shard_id: int, kind: str, session: ipc.SessionInfo, guilds: int
+    ) -> None: ...
+
+    def reconnecting(
+        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+    ) -> None: ...
+
+    def stopped(
+        self,
+        shard_id: int,
+        reason: str,
+        close_code: int | None,
+        fatal: bool,
+        session: ipc.SessionInfo | None,
+    ) -> None: ...
+
+    def stats(self, shards: list[ipc.ShardStats], rss_bytes: int, cpu_seconds: float) -> None: ...
+
+
+class ShardCounters:
+    """Plain-int counters a shard bumps on its hot path; the collector takes them."""
+
+    __slots__ = (
+        "bad_payloads",
+        "bytes_compressed",
+        "bytes_inflated",
+        "events",
+        "handler_errors",
+        "last_event_at",
+        "latencies_s",
+    )
+
+    def __init__(self) -> None:
+        self.events: dict[str, int] = {}
+        self.bytes_compressed = 0
+        self.bytes_inflated = 0
+        self.handler_errors = 0
+        self.bad_payloads = 0
+        self.latencies_s: list[float] = []
+        self.last_event_at: float | None = None
+
+    def take(self) -> ShardCounters:
+        """Swap out the counters gathered so far (the deltas) and start afresh."""
+        out = ShardCounters()
+        (
+            out.events,
+            out.bytes_compressed,
+            out.bytes_inflated,
+            out.handler_errors,
+            out.bad_payloads,
+            out.latencies_s,
+            out.last_event_at,
+        ) = (
+            self.events,
+            self.bytes_compressed,
+            self.bytes_inflated,
+            self.handler_errors,
+            self.bad_payloads,
+            self.latencies_s,
+            self.last_event_at,
+        )
+        self.events = {}
+        self.bytes_compressed = self.bytes_inflated = 0
+        self.handler_errors = self.bad_payloads = 0
+        self.latencies_s = []
+        return out
+
+
+class StatsSource(Protocol):
+    """A shard as the collector sees it."""
+
+    shard_id: int
+    counters: ShardCounters
+
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def guilds(self) -> int: ...
+
+    def checkpoint_session(self) -> ipc.SessionInfo | None: ...
+
+
+def process_usage() -> tuple[int, float]:
+    """(resident set size in bytes, CPU seconds) of this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            rss = int(fh.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        rss = usage.ru_maxrss * 1024
+    return rss, cpu
+
+
+def snapshot(sources: Iterable[StatsSource]) -> list[ipc.ShardStats]:
+    out = []
+    for src in sources:
+        c = src.counters.take()
+        out.append(
+            ipc.ShardStats(
+                shard_id=src.shard_id,
+                latencies_s=c.latencies_s,
+                events=c.events,
+                bytes_compressed=c.bytes_compressed,
+                bytes_inflated=c.bytes_inflated,
+                handler_errors=c.handler_errors,
+                bad_payloads=c.bad_payloads,
+                backlog=src.backlog,
+                guilds=src.guilds,
+                last_event_at=c.last_event_at,
+                session=src.checkpoint_session(),
+            )
+        )
+    return out
+
+
+class StatsCollector:
+    """Every ``interval_s``, one ``Reporter.stats`` call covering all shards."""
+
+    def __init__(
+        self,
+        sources: Callable[[], Iterable[StatsSource]],
+        reporter: Reporter,
+        interval_s: float = 1.0,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
+        self._sources = sources
+        self._reporter = reporter
+        self.interval_s = interval_s
+        self._clock = clock
+
+    def flush(self) -> None:
+        rss, cpu = process_usage()
+        self._reporter.stats(snapshot(self._sources()), rss, cpu)
+
+    async def run(self) -> None:
+        while True:
+            await self._clock.sleep(self.interval_s)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("stats report failed")
+
+
+class RecordingReporter:
+    """Keeps everything in memory: for tests, and for embedding a runtime without a
+    supervisor. ``changed`` is set on every report so tests can wait on conditions."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[int, str]] = []
+        self.sessions: list[tuple[int, str, ipc.SessionInfo, int]] = []
+        self.reconnects: list[ipc.Reconnecting] = []
+        self.stops: list[ipc.ShardStopped] = []
+        self.stats_reports: list[list[ipc.ShardStats]] = []
+        self.changed = asyncio.Event()
+
+    def _touch(self) -> None:
+        self.changed.set()
+
+    def state_changed(self, shard_id: int, state: str) -> None:
+        self.states.append((shard_id, state))
+        self._touch()
+
+    def session_started(
+        self, shard_id: int, kind: str, session: ipc.SessionInfo, guilds: int
+    ) -> None:
+        self.sessions.append((shard_id, kind, session, guilds))
+        self._touch()
+
+    def reconnecting(
+        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+    ) -> None:
+        self.reconnects.append(
+            ipc.Reconnecting(
+                gen=0,
+                shard_id=shard_id,
+                reason=reason,
+                close_code=close_code,
+                resume=resume,
+                delay_s=delay_s,
+            )
+        )
+        self._touch()
+
+    def stopped(
+        self,
+        shard_id: int,
+        reason: str,
+        close_code: int | None,
+        fatal: bool,
+        session: ipc.SessionInfo | None,
+    ) -> None:
+        self.stops.append(
+            ipc.ShardStopped(
+                gen=0,
+                shard_id=shard_id,
+                reason=reason,
+                close_code=close_code,
+                fatal=fatal,
+                session=session,
+            )
+        )
+        self._touch()
+
+    def stats(self, shards: list[ipc.ShardStats], rss_bytes: int, cpu_seconds: float) -> None:
+        self.stats_reports.append(shards)
+        self._touch()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checking after every report (callers
+        bound it with ``asyncio.timeout``)."""
+        while not predicate():
+            self.changed.clear()
+            await self.changed.wait()

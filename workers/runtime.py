@@ -1,0 +1,130 @@
+"""``WorkerRuntime``: the K shards of one worker process, their handler deliveries and the
+stats collector, started and stopped together. One bad shard never disturbs the others:
+each runs in its own task and a crash in one is logged and contained."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import aiohttp
+
+from workers import ipc
+from workers.clock import REAL_CLOCK, Clock
+from workers.handlers import Delivery, Handler, as_handler
+from workers.permits import IdentifyPermit
+from workers.reporter import Reporter, ShardCounters, StatsCollector
+from workers.shard import Shard
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        config: ipc.WorkerConfig,
+        permits: IdentifyPermit,
+        reporter: Reporter,
+        handler: Handler | object | str | None = None,
+        clock: Clock = REAL_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.permits = permits
+        self.reporter = reporter
+        self.handler: Handler = as_handler(config.handler if handler is None else handler)
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self.shards: dict[int, Shard] = {}
+        self._deliveries: dict[int, Delivery] = {}
+        self._shard_tasks: dict[int, asyncio.Task[None]] = {}
+        self._delivery_tasks: list[asyncio.Task[None]] = []
+        self._stats_task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.collector = StatsCollector(
+            lambda: self.shards.values(), reporter, config.report_interval_s, clock
+        )
+        self._closed = False
+
+    async def start(self) -> None:
+        await self.handler.start()
+        self._http = aiohttp.ClientSession()
+        loop = asyncio.get_running_loop()
+        for assignment in self.config.shards:
+            sid = assignment.shard_id
+            delivery = Delivery(
+                sid,
+                self.handler,
+                ShardCounters(),
+                self.config.handler_backlog,
+                self.config.handler_batch,
+            )
+            shard = Shard(
+                sid,
+                self.config,
+                permits=self.permits,
+                reporter=self.reporter,
+                delivery=delivery,
+                http=self._http,
+                session=assignment.session,
+                clock=self.clock,
+                rng=random.Random(self._rng.random()),
+            )
+            self._deliveries[sid] = delivery
+            self.shards[sid] = shard
+            self._delivery_tasks.append(loop.create_task(delivery.run()))
+            task = loop.create_task(shard.run())
+            task.add_done_callback(self._shard_done)
+            self._shard_tasks[sid] = task
+        self._stats_task = loop.create_task(self.collector.run())
+
+    def _shard_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("shard task crashed", exc_info=task.exception())
+
+    async def wait_stopped(self) -> None:
+        """Until every shard has stopped (fatal codes, or stop/suspend)."""
+        if self._shard_tasks:
+            await asyncio.wait(self._shard_tasks.values())
+
+    async def stop(self) -> None:
+        """Close every shard with 1000 (sessions end)."""
+        await asyncio.gather(*(s.stop() for s in self.shards.values()), return_exceptions=True)
+        await self._close()
+
+    async def suspend(self) -> dict[int, ipc.SessionInfo]:
+        """Close every shard keeping its session; returns the sessions (seq = checkpoint)."""
+        results = await asyncio.gather(
+            *(s.suspend() for s in self.shards.values()), return_exceptions=True
+        )
+        sessions: dict[int, ipc.SessionInfo] = {}
+        for sid, result in zip(self.shards, results, strict=True):
+            if isinstance(result, ipc.SessionInfo):
+                sessions[sid] = result
+            elif isinstance(result, BaseException):
+                log.error("suspend failed", extra={"shard": sid}, exc_info=result)
+        await self._close()
+        return sessions
+
+    async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [*self._shard_tasks.values(), *self._delivery_tasks]
+        if self._stats_task is not None:
+            tasks.append(self._stats_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            # One last report so the final counters and checkpoints are not lost.
+            self.collector.flush()
+        except Exception:
+            log.exception("final stats report failed")
+        if self._http is not None:
+            await self._http.close()
+        try:
+            await self.handler.close()
+        except Exception:
+            log.exception("handler close failed")
