@@ -47,6 +47,9 @@ class BareWorker:
         self.all_connected = asyncio.Event()
         self.events: Counter[str] = Counter()
         self.events_flowing = asyncio.Event()
+        # (wall time of the newest event, cumulative events) at every stats report: rates
+        # are measured between reports, because counts only move when one arrives.
+        self.timeline: list[tuple[float, int]] = []
         self.messages = 0
         self.error: str = ""
 
@@ -101,8 +104,12 @@ class BareWorker:
                     if want <= self.connected:
                         self.all_connected.set()
                 elif isinstance(msg, ipc.Stats):
+                    last_event = 0.0
                     for shard in msg.shards:
                         self.events.update(shard.events)
+                        last_event = max(last_event, shard.last_event_at or 0.0)
+                    if last_event:
+                        self.timeline.append((last_event, self.event_total))
                     if self.events:
                         self.events_flowing.set()
         except (ipc.FrameError, ConnectionError, OSError) as exc:

@@ -95,8 +95,8 @@ def run(quick: bool) -> list[Row]:
     return [
         Row("recovery.resume_all_after_kill9", recovered, "s", direction="<", threshold=2.0,
             on_value=True,
-            note=f"{shards} shards, one worker, {rate * shards:.0f} events/s; the first restart after "
-                 "a stable run has no backoff, so the target is 2 s in all"),
+            note=f"{shards} shards, one worker, {rate * shards:.0f} events/s; the first "
+                 "restart after a stable run has no backoff, so the target is 2 s in all"),
         Row("recovery.identifies_spent", float(identifies), "count", direction="==",
             threshold=0.0, on_value=True),
         Row("recovery.events_lost", float(lost), "count", direction="==", threshold=0.0,

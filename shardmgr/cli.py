@@ -33,6 +33,20 @@ _HELP: dict[str, str] = {
     "identify_window_s": "seconds per identify window (Discord: 5)",
     "identify_reserve": "session starts that restarts may never spend",
     "state_dir": "where the pid file and saved sessions live",
+    "large_threshold": "member count above which GUILD_CREATE omits offline members (50-250)",
+    "discovery_attempts": "GET /gateway/bot attempts before giving up",
+    "discovery_backoff_s": "base of the discovery retry backoff, seconds",
+    "ping_interval_s": "seconds between IPC pings to each worker",
+    "ping_timeout_s": "a worker silent this long is hung: stacks dumped, killed, restarted",
+    "start_timeout_s": "seconds a new worker may take to report it started",
+    "restart_backoff_base_s": "first delay of the restart backoff, seconds",
+    "restart_backoff_cap_s": "longest restart delay, seconds",
+    "restart_stable_s": "a run this long resets the restart backoff",
+    "crash_loop_restarts": "quick failures in a row reported as a crash loop",
+    "shutdown_timeout_s": "seconds a worker may take to close its shards before it is killed",
+    "resume_window_s": "saved sessions older than this are not resumed",
+    "log_level": "debug, info, warning or error",
+    "log_json": "JSON log lines instead of key=value",
 }
 
 

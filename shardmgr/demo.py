@@ -9,10 +9,11 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 
-from shardmgr.config import load_settings
+from shardmgr.config import load_settings, parse_http_address
 from shardmgr.errors import UserError
 from workers import logsetup, redact
 
@@ -87,8 +88,21 @@ async def _stop_fake(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
+def _free_or_any(http: str) -> str:
+    """The demo should start even when 9191 is taken (say, by a real supervisor)."""
+    host, port = parse_http_address(http)
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return f"{host}:0"
+    return http
+
+
 async def _demo(shards: int, http: str) -> int:
     from shardmgr.start import run_supervisor
+
+    http = _free_or_any(http)
 
     token = demo_token()
     redact.add_secret(token)

@@ -205,6 +205,10 @@ class RedisIdentifyLimiter:
 
     ``url``: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
     ``window_s``: the identify window per bucket (5 s on Discord).
+    ``margin_s``: added to every lease. A grant still has to travel supervisor -> worker ->
+    gateway, and that trip takes a few ms more or less on different hosts; without a margin
+    two identifies granted exactly one window apart could reach Discord slightly closer.
+    Default: 2% of the window, between 20 ms and 100 ms.
     ``bot_id`` or ``token``: namespaces the keys so bots sharing one Redis never collide.
     ``on_availability``: called with False when Redis stops answering and True when it is
     back (the same transitions as ``redis_available``), for metrics that want a push.
@@ -215,6 +219,7 @@ class RedisIdentifyLimiter:
         url: str,
         *,
         window_s: float,
+        margin_s: float | None = None,
         key_prefix: str = "shardmgr",
         bot_id: str | None = None,
         token: str | None = None,
@@ -231,7 +236,14 @@ class RedisIdentifyLimiter:
                 raise ValueError("RedisIdentifyLimiter needs bot_id or token")
             bot_id = bot_id_from_token(token)
         self.url = safe_url(url)
+        if margin_s is None:
+            margin_s = min(max(0.02 * window_s, 0.02), 0.1)
+        if margin_s < 0:
+            raise ValueError("margin_s must not be negative")
         self.window_s = window_s
+        # Every lease, fence and own-grant memory uses the padded window.
+        self.lease_s = window_s + margin_s
+        self._lease_ms = max(1, math.ceil(self.lease_s * 1000))
         self.namespace = f"{{{key_prefix}:{bot_id}}}:identify"
         self._clock = clock
         self._retry_base_s = retry_base_s
@@ -324,7 +336,7 @@ class RedisIdentifyLimiter:
         while True:
             last = self._last_grant.get(bucket)
             if last is not None:
-                left = last + self.window_s - self._clock.monotonic()
+                left = last + self.lease_s - self._clock.monotonic()
                 if left > 0:
                     await self._clock.sleep(left)
                     continue
@@ -364,7 +376,7 @@ class RedisIdentifyLimiter:
 
     def _busy_wait_s(self, ttl_ms: int) -> float:
         # A lease without a TTL cannot be ours; waiting a window keeps us safe either way.
-        base = ttl_ms / 1000 if ttl_ms >= 0 else self.window_s
+        base = ttl_ms / 1000 if ttl_ms >= 0 else self.lease_s
         if ttl_ms == -2:
             base = 0.0
         # Small jitter so waiters on several hosts do not all hit Redis in the same ms.
@@ -385,10 +397,17 @@ class RedisIdentifyLimiter:
 
     async def _run_acquire(self, holder: str, shard_id: int, bucket: int, reserve: int) -> _Outcome:
         ns = self.namespace
-        window_ms = max(1, math.ceil(self.window_s * 1000))
         reply = await self._acquire_script(
             keys=[f"{ns}:epoch", f"{ns}:budget", f"{ns}:bucket:{bucket}", f"{ns}:grants"],
-            args=[self._epoch or "", holder, window_ms, reserve, shard_id, bucket, GRANT_LOG_LEN],
+            args=[
+                self._epoch or "",
+                holder,
+                self._lease_ms,
+                reserve,
+                shard_id,
+                bucket,
+                GRANT_LOG_LEN,
+            ],
         )
         return _Outcome(*(int(x) for x in reply))
 
@@ -419,7 +438,7 @@ class RedisIdentifyLimiter:
             # A Redis that started less than a window ago may have forgotten a live lease.
             try:
                 info = await self._client.info("server")
-                fence_new = float(info.get("uptime_in_seconds", 0)) < self.window_s
+                fence_new = float(info.get("uptime_in_seconds", 0)) < self.lease_s
             except ResponseError:
                 # INFO denied (ACLs on managed Redis): assume the worst, it costs one window.
                 fence_new = True
@@ -433,7 +452,7 @@ class RedisIdentifyLimiter:
                 uuid.uuid4().hex,
                 remaining,
                 reset_ms,
-                max(1, math.ceil(self.window_s * 1000)),
+                self._lease_ms,
                 "1" if fence_new else "0",
             ],
         )

@@ -431,6 +431,7 @@ class Metrics:
                 self.worker_shard_stops,
             )
         )
+        self._worker_family = {id(f.metric): f for f in self._per_worker}
 
         self._plan: dict[int, list[int]] = {}
         self._worker_of: dict[int, int] = {}
@@ -512,10 +513,7 @@ class Metrics:
             self.worker_shard_stops.labels(w, fatal)
 
     def _fam(self, metric: Counter | Gauge | Histogram | Enum) -> _Family:
-        for family in self._per_worker:
-            if family.metric is metric:
-                return family
-        raise KeyError(metric)
+        return self._worker_family[id(metric)]
 
     def worker_up(self, worker_id: int, up: bool) -> None:
         w = str(worker_id)
@@ -691,10 +689,6 @@ class Metrics:
             self._state_counts[previous] -= 1
             self.shards_by_state.labels(previous).set(self._state_counts[previous])
             self.shards_connected.set(self._state_counts["connected"])
-
-    def shard_states(self) -> dict[int, str]:
-        """Current state of every known shard (a copy), for status pages."""
-        return dict(self._state)
 
     # ------------------------------------------------------------------ exposition
 

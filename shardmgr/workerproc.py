@@ -67,7 +67,7 @@ class WorkerProcess:
                 start_new_session=True,
                 stdin=asyncio.subprocess.DEVNULL,
                 # Worker output joins the supervisor's log stream; stdout stays ours (the plan).
-                stdout=sys.stderr.fileno(),
+                stdout=2,
                 stderr=None,
                 env=dict(env) if env is not None else None,
             )

@@ -47,6 +47,14 @@ class Handler:
             self.batch = batch
         if inspect.iscoroutinefunction(target):
             self._function = target
+        elif (
+            not isinstance(target, type)
+            and self.batch is None
+            and not _event_methods(target)
+            and inspect.iscoroutinefunction(getattr(target, "__call__", None))  # noqa: B004
+        ):
+            # an instance with ``async def __call__(self, event)``
+            self._function = target.__call__  # type: ignore[operator]
         elif self.batch is None and not _event_methods(target):
             if callable(target):
                 raise HandlerLoadError(

@@ -14,6 +14,8 @@ import socket
 import sys
 import time
 
+import msgspec
+
 from workers import ipc, logsetup, redact
 from workers.handlers import HandlerLoadError, load_handler
 from workers.permits import PermitRefused
@@ -190,9 +192,22 @@ class WorkerProcess:
         except HandlerLoadError as exc:
             log.error("cannot load handler", extra={"error": str(exc)})
             return 2
-        self.runtime = WorkerRuntime(config, self._permits, IpcReporter(channel), handler)
+        try:
+            self.runtime = WorkerRuntime(config, self._permits, IpcReporter(channel), handler)
+            await self.runtime.start()
+        except (ValueError, msgspec.ValidationError) as exc:
+            log.error("invalid worker configuration", extra={"error": str(exc)})
+            if self.runtime is not None:
+                await self.runtime.stop()
+            return 2
+        except Exception:
+            # e.g. the handler's start() could not reach its backend: exit non-zero and
+            # let the supervisor restart us with backoff.
+            log.exception("worker failed to start")
+            if self.runtime is not None:
+                await self.runtime.stop()
+            return 1
         channel.send(ipc.Started(gen=first.gen, worker_id=config.worker_id, pid=os.getpid()))
-        await self.runtime.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM,):
             loop.add_signal_handler(sig, self._begin_shutdown, True)

@@ -127,6 +127,11 @@ class Shard:
         self.backoff = Backoff(
             config.backoff_base_s, config.backoff_cap_s, config.backoff_stable_s, clock, self._rng
         )
+        if not decisions.keeps_session(config.zombie_close_code):
+            raise ValueError(
+                f"zombie_close_code {config.zombie_close_code} would end the session; "
+                "use a code other than 1000/1001 (e.g. 4000)"
+            )
         self.check_heartbeat_acks = config.check_heartbeat_acks
         self._presence = (
             msgspec.convert(config.presence, PresenceUpdate) if config.presence else None

@@ -183,6 +183,8 @@ async def _serve(config: FakeConfig) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if str(args.log_level).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise UserError("fake-gateway: --log-level must be DEBUG, INFO, WARNING or ERROR")
     logsetup.configure(args.log_level, args.log_json)
     if config.token:
         redact.add_secret(config.token)

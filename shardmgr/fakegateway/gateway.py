@@ -351,6 +351,9 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        # Counted as the server's doing, under the code the client will observe.
+        self.server_close_code = CloseCode.ABNORMAL
+        self.state.stats.closes_by_code[str(int(CloseCode.ABNORMAL))] += 1
         session = self.session
         if session is not None and session.connection_id == self.id:
             self.state.sessions.disconnected(session)

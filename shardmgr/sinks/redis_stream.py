@@ -71,8 +71,9 @@ class SinkConfig(msgspec.Struct, frozen=True, kw_only=True):
         query = parse_qs(parts.query, keep_blank_values=True)
         unknown = sorted(set(query) - {"stream", "maxlen", "batch"})
         if unknown:
-            raise UserError(f"--sink: unknown parameter(s) {', '.join(unknown)} (known: "
-                            "stream, maxlen, batch)")
+            raise UserError(
+                f"--sink: unknown parameter(s) {', '.join(unknown)} (known: stream, maxlen, batch)"
+            )
 
         def one(name: str) -> str | None:
             values = query.get(name)

@@ -111,6 +111,7 @@ class RunFacts:
     faults: Mapping[str, int] = field(default_factory=dict)
     crashes: int = 0  # worker processes killed or replaced (kill -9, hung after SIGSTOP, restarts)
     undecodable_lines: int = 0
+    rest_faults_served: int = 0  # REST 429s the fake actually answered discovery with
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,8 @@ class Report:
             f"chaos report: seed={f.seed} duration={f.duration_s:.0f}s shards={f.shards} "
             f"workers={f.workers}",
             f"faults injected ({sum(f.faults.values())}): {fault_text}",
-            f"worker crashes/replacements: {f.crashes}",
+            f"worker crashes/replacements: {f.crashes}  discovery 429s served: "
+            f"{f.rest_faults_served}  torn jsonl lines: {f.undecodable_lines}",
             f"events delivered: {self.delivered}  sessions: {len(self.sessions)} "
             f"({self.invalidated_sessions} invalidated by the server)",
             f"gaps: {self.gaps}  lost with server-invalidated sessions: "

@@ -51,7 +51,14 @@ class ChaosConfig:
     connect_timeout_s: float = 60.0  # for the first full connection
     settle_timeout_s: float = 60.0  # after the faults: everyone back, everything delivered
     workdir: Path = field(default_factory=lambda: Path("chaos-run"))
-    limits: checker.Limits = field(default_factory=checker.Limits)
+    checkpoint_interval_s: float = 1.0  # the worker's stats report (and checkpoint) period
+
+    def limits(self) -> checker.Limits:
+        # at-least-once: a worker lost without warning redelivers what its shards handled
+        # since the last checkpoint report; allow a few report periods of traffic for that
+        per_worker = -(-self.shards // self.workers)
+        per_crash = int(per_worker * self.event_rate * self.checkpoint_interval_s * 5)
+        return checker.Limits(max_duplicates_per_crash=max(50, per_crash))
 
     @classmethod
     def from_env(cls, default_seconds: float, **kw: Any) -> ChaosConfig:
@@ -237,10 +244,10 @@ class Control:
             resp.raise_for_status()
             return await resp.json(content_type=None)
 
-    async def fake_post(self, path: str, body: dict[str, Any]) -> int:
+    async def fake_post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         async with self.http.post(self.fake + path, json=body) as resp:
-            await resp.read()
-            return resp.status
+            doc = await resp.json(content_type=None) if resp.content_length != 0 else None
+            return resp.status, doc
 
     async def status(self) -> dict[str, Any] | None:
         try:
@@ -303,9 +310,26 @@ async def apply_fault(
     ok = True
     if request is not None:
         path, body = request
-        status = await ctl.fake_post(path, body)
-        ok = status < 400
-        note = f"-> {status}"
+        for attempt in range(FAULT_ATTEMPTS):
+            status, doc = await ctl.fake_post(path, body)
+            ok = status < 400
+            note = f"-> {status}"
+            # a gateway fault aimed at a shard that is reconnecting right now hits nobody;
+            # try again shortly so that every scheduled fault really lands
+            if not ok or not _missed(fault, doc):
+                break
+            note += " (shard not connected)"
+            if attempt + 1 < FAULT_ATTEMPTS:
+                await asyncio.sleep(FAULT_RETRY_S)
+        else:
+            ok = False
+    elif fault.kind is Kind.ROLLING_RESTART and fault.via_signal:
+        supervisor_pid = int(((await ctl.status()) or {}).get("supervisor", {}).get("pid", 0))
+        ok = supervisor_pid > 0
+        if ok:
+            os.kill(supervisor_pid, signal.SIGHUP)
+        note = f"SIGHUP pid {supervisor_pid}"
+        flog.rolling += ok
     elif fault.kind is Kind.ROLLING_RESTART:
         status = await ctl.rolling_restart()
         ok = status == 202
@@ -334,6 +358,16 @@ async def apply_fault(
                 note += " already gone"
     (flog.applied if ok else flog.skipped)[fault.kind.value] += 1
     flog.lines.append(f"{fault.describe()} {note}{'' if ok else ' (skipped)'}")
+
+
+FAULT_ATTEMPTS: Final = 5
+FAULT_RETRY_S: Final = 0.3
+
+
+def _missed(fault: Fault, doc: Any) -> bool:
+    if fault.kind in (Kind.HELLO_RECONNECT, Kind.REST_429) or not isinstance(doc, dict):
+        return False
+    return not doc.get("shards")
 
 
 async def _resume(pid: int, after_s: float) -> None:
@@ -370,16 +404,19 @@ def covered(sessions: list[checker.FakeSession], deliveries: list[checker.Delive
     return True
 
 
-async def snapshot(ctl: Control) -> tuple[list[checker.FakeSession], checker.GatewayStats]:
+async def snapshot(
+    ctl: Control,
+) -> tuple[list[checker.FakeSession], checker.GatewayStats, Any, Any]:
     """Sessions and counters taken together: retried until no IDENTIFY slipped in between."""
     for _ in range(20):
         before = checker.parse_stats(await ctl.fake_get("/_fake/stats"))
         raw = await ctl.fake_get("/_fake/sessions")
-        docs = raw.get("sessions", raw) if isinstance(raw, dict) else raw
-        after = checker.parse_stats(await ctl.fake_get("/_fake/stats"))
+        raw_stats = await ctl.fake_get("/_fake/stats")
+        after = checker.parse_stats(raw_stats)
         if before.identifies == after.identifies:
-            return checker.parse_sessions(docs), after
-    return checker.parse_sessions(docs), after
+            break
+    docs = raw.get("sessions", raw) if isinstance(raw, dict) else raw
+    return checker.parse_sessions(docs), after, docs, raw_stats
 
 
 async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker.Report:
@@ -401,16 +438,18 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                 http_port = free_port()
                 ctl = Control(http, fake_url, f"http://127.0.0.1:{http_port}")
                 start_stats = checker.parse_stats(await ctl.fake_get("/_fake/stats"))
+                flog = FaultLog()
                 # discovery at startup meets 429s first: the supervisor must honour them
                 await ctl.fake_post(
                     "/_fake/rest-faults", {"status": 429, "count": 2, "retry_after": 0.2}
                 )
+                flog.applied["startup_rest_429"] += 1
                 supervisor = await start_supervisor(cfg, fake_url, http_port, jsonl, sup_log)
 
                 async def all_connected() -> bool:
                     states = shard_states(await ctl.status())
                     return len(states) == cfg.shards and all(
-                        v in cfg.limits.connected_states for v in states.values()
+                        v in checker.Limits().connected_states for v in states.values()
                     )
 
                 if not await wait_for("connected", all_connected, cfg.connect_timeout_s):
@@ -423,7 +462,6 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     f"chaos: {len(schedule)} faults over {cfg.seconds:.0f}s, seed {cfg.seed}, "
                     f"logs in {cfg.workdir}"
                 )
-                flog = FaultLog()
                 t0 = time.monotonic()
                 for fault in schedule:
                     delay = t0 + fault.at_s - time.monotonic()
@@ -443,7 +481,9 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     await asyncio.gather(*stopped, return_exceptions=True)
 
                 await wait_for("connected", all_connected, cfg.settle_timeout_s)
-                sessions, stats = await snapshot(ctl)
+                sessions, stats, raw_sessions, raw_stats = await snapshot(ctl)
+                (cfg.workdir / "sessions.json").write_text(json.dumps(raw_sessions, indent=1))
+                (cfg.workdir / "stats.json").write_text(json.dumps(raw_stats, indent=1))
 
                 async def delivered() -> bool:
                     return covered(sessions, read_deliveries(jsonl)[0])
@@ -468,8 +508,9 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     faults=dict(flog.applied),
                     crashes=crashes,
                     undecodable_lines=bad_lines,
+                    rest_faults_served=int(raw_stats.get("rest_faults_served", 0)),
                 )
-                report = checker.build_report(deliveries, sessions, stats, facts, cfg.limits)
+                report = checker.build_report(deliveries, sessions, stats, facts, cfg.limits())
                 (cfg.workdir / "faults.log").write_text("\n".join(flog.lines) + "\n")
                 (cfg.workdir / "report.txt").write_text(report.render() + "\n")
                 return report

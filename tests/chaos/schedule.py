@@ -58,6 +58,7 @@ class Fault:
     worker: int | None = None  # process-level faults: index into the worker list at that time
     duration_s: float = 0.0  # SIGSTOP: how long the process stays stopped
     size: int = 0  # LARGE_MESSAGE / NO_SUFFIX: bytes
+    via_signal: bool = False  # ROLLING_RESTART: SIGHUP to the supervisor instead of HTTP
 
     def gateway_request(self) -> tuple[str, dict[str, Any]] | None:
         """The fake gateway control request this fault maps to: (path, JSON body)."""
@@ -93,6 +94,7 @@ class Fault:
             else ""
         )
         extra = f" for {self.duration_s:.1f}s" if self.duration_s else ""
+        extra += " via SIGHUP" if self.via_signal else ""
         extra += f" bytes={self.size}" if self.size else ""
         return f"t+{self.at_s:6.1f}s {self.kind.value}{target}{extra}"
 
@@ -165,7 +167,7 @@ def _deck(rng: random.Random, spacing: int) -> list[Kind]:
 
 def _fault(rng: random.Random, at: float, kind: Kind, cfg: ScheduleConfig) -> Fault:
     if kind is Kind.ROLLING_RESTART:
-        return Fault(at, kind)
+        return Fault(at, kind, via_signal=rng.random() < 0.5)
     if kind is Kind.KILL9:
         return Fault(at, kind, worker=rng.randrange(cfg.workers))
     if kind is Kind.SIGSTOP:

@@ -81,3 +81,9 @@ def test_gateway_requests_map_each_kind_to_the_control_api() -> None:
         {"shard_id": 1, "kind": "oversized", "bytes": 300_000},
     )
     assert Fault(1.0, Kind.KILL9, worker=0).gateway_request() is None
+
+
+def test_rolling_restarts_use_both_http_and_sighup() -> None:
+    faults = make_schedule(8, ScheduleConfig(duration_s=300.0, shards=4, workers=2))
+    ways = {f.via_signal for f in faults if f.kind is Kind.ROLLING_RESTART}
+    assert ways == {True, False}

@@ -36,6 +36,8 @@ class GatewayClient:
         self.seq: int | None = None
         self.session_id: str | None = None
         self.resume_url: str | None = None
+        self.skip_acks = False
+        self._beat: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -57,10 +59,10 @@ class GatewayClient:
         ws = await session.ws_connect(full, max_msg_size=0, autoclose=False, autoping=True)
         return cls(ws, compress)
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, wait_s: float = 5.0) -> dict[str, Any]:
         """The next whole gateway message; raises Closed when the server closes."""
         while True:
-            msg = await self.ws.receive(timeout)
+            msg = await self.ws.receive(wait_s)
             self.frames += 1
             if msg.type == aiohttp.WSMsgType.TEXT:
                 data: Any = json.loads(msg.data)
@@ -74,6 +76,8 @@ class GatewayClient:
                 raise Closed(msg.data)
             else:
                 raise Closed(self.ws.close_code)
+            if self.skip_acks and data.get("op") == 11:
+                continue
             if data.get("s") is not None:
                 self.seq = data["s"]
             return dict(data)
@@ -90,18 +94,18 @@ class GatewayClient:
             return bytes(self._zstd.decompress(chunk))
         return zlib.decompress(chunk)
 
-    async def recv_until(self, pred: Any, timeout: float = 5.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
+    async def recv_until(self, pred: Any, wait_s: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(wait_s):
             while True:
-                msg = await self.recv(timeout)
+                msg = await self.recv(wait_s)
                 if pred(msg):
                     return msg
 
-    async def expect_close(self, timeout: float = 5.0) -> int | None:
+    async def expect_close(self, wait_s: float = 5.0) -> int | None:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait_s):
                 while True:
-                    await self.recv(timeout)
+                    await self.recv(wait_s)
         except Closed as exc:
             return exc.code
         raise AssertionError("unreachable")
@@ -144,7 +148,21 @@ class GatewayClient:
     async def resume(self, session_id: str, seq: int, token: str = TOKEN) -> None:
         await self.send(6, {"token": token, "session_id": session_id, "seq": seq})
 
+    def start_heartbeats(self, interval: float) -> None:
+        """Heartbeat in the background (for tests that outlive the server's timeout);
+        ACKs are then dropped by ``recv``."""
+        self.skip_acks = True
+
+        async def beat() -> None:
+            while not self.ws.closed:
+                await self.heartbeat()
+                await asyncio.sleep(interval)
+
+        self._beat = asyncio.ensure_future(beat())
+
     async def close(self, code: int = 4000) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
         await self.ws.close(code=code)
 
 

@@ -35,8 +35,15 @@ async def test_invalid_json_closes_4002(fg: FakeGateway, http):
 
 async def test_payload_over_4096_bytes_closes_4002(fg: FakeGateway, http):
     client = await ready_client(http, fg, [0, 2])
-    await client.send(3, {"since": None, "activities": [{"name": "x" * 4100, "type": 0}],
-                          "status": "online", "afk": False})
+    await client.send(
+        3,
+        {
+            "since": None,
+            "activities": [{"name": "x" * 4100, "type": 0}],
+            "status": "online",
+            "afk": False,
+        },
+    )
     assert await client.expect_close() == 4002
 
 

@@ -86,7 +86,7 @@ async def test_different_buckets_identify_together(make_gateway: Factory, http):
 
 async def test_same_bucket_identifies_again_after_the_window(make_gateway: Factory, http):
     clock = FakeClock()
-    fg = await make_gateway(clock=clock, shards=2, identify_window_s=5.0)
+    fg = await make_gateway(clock=clock, shards=2, identify_window_s=5.0, heartbeat_interval_s=1e3)
     await ready_client(http, fg, [0, 2])
     await clock.advance(5.0)
     await ready_client(http, fg, [1, 2])
@@ -95,7 +95,7 @@ async def test_same_bucket_identifies_again_after_the_window(make_gateway: Facto
 
 async def test_identify_after_violation_op9_on_same_socket_succeeds(make_gateway: Factory, http):
     clock = FakeClock()
-    fg = await make_gateway(clock=clock, shards=2, identify_window_s=5.0)
+    fg = await make_gateway(clock=clock, shards=2, identify_window_s=5.0, heartbeat_interval_s=1e3)
     await ready_client(http, fg, [0, 2])
     second = await GatewayClient.connect(http, fg.gateway_url)
     await second.recv()

@@ -77,9 +77,12 @@ async def start_hosts(
         sup = await SupervisorProc.start(
             fake,
             home,
-            "--total-shards", str(total),
-            "--workers", "1",
-            "--identify-limiter", redis_url,
+            "--total-shards",
+            str(total),
+            "--workers",
+            "1",
+            "--identify-limiter",
+            redis_url,
             *extra,
             env={
                 "SHARDMGR_HOST_INDEX": str(index),
@@ -142,7 +145,6 @@ async def test_two_hosts_start_one_bot_without_identify_violations_at_the_identi
     # ...so the whole bot was up within 10% of ceil(N / max_concurrency) windows
     took = ready_at - first_grant_s
     assert took <= 1.1 * windows * WINDOW_S, f"{took:.3f}s for {windows} windows of {WINDOW_S}s"
-    print(f"startup: {took:.3f}s from the first grant, floor {windows * WINDOW_S}s")
 
 
 async def test_redis_restart_keeps_shards_up_and_holds_a_reidentify_until_it_is_back(
@@ -194,9 +196,7 @@ async def test_sink_publishes_every_dispatch_of_every_shard_once_in_order(
     shards = 2
     fake = await start_fake(procs, shards, event_rate=40.0)
     sink = f"redis-stream://127.0.0.1:{redis_server.port}/0?stream=events&maxlen=100000"
-    (host,) = await start_hosts(
-        procs, fake, tmp_path, redis_server.url, shards, 1, "--sink", sink
-    )
+    (host,) = await start_hosts(procs, fake, tmp_path, redis_server.url, shards, 1, "--sink", sink)
     await host.wait_status(all_connected, 60.0)
 
     async def enough_events() -> bool:
@@ -204,13 +204,70 @@ async def test_sink_publishes_every_dispatch_of_every_shard_once_in_order(
         return all((s["seq"] or 0) >= 60 for s in doc["shards"])
 
     await until("60 dispatches per shard", enough_events)
-    await host.close()  # a clean stop: every event the workers received is delivered
+    async with fake.http.post(fake.url + "/_fake/traffic", json={"event_rate": 0}) as resp:
+        resp.raise_for_status()
 
-    sessions = await fake.sessions()
-    per_shard: dict[int, list[int]] = {}
-    for _, data in await inspect.xrange("events"):
-        per_shard.setdefault(int(data[b"shard"]), []).append(int(data[b"seq"]))
+    async def last_sent() -> dict[int, int]:
+        return {int(s["shard_id"]): int(s["last_seq_sent"]) for s in await fake.sessions()}
+
+    async def caught_up() -> bool:
+        sent, got = await last_sent(), await _stream_seqs(inspect)
+        return len(sent) == shards and all(got.get(k, [0])[-1] == v for k, v in sent.items())
+
+    await until("the stream to hold the last dispatch of every shard", caught_up)
+    sent, got = await last_sent(), await _stream_seqs(inspect)
     for shard in range(shards):
-        [session] = [s for s in sessions if s["shard_id"] == shard]
-        sent = int(session["last_seq_sent"])
-        assert per_shard[shard] == list(range(1, sent + 1)), f"shard {shard}"
+        assert got[shard] == list(range(1, sent[shard] + 1)), f"shard {shard}"
+    await host.wait_status(lambda doc: all(s["backlog"] == 0 for s in doc["shards"]), 10.0)
+
+
+async def test_slow_redis_grows_the_sink_backlog_while_heartbeats_carry_on(
+    redis_server: RedisServer, inspect: Any, procs: list[Any], tmp_path: Path
+) -> None:
+    shards = 2
+    fake = await start_fake(procs, shards, event_rate=40.0)
+    sink = f"redis-stream://127.0.0.1:{redis_server.port}/0?stream=events"
+    (host,) = await start_hosts(procs, fake, tmp_path, redis_server.url, shards, 1, "--sink", sink)
+    await host.wait_status(all_connected, 60.0)
+    await until("the first events in the stream", lambda: _has_entries(inspect))
+    heartbeats = (await fake.stats())["heartbeats"]
+
+    redis_server.pause()
+    try:
+        # the handler is stuck on Redis: events queue up per shard and the backlog shows it
+        await host.wait_status(lambda doc: all(s["backlog"] >= 30 for s in doc["shards"]), 30.0)
+
+        async def heartbeats_continue() -> bool:
+            return (await fake.stats())["heartbeats"] >= heartbeats + 2 * shards
+
+        await until("two more heartbeats per shard", heartbeats_continue)
+        doc = await host.status()
+        assert all(s["state"] == "connected" and s["reconnects"] == 0 for s in doc["shards"])
+        assert (await fake.stats())["heartbeat_timeouts"] == 0
+    finally:
+        redis_server.resume()
+
+    async with fake.http.post(fake.url + "/_fake/traffic", json={"event_rate": 0}) as resp:
+        resp.raise_for_status()
+
+    async def caught_up() -> bool:
+        sent = {int(s["shard_id"]): int(s["last_seq_sent"]) for s in await fake.sessions()}
+        got = await _stream_seqs(inspect)
+        return all(got.get(k, [0])[-1] == v for k, v in sent.items())
+
+    await until("the backlog to drain into the stream", caught_up)
+    sent = {int(s["shard_id"]): int(s["last_seq_sent"]) for s in await fake.sessions()}
+    got = await _stream_seqs(inspect)
+    for shard in range(shards):
+        assert got[shard] == list(range(1, sent[shard] + 1)), f"shard {shard}"
+
+
+async def _has_entries(client: Any) -> bool:
+    return bool(await client.xlen("events"))
+
+
+async def _stream_seqs(client: Any) -> dict[int, list[int]]:
+    per_shard: dict[int, list[int]] = {}
+    for _, data in await client.xrange("events"):
+        per_shard.setdefault(int(data[b"shard"]), []).append(int(data[b"seq"]))
+    return per_shard

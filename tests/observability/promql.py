@@ -14,7 +14,7 @@ ALERTS = GRAFANA / "alerts.yml"
 PROMETHEUS_CONFIG = GRAFANA / "prometheus.yml"
 
 # What Grafana substitutes when "All" is selected (allValue) and for the rate window.
-VARIABLES = {"$__rate_interval": "10s", "$worker": ".*", "$shard": ".*"}
+VARIABLES = {"$__rate_interval": "10s", "$instance": ".*", "$worker": ".*", "$shard": ".*"}
 
 _LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
 _METRIC = re.compile(r"\b(shardmgr_[a-z_]+|process_[a-z_]+|up)\b(?!\s*\()")

@@ -56,11 +56,11 @@ def exported_names() -> set[str]:
     return names | {"up"}  # added by Prometheus to every target
 
 
-def test_dashboard_declares_datasource_worker_and_shard_variables() -> None:
+def test_dashboard_declares_datasource_instance_worker_and_shard_variables() -> None:
     variables = {v["name"]: v for v in promql.load_dashboard()["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("worker", "shard"):
+    for name in ("instance", "worker", "shard"):
         assert variables[name]["type"] == "query"
         assert variables[name]["includeAll"] is True
         assert variables[name]["allValue"] == ".*"
@@ -76,14 +76,26 @@ def test_every_panel_and_query_uses_the_datasource_variable() -> None:
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
 
 
-def test_dashboard_panels_have_unique_ids_and_fit_the_grid() -> None:
+def test_every_query_filters_by_the_selected_supervisor() -> None:
+    # Several hosts each run a supervisor whose workers are numbered from 0: without the
+    # instance filter, worker 0 of two hosts would be drawn as one.
+    for expr in promql.dashboard_expressions():
+        assert '$instance"' in expr, expr
+
+
+def test_dashboard_panels_have_unique_ids_and_tile_the_grid() -> None:
     all_panels = promql.panels(promql.load_dashboard())
     ids = [p["id"] for p in all_panels]
     assert len(ids) == len(set(ids))
+    taken: dict[tuple[int, int], str] = {}
     for panel in all_panels:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
         assert panel["type"] == "row" or panel.get("description"), panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
+                taken[(x, y)] = panel["title"]
 
 
 def test_dashboard_is_importable_into_grafana_10() -> None:

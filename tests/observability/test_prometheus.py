@@ -224,7 +224,9 @@ def inject_faults(fake_url: str) -> None:
     faults = [
         {"kind": "reconnect", "shard_id": 0},
         {"kind": "close", "shard_id": 1, "code": 4000},
-        {"kind": "zombie", "shard_id": 2},
+        # A silent connection (no ACKs, no events): the worker's zombie rule must fire.
+        {"kind": "stall", "shard_id": 2},
+        {"kind": "bad_json", "shard_id": 3},
     ]
     for fault in faults:
         status, body = http_post_json(f"{fake_url}/_fake/faults", fault)
@@ -336,17 +338,18 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     wait_for_data(stack, queries)
 
 
-def test_injected_faults_show_up_as_reconnect_reasons_and_resumes(stack: Stack) -> None:
+def test_injected_faults_show_up_in_prometheus(stack: Stack) -> None:
     def labels(expr: str, label: str) -> set[str]:
         return {sample["metric"][label] for sample in stack.query(expr)}
 
     wait_until(
-        "op7, close_code and zombie reconnects, close code 4000 and resumes in Prometheus",
+        "op7, close_code and zombie reconnects, close code 4000, resumes and a bad payload",
         lambda: (
             {"op7", "close_code", "zombie"}
             <= labels("sum by (reason) (shardmgr_shard_reconnects_total)", "reason")
             and "4000" in labels("sum by (code) (shardmgr_worker_close_codes_total)", "code")
             and "resume" in labels("sum by (kind) (shardmgr_shard_sessions_started_total)", "kind")
+            and bool(stack.query('shardmgr_worker_bad_payloads_total{worker="1"} > 0'))
         ),
         DATA_TIMEOUT_S,
         stack.supervisor,
@@ -370,6 +373,7 @@ def test_every_dashboard_variable_has_values(stack: Stack) -> None:
     workers = stack.query(queries["$worker"])
     shards = stack.query(queries["$shard"])
     assert {s["metric"]["worker"] for s in workers} == {"0", "1"}
+    assert len(stack.query(queries["$instance"])) == 1
     assert len({s["metric"]["shard"] for s in shards}) == SHARDS
 
 

@@ -46,6 +46,12 @@ async def test_auto_shards_start_within_the_identify_windows_without_violations(
         stats = await fake.stats()
         assert stats["identify_violations"] == 0
         assert stats["identifies"] == 8
+        async with sup.http.get(sup.url + "/readyz") as resp:
+            assert resp.status == 200
+        async with sup.http.get(sup.url + "/healthz") as resp:
+            assert resp.status == 200
+        async with sup.http.get(sup.url + "/metrics") as resp:
+            assert resp.status == 200 and "shardmgr_" in await resp.text()
     finally:
         await sup.close()
         await fake.close()
@@ -58,6 +64,15 @@ async def test_explicit_shard_count_overrides_the_recommendation(tmp_path: Path)
         assert doc["supervisor"]["total_shards"] == 3
         assert len(doc["shards"]) == 3
         assert (await fake.stats())["identify_violations"] == 0
+        status = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shardmgr", "status", "--http", sup.url.removeprefix("http://"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(status.communicate(), 30.0)
+        assert status.returncode == 0
+        assert "3/3 shards connected" in out.decode()
+        rows = [line.split() for line in out.decode().splitlines()]
+        assert sum(1 for r in rows if r[2:3] == ["connected"]) == 3
     finally:
         await sup.close()
         await fake.close()
@@ -98,12 +113,37 @@ async def test_killed_worker_resumes_with_no_new_identify_and_no_lost_event(
         after = await wait_fake(fake, lambda s: s["resumes"] >= before["resumes"] + 2)
         assert after["identifies"] == before["identifies"]
         # Let events flow on the resumed sessions, then check nothing was skipped.
-        await sup.wait_status(lambda d: all(s["last_event_age_s"] is not None for s in d["shards"]))
+        await wait_fake(fake, lambda s: s["dispatches_sent"] > after["dispatches_sent"] + 100)
         await sup.close()
         seqs = delivered_seqs(tmp_path / "events.jsonl")
         for shard in victim["shards"]:
             assert seqs.get(shard), f"shard {shard} delivered nothing"
             assert gaps(seqs[shard]) == [], f"shard {shard} lost events"
+    finally:
+        await sup.close()
+        await fake.close()
+
+
+async def test_stopped_worker_dumps_stacks_is_replaced_and_resumes(tmp_path: Path) -> None:
+    fake, sup = await _run(
+        tmp_path, {"shards": 2, "max_concurrency": 2},
+        "--shards", "2", "--workers", "2",
+        env={"SHARDMGR_PING_TIMEOUT_S": "1.5"},
+    )
+    try:
+        doc = await sup.wait_status(all_connected)
+        before = await fake.stats()
+        victim = doc["workers"][1]
+        os.kill(victim["pid"], signal.SIGSTOP)
+        doc = await sup.wait_status(
+            lambda d: d["workers"][1]["pid"] not in (None, victim["pid"]) and all_connected(d)
+        )
+        assert "hung" in doc["workers"][1]["last_exit"]
+        after = await wait_fake(fake, lambda s: s["resumes"] > before["resumes"])
+        assert after["identifies"] == before["identifies"]
+        log = sup.stderr.read_text()
+        # The faulthandler dump of the hung worker is in the supervisor's log.
+        assert "stopped answering pings" in log and "most recent call first" in log
     finally:
         await sup.close()
         await fake.close()
@@ -129,6 +169,7 @@ async def test_rolling_restart_replaces_every_worker_without_identify_or_lost_ev
         after = await fake.stats()
         assert after["identifies"] == before["identifies"]
         assert after["resumes"] >= before["resumes"] + 4
+        await wait_fake(fake, lambda s: s["dispatches_sent"] > after["dispatches_sent"] + 100)
         await sup.close()
         seqs = delivered_seqs(tmp_path / "events.jsonl")
         for shard in range(4):
@@ -145,7 +186,8 @@ async def test_sigterm_closes_every_shard_and_exits_zero(tmp_path: Path) -> None
         sup.proc.send_signal(signal.SIGTERM)
         assert await sup.wait_exit(15.0) == 0
         stats = await wait_fake(fake, lambda s: s["connections_open"] == 0, 10.0)
-        assert stats["connections_open"] == 0
+        # Default stop mode ends the sessions: the bot goes offline at once.
+        assert stats["client_closes_by_code"].get("1000") == 2
         assert not (tmp_path / "state" / "sessions.json").exists()
     finally:
         await sup.close()
@@ -166,6 +208,7 @@ async def test_keep_sessions_stop_then_start_resumes_without_identify(tmp_path: 
         out, _ = await asyncio.wait_for(stop.communicate(), 30.0)
         assert stop.returncode == 0 and b"sessions saved" in out
         assert await sup.wait_exit(15.0) == 0
+        await sup.close()
         assert (tmp_path / "state" / "sessions.json").exists()
         before = await fake.stats()
         sup = await SupervisorProc.start(

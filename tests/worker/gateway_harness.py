@@ -30,13 +30,16 @@ class Recorder:
     def __init__(self) -> None:
         self.events: dict[int, list[tuple[str, int | None, str]]] = {}
         self.session: dict[int, str] = {}
+        self.guilds: dict[int, list[str]] = {}
         self.changed = asyncio.Event()
         self.block: asyncio.Event | None = None
         self.raise_on: set[str] = set()
 
     async def on_event(self, event: Event) -> None:
         if event.name == "READY":
-            self.session[event.shard_id] = event.data()["session_id"]
+            ready = event.data()
+            self.session[event.shard_id] = ready["session_id"]
+            self.guilds[event.shard_id] = [g["id"] for g in ready["guilds"]]
         sid = self.session.get(event.shard_id, "?")
         self.events.setdefault(event.shard_id, []).append((sid, event.seq, event.name))
         self.changed.set()

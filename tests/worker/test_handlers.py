@@ -173,3 +173,16 @@ async def test_batch_handler_gets_queued_events_in_order_up_to_batch_size() -> N
     assert b.batches == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
     assert d.checkpoint == (1, 10)
     await stop(task)
+
+
+async def test_object_with_async_call_is_used_as_a_function_handler() -> None:
+    class Callable_:
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        async def __call__(self, e: Event) -> None:
+            self.names.append(e.name)
+
+    target = Callable_()
+    await Handler(target).handle(event(1, "READY"))
+    assert target.names == ["READY"]

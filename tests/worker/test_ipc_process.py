@@ -9,7 +9,12 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from shardmgr.fakegateway import FakeGateway
+from tests.worker.gateway_harness import eventually, fake_config
+from tests.worker.gateway_harness import worker_config as gateway_worker_config
 from workers import ipc
+
+PRESENCE = b'{"since":null,"activities":[],"status":"idle","afk":false}'
 
 
 @dataclass
@@ -28,6 +33,10 @@ class Worker:
                 assert msg is not None, "worker closed the pipe"
                 if isinstance(msg, kind):
                     return msg
+
+
+def worker_config(fg: FakeGateway, shards: int, **overrides: object) -> ipc.WorkerConfig:
+    return gateway_worker_config(fg, shards=shards, **overrides)
 
 
 def config(gateway_url: str = "ws://127.0.0.1:9", shards: int = 2) -> ipc.WorkerConfig:
@@ -139,3 +148,100 @@ async def test_token_never_reaches_stderr() -> None:
             await w.proc.wait()
         assert w.proc.stderr is not None
         assert b"secret-token-value" not in await w.proc.stderr.read()
+
+
+async def test_identify_goes_through_a_permit_over_ipc_and_sessions_are_reported() -> None:
+    async with FakeGateway(fake_config()) as fg, spawn_worker() as w:
+        cfg = worker_config(fg, shards=1, report_interval_s=0.1)
+        w.send(ipc.Start(gen=4, config=cfg))
+        request = await w.expect(ipc.IdentifyRequest)
+        assert isinstance(request, ipc.IdentifyRequest) and request.shard_id == 0
+        assert fg.stats()["identifies"] == 0
+        w.send(ipc.IdentifyGrant(gen=4, shard_id=0, nonce=request.nonce))
+        started = await w.expect(ipc.SessionStarted)
+        assert isinstance(started, ipc.SessionStarted)
+        assert (started.gen, started.kind) == (4, "identify")
+        assert started.session.session_id == fg.active_sessions()[0]["session_id"]
+
+        before = fg.stats()["payloads_received"]
+        w.send(ipc.SendCommand(gen=4, shard_id=0, op=3, d=PRESENCE))
+        w.send(ipc.SendCommand(gen=4, shard_id=0, op=3, d=PRESENCE))
+        await eventually(lambda: fg.stats()["payloads_received"] >= before + 2)
+        assert fg.stats()["closes_by_code"] == {}
+
+        w.send(ipc.Shutdown(gen=4, keep_sessions=True))
+        suspended = await w.expect(ipc.Suspended)
+        assert isinstance(suspended, ipc.Suspended)
+        assert suspended.sessions[0].session_id == started.session.session_id
+        async with asyncio.timeout(10):
+            assert await w.proc.wait() == 0
+        await eventually(lambda: fg.active_sessions() == {})
+        assert fg.sessions()[0]["state"] == "disconnected"  # resumable by a successor
+
+
+async def test_shutdown_while_waiting_for_a_permit_cancels_the_request() -> None:
+    async with FakeGateway(fake_config()) as fg, spawn_worker() as w:
+        w.send(ipc.Start(gen=1, config=worker_config(fg, shards=1)))
+        request = await w.expect(ipc.IdentifyRequest)
+        assert isinstance(request, ipc.IdentifyRequest)
+        w.send(ipc.Shutdown(gen=1))
+        cancel = await w.expect(ipc.IdentifyCancel)
+        assert isinstance(cancel, ipc.IdentifyCancel)
+        assert (cancel.shard_id, cancel.nonce) == (0, request.nonce)
+        async with asyncio.timeout(10):
+            assert await w.proc.wait() == 0
+
+
+async def test_refused_identify_stops_the_shard_and_reports_why() -> None:
+    async with FakeGateway(fake_config()) as fg, spawn_worker() as w:
+        w.send(ipc.Start(gen=1, config=worker_config(fg, shards=1)))
+        request = await w.expect(ipc.IdentifyRequest)
+        assert isinstance(request, ipc.IdentifyRequest)
+        w.send(ipc.IdentifyRefused(gen=1, shard_id=0, nonce=request.nonce, reason="budget"))
+        stopped = await w.expect(ipc.ShardStopped)
+        assert isinstance(stopped, ipc.ShardStopped)
+        assert stopped.fatal and "budget" in stopped.reason
+        assert fg.stats()["identifies"] == 0
+        w.send(ipc.Shutdown(gen=1))
+        async with asyncio.timeout(10):
+            assert await w.proc.wait() == 0
+
+
+async def test_given_session_is_resumed_without_asking_for_a_permit() -> None:
+    async with FakeGateway(fake_config()) as fg:
+        async with spawn_worker() as w:
+            w.send(ipc.Start(gen=1, config=worker_config(fg, shards=1)))
+            request = await w.expect(ipc.IdentifyRequest)
+            assert isinstance(request, ipc.IdentifyRequest)
+            w.send(ipc.IdentifyGrant(gen=1, shard_id=0, nonce=request.nonce))
+            await w.expect(ipc.SessionStarted)
+            w.send(ipc.Shutdown(gen=1, keep_sessions=True))
+            suspended = await w.expect(ipc.Suspended)
+            assert isinstance(suspended, ipc.Suspended)
+        handed = suspended.sessions[0]
+        async with spawn_worker() as w2:
+            cfg = worker_config(fg, shards=1)
+            cfg = ipc.WorkerConfig(
+                **{f: getattr(cfg, f) for f in cfg.__struct_fields__ if f != "shards"},
+                shards=[ipc.ShardAssignment(0, handed)],
+            )
+            w2.send(ipc.Start(gen=2, config=cfg))
+            started = await w2.expect(ipc.SessionStarted)
+            assert isinstance(started, ipc.SessionStarted)
+            assert (started.kind, started.session.session_id) == ("resume", handed.session_id)
+            assert fg.stats()["identifies"] == 1
+            w2.send(ipc.Shutdown(gen=2))
+            async with asyncio.timeout(10):
+                assert await w2.proc.wait() == 0
+
+
+async def test_invalid_config_exits_2_with_one_line_error() -> None:
+    async with spawn_worker() as w:
+        bad = ipc.WorkerConfig(**{**_fields(config()), "zombie_close_code": 1000})
+        w.send(ipc.Start(gen=1, config=bad))
+        async with asyncio.timeout(10):
+            assert await w.proc.wait() == 2
+        assert w.proc.stderr is not None
+        err = (await w.proc.stderr.read()).decode()
+        assert "zombie_close_code" in err
+        assert "Traceback" not in err
