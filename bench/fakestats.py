@@ -42,16 +42,19 @@ def wait_guilds_sent(api: str, shards: int, timeout: float) -> None:
     wait_for("every READY and GUILD_CREATE sent", done, timeout, interval=0.1)
 
 
-def guild_create_payload(shards: int) -> bytes:
-    """The largest GUILD_CREATE body shard 0 receives from a fake gateway started with
-    ``--shards shards`` (the fake's world is seeded, so this is the same byte string)."""
+def shard_zero_startup(shards: int) -> list[bytes]:
+    """READY and every GUILD_CREATE body that shard 0 receives from a fake gateway started
+    with ``--shards shards`` (its world is seeded, so these are the same byte strings)."""
     config = FakeConfig(shards=shards, token=BENCH_TOKEN)
     state = FakeState(config, REAL_CLOCK)
     bot = state.bot_user(config.configured_bot_id)
     guilds = state.world.guilds_for(0, shards)
     if not guilds:
         raise RuntimeError("shard 0 of the fake gateway has no guilds")
-    return max((state.world.guild_create(g, bot, 250) for g in guilds), key=len)
+    ready = state.world.ready(bot=bot, session_id="0" * 32,
+                              resume_gateway_url="ws://127.0.0.1:1", guilds=guilds,
+                              shard=[0, shards])
+    return [ready, *(state.world.guild_create(g, bot, 250) for g in guilds)]
 
 
 def gateway_ws_url(api: str) -> str:

@@ -10,9 +10,8 @@ from typing import Any
 
 from shardmgr.errors import UserError
 
-# Settings that must not be typed on a command line (ps shows it) or that only make sense
-# per host in the environment.
-_NO_FLAG = frozenset({"admin_secret", "host_index", "host_count", "state_file"})
+# A secret typed on a command line is visible to everyone through ps.
+_NO_FLAG = frozenset({"admin_secret"})
 _BOOL_FLAGS = frozenset({"keep_sessions", "log_json"})
 
 _HELP: dict[str, str] = {
@@ -33,6 +32,9 @@ _HELP: dict[str, str] = {
     "identify_window_s": "seconds per identify window (Discord: 5)",
     "identify_reserve": "session starts that restarts may never spend",
     "state_dir": "where the pid file and saved sessions live",
+    "state_file": "saved sessions file (default STATE_DIR/sessions.json)",
+    "host_index": "this host's index (0-based), with --host-count and --total-shards",
+    "host_count": "number of hosts sharing --total-shards evenly",
     "large_threshold": "member count above which GUILD_CREATE omits offline members (50-250)",
     "discovery_attempts": "GET /gateway/bot attempts before giving up",
     "discovery_backoff_s": "base of the discovery retry backoff, seconds",

@@ -132,7 +132,9 @@ async def fetch_gateway_bot(
                 break
             if delay is None:
                 delay = rng.uniform(0, min(backoff_cap_s, backoff_base_s * 2**attempt))
-            log.warning(
+            # DEBUG: when discovery finally fails, its one-line error says why; a retry that
+            # succeeds is not worth a line.
+            log.debug(
                 "gateway discovery retry",
                 extra=fields(attempt=attempt + 1, problem=last_problem, delay_s=round(delay, 3)),
             )

@@ -9,6 +9,7 @@ budget can pay for one more start. A local implementation serves one host; a Red
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -56,6 +57,11 @@ class IdentifyLimiter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+DAY_S = 86400.0
+REFRESH_RETRY_S = 60.0
+log = logging.getLogger(__name__)
 
 
 class _Bucket:
@@ -129,17 +135,27 @@ class LocalIdentifyLimiter:
 
     async def _spend(self, reserve: int) -> None:
         async with self._budget_lock:
-            if self._remaining <= reserve and self._clock.monotonic() >= self._reset_at:
-                if self._refresh is not None:
-                    self.update(await self._refresh())
-                else:
-                    self._remaining = self._limits.total
-                    self._reset_at = self._clock.monotonic() + 86400.0
+            if self._clock.monotonic() >= self._reset_at:
+                await self._refill()
             if self._remaining <= reserve:
                 raise BudgetExhausted(
                     self._remaining, reserve, max(0.0, self._reset_at - self._clock.monotonic())
                 )
             self._remaining -= 1
+
+    async def _refill(self) -> None:
+        """The budget's window ended: ask discovery for the real numbers (other processes
+        may have spent some), or assume a full refill when there is no one to ask."""
+        if self._refresh is None:
+            self._remaining = self._limits.total
+            self._reset_at = self._clock.monotonic() + DAY_S
+            return
+        try:
+            self.update(await self._refresh())
+        except Exception as exc:
+            # Keep counting locally and ask again shortly rather than stall every identify.
+            log.warning("cannot refresh the session start budget: %s", exc)
+            self._reset_at = self._clock.monotonic() + REFRESH_RETRY_S
 
     async def acquire(self, shard_id: int, *, reserve: int = 0) -> None:
         self._waiting += 1

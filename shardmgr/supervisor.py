@@ -371,7 +371,7 @@ class Supervisor:
             gateway_url=self.gateway.url,
             num_shards=self.plan.total_shards,
             shards=[
-                ipc.ShardAssignment(shard_id=sid, session=(lambda x: x if x is None else ipc.SessionInfo(session_id=x.session_id, seq=x.seq+20, resume_url=x.resume_url))(self.sessions.get(sid)))
+                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
                 for sid in slot.shard_ids
             ],
             intents=self.options.intents_mask,
@@ -611,7 +611,9 @@ class Supervisor:
 
     def _on_identify_request(self, slot: WorkerSlot, msg: ipc.IdentifyRequest) -> None:
         key = (msg.gen, msg.shard_id, msg.nonce)
-        if key in self._pending:
+        if key in self._pending or self._stopping or slot.state in ("stopping", "hung"):
+            # A worker on its way out must not spend a session start; its own shutdown
+            # abandons the wait.
             return
         view = self._view(msg.shard_id)
         if view is not None:

@@ -43,14 +43,14 @@ class ZlibStreamInflater:
 
     def feed(self, chunk: bytes) -> bytes | None:
         buffer = self._buffer
-        if not buffer and chunk[-4:] == ZLIB_SUFFIX:
+        if not buffer and chunk.endswith(ZLIB_SUFFIX):
             data: bytes | bytearray = chunk
         else:
             buffer += chunk
             if len(buffer) > self.max_bytes:
                 self._buffer = bytearray()
                 raise CodecError("oversized", f"compressed message above {self.max_bytes} bytes")
-            if buffer[-4:] != ZLIB_SUFFIX:
+            if not buffer.endswith(ZLIB_SUFFIX):
                 return None
             data = buffer
         try:

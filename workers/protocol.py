@@ -153,6 +153,10 @@ class Ready(msgspec.Struct, omit_defaults=True):
     shard: list[int] | None = None
 
 
+class Resumed(msgspec.Struct):
+    """RESUMED's body: undocumented, but always an object (unknown keys are ignored)."""
+
+
 # ---------------------------------------------------------------- outbound (client -> server)
 
 

@@ -44,6 +44,7 @@ from workers.protocol import (
     Ready,
     RequestGuildMembers,
     Resume,
+    Resumed,
     VoiceStateUpdate,
     decode_envelope,
     encode,
@@ -58,6 +59,7 @@ _BINARY: Final = aiohttp.WSMsgType.BINARY
 _CLOSE: Final = aiohttp.WSMsgType.CLOSE
 _decode_hello: Final = msgspec.json.Decoder(Hello).decode
 _decode_ready: Final = msgspec.json.Decoder(Ready).decode
+_decode_resumed: Final = msgspec.json.Decoder(Resumed).decode
 _decode_bool: Final = msgspec.json.Decoder(bool).decode
 # Text frames arrive as bytes (``decode_text=False``): msgspec decodes bytes directly.
 _WebSocket = aiohttp.ClientWebSocketResponse[Literal[False]]
@@ -132,7 +134,7 @@ class Shard:
                 f"zombie_close_code {config.zombie_close_code} would end the session; "
                 "use a code other than 1000/1001 (e.g. 4000)"
             )
-        self.check_heartbeat_acks = config.check_heartbeat_acks
+        self._check_acks = config.check_heartbeat_acks
         self._presence = (
             msgspec.convert(config.presence, PresenceUpdate) if config.presence else None
         )
@@ -169,7 +171,7 @@ class Shard:
 
         # Per-connection state, replaced by ``_new_connection``.
         self._inflater: Inflater = make_inflater(config.compress, config.max_message_bytes)
-        self.monitor = HeartbeatMonitor(clock, self.check_heartbeat_acks)
+        self.monitor = HeartbeatMonitor(clock, self._check_acks)
         self.limiter = SendLimiter(clock=clock)
         self._ws: _WebSocket | None = None
         self._action: Action | None = None
@@ -185,6 +187,16 @@ class Shard:
     @property
     def state(self) -> ShardState:
         return self._state
+
+    @property
+    def check_heartbeat_acks(self) -> bool:
+        """discordrb's switch: False turns zombie detection off (beats still go out)."""
+        return self._check_acks
+
+    @check_heartbeat_acks.setter
+    def check_heartbeat_acks(self, value: bool) -> None:
+        self._check_acks = value
+        self.monitor.check_acks = value
 
     @property
     def backlog(self) -> int:
@@ -257,21 +269,20 @@ class Shard:
         if op == Op.DISPATCH:
             name = envelope.t or ""
             seq = envelope.s
-            if seq is not None:
-                if seq <= self.seq:
-                    # Already received in this session (a replay overlapping what we
-                    # have): delivering it again would be a duplicate.
-                    self.duplicates += 1
-                    return
-                self.seq = seq
+            if seq is not None and seq <= self.seq:
+                # Already received in this session (a replay overlapping what we have):
+                # delivering it again would be a duplicate.
+                self.duplicates += 1
+                return
             if self._deadline is not None:
                 # A long replay is progress, not a stuck handshake.
                 self._deadline = self._clock.monotonic() + self.config.ready_timeout_s
-            if name == "READY":
-                if not self._on_ready(envelope.d):
+            if name == "READY" or name == "RESUMED":
+                # The seq only moves once the body proved valid: a bad one is replayed.
+                if not self._on_session_event(name, envelope.d, seq):
                     return
-            elif name == "RESUMED":
-                self._on_resumed()
+            elif seq is not None:
+                self.seq = seq
             events = counters.events
             events[name] = events.get(name, 0) + 1
             counters.last_event_at = time.time()
@@ -346,23 +357,35 @@ class Shard:
         self._spawn(self._heartbeater.run())
         self._spawn(self._resume() if self.has_session else self._identify())
 
-    def _on_ready(self, body: msgspec.Raw) -> bool:
+    def _on_session_event(self, name: str, body: msgspec.Raw, seq: int | None) -> bool:
+        if name == "READY":
+            try:
+                ready = _decode_ready(body)
+            except msgspec.DecodeError as exc:
+                self._bad_payload("bad_json", f"READY: {exc}")
+                return False
+            if seq is not None:
+                self.seq = seq
+            self._on_ready(ready)
+            return True
         try:
-            ready = _decode_ready(body)
+            _decode_resumed(body)
         except msgspec.DecodeError as exc:
-            self._bad_payload("bad_json", f"READY: {exc}")
+            self._bad_payload("bad_json", f"RESUMED: {exc}")
             return False
+        if seq is not None:
+            self.seq = seq
+        if self._state is ShardState.RESUMING:
+            self._connected("resume")
+        return True
+
+    def _on_ready(self, ready: Ready) -> None:
         self.session_id = ready.session_id
         self.resume_url = ready.resume_gateway_url
         self._epoch += 1
         self._epoch_start_seq = 0
         self.guilds = len(ready.guilds)
         self._connected("identify")
-        return True
-
-    def _on_resumed(self) -> None:
-        if self._state is ShardState.RESUMING:
-            self._connected("resume")
 
     def _connected(self, kind: str) -> None:
         self._deadline = None
@@ -595,7 +618,7 @@ class Shard:
 
     def _new_connection(self) -> None:
         self._inflater = make_inflater(self.config.compress, self.config.max_message_bytes)
-        self.monitor = HeartbeatMonitor(self._clock, self.check_heartbeat_acks)
+        self.monitor = HeartbeatMonitor(self._clock, self._check_acks)
         self.limiter = SendLimiter(clock=self._clock)
         self._action = None
         self._action_event.clear()

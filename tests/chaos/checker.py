@@ -15,6 +15,7 @@ shard is delivery order.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,8 @@ class RunFacts:
     crashes: int = 0  # worker processes killed or replaced (kill -9, hung after SIGSTOP, restarts)
     undecodable_lines: int = 0
     rest_faults_served: int = 0  # REST 429s the fake actually answered discovery with
+    stop_exit_code: int | None = 0  # the supervisor's status after the final SIGTERM
+    leftover_processes: int = 0  # processes of the run still alive after that stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,11 @@ class Report:
         lines = [
             f"chaos report: seed={f.seed} duration={f.duration_s:.0f}s shards={f.shards} "
             f"workers={f.workers}",
-            f"faults injected ({sum(f.faults.values())}): {fault_text}",
+            *textwrap.wrap(
+                f"faults injected ({sum(f.faults.values())}): {fault_text}",
+                width=100,
+                subsequent_indent="  ",
+            ),
             f"worker crashes/replacements: {f.crashes}  discovery 429s served: "
             f"{f.rest_faults_served}  torn jsonl lines: {f.undecodable_lines}",
             f"events delivered: {self.delivered}  sessions: {len(self.sessions)} "
@@ -451,6 +458,13 @@ def build_report(
             "running at the end"
             if facts.supervisor_exit_code is None
             else f"exited with status {facts.supervisor_exit_code}",
+        )
+    )
+    checks.append(
+        Check(
+            "clean stop on SIGTERM",
+            facts.stop_exit_code == 0 and facts.leftover_processes == 0,
+            f"exit status {facts.stop_exit_code}, {facts.leftover_processes} processes left",
         )
     )
     rss_limit = (

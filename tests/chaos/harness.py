@@ -27,6 +27,7 @@ import aiohttp
 
 from tests.chaos import checker
 from tests.chaos.schedule import Fault, Kind, ScheduleConfig, make_schedule
+from tests.reliability.procs import MARKER_ENV, kill_marked, marked_pids, new_marker
 
 # A token of Discord's shape (base64 user id . timestamp . hmac) that no real bot has.
 CHAOS_TOKEN: Final = "MTAwMDAwMDAwMDAwMDAwMDAx.GChaos.chaos-token-never-real-0123456789"
@@ -99,9 +100,12 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def child_env(**extra: str) -> dict[str, str]:
+def child_env(marker: str, **extra: str) -> dict[str, str]:
+    """A clean environment (none of the caller's SHARDMGR_*/DISCORD_* settings) carrying a
+    marker by which every process of this run, workers included, can be found."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHARDMGR_", "DISCORD_"))}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env[MARKER_ENV] = marker
     env.update(extra)
     return env
 
@@ -135,7 +139,7 @@ class Process:
         return self.proc.returncode if self.proc.returncode is not None else -1
 
 
-async def start_fake_gateway(cfg: ChaosConfig, log: TextIO) -> tuple[Process, str]:
+async def start_fake_gateway(cfg: ChaosConfig, log: TextIO, marker: str) -> tuple[Process, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -158,7 +162,7 @@ async def start_fake_gateway(cfg: ChaosConfig, log: TextIO) -> tuple[Process, st
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
-        env=child_env(),
+        env=child_env(marker),
         cwd=cfg.workdir,
     )
     fake = Process(proc, "fake-gateway")
@@ -183,7 +187,7 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 
 async def start_supervisor(
-    cfg: ChaosConfig, api: str, http_port: int, jsonl: Path, log: TextIO
+    cfg: ChaosConfig, api: str, http_port: int, jsonl: Path, log: TextIO, marker: str
 ) -> Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -222,6 +226,7 @@ async def start_supervisor(
         stdout=log,
         stderr=log,
         env=child_env(
+            marker,
             DISCORD_TOKEN=CHAOS_TOKEN,
             SHARDMGR_ADMIN_SECRET=ADMIN_SECRET,
             SHARDMGR_JSONL=str(jsonl),
@@ -430,7 +435,8 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
             print(text, file=progress, flush=True)
 
     with _logs(cfg.workdir) as (fake_log, sup_log):
-        fake, fake_url = await start_fake_gateway(cfg, fake_log)
+        fake_marker, marker = new_marker(), new_marker()
+        fake, fake_url = await start_fake_gateway(cfg, fake_log, fake_marker)
         supervisor: Process | None = None
         stopped: set[asyncio.Task[None]] = set()
         try:
@@ -444,7 +450,9 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     "/_fake/rest-faults", {"status": 429, "count": 2, "retry_after": 0.2}
                 )
                 flog.applied["startup_rest_429"] += 1
-                supervisor = await start_supervisor(cfg, fake_url, http_port, jsonl, sup_log)
+                supervisor = await start_supervisor(
+                    cfg, fake_url, http_port, jsonl, sup_log, marker
+                )
 
                 async def all_connected() -> bool:
                     states = shard_states(await ctl.status())
@@ -490,6 +498,11 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
 
                 await wait_for("delivered", delivered, cfg.settle_timeout_s)
                 final_status = await ctl.status()
+                rss_end = rss_bytes(supervisor.pid)
+                exit_during_run = supervisor.returncode
+                # the clean stop is part of the verdict: SIGTERM, exit 0, no worker left
+                stop_code = await supervisor.stop(timeout_s=cfg.settle_timeout_s)
+                leftovers = len(marked_pids(marker))
                 deliveries, bad_lines = read_deliveries(jsonl)
                 restarts = sum(
                     int(w.get("restarts") or 0) for w in (final_status or {}).get("workers", [])
@@ -500,9 +513,11 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     seed=cfg.seed,
                     shards=cfg.shards,
                     workers=cfg.workers,
-                    supervisor_exit_code=supervisor.returncode,
+                    supervisor_exit_code=exit_during_run,
                     rss_start_bytes=rss_start,
-                    rss_end_bytes=rss_bytes(supervisor.pid),
+                    rss_end_bytes=rss_end,
+                    stop_exit_code=stop_code,
+                    leftover_processes=leftovers,
                     shard_states=shard_states(final_status),
                     session_start_limit=start_stats.session_start_remaining,
                     faults=dict(flog.applied),
@@ -520,6 +535,8 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
             if supervisor is not None:
                 await supervisor.stop()
             await fake.stop()
+            kill_marked(marker)
+            kill_marked(fake_marker)
 
 
 def report_json(report: checker.Report) -> str:

@@ -240,9 +240,10 @@ def test_resumed_takes_a_seq_the_handler_need_not_see() -> None:
 
 def test_report_fits_one_screen() -> None:
     deliveries, sessions = healthy()
-    text = build_report(deliveries, sessions, stats(), facts()).render()
-    assert len(text.splitlines()) <= 24
-    assert all(len(line) <= 160 for line in text.splitlines())
+    many_faults = {f"fault_kind_{i}": i for i in range(25)}
+    text = build_report(deliveries, sessions, stats(), facts(faults=many_faults)).render()
+    assert len(text.splitlines()) <= 30
+    assert all(len(line) <= 120 for line in text.splitlines())
     assert text.rstrip().endswith("RESULT: PASS")
 
 
@@ -273,3 +274,10 @@ def test_parse_sessions_reads_the_fake_gateway_listing() -> None:
     ]
     (s,) = parse_sessions(docs)
     assert (s.shard_id, s.last_seq_sent, s.live, s.server_ended) == (3, 40, True, False)
+
+
+def test_an_unclean_stop_fails() -> None:
+    deliveries, sessions = healthy()
+    for bad in ({"stop_exit_code": 1}, {"leftover_processes": 2}, {"stop_exit_code": None}):
+        report = build_report(deliveries, sessions, stats(), facts(**bad))
+        assert not check(report, "clean stop on SIGTERM"), bad

@@ -39,7 +39,10 @@ async def _shardmgr(
     full_env["SHARDMGR_DISCOVERY_BACKOFF_S"] = "0.05"
     full_env.update(env or {})
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shardmgr", *args,
+        sys.executable,
+        "-m",
+        "shardmgr",
+        *args,
         env=full_env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
@@ -65,9 +68,10 @@ def _assert_user_error(code: int, lines: list[str], expected: str) -> None:
 
 @pytest.fixture
 async def api() -> AsyncIterator[dict[str, object]]:
-    state: dict[str, object] = {"status": 200}
+    state: dict[str, object] = {"status": 200, "requests": 0}
 
     async def gateway_bot(request: web.Request) -> web.Response:
+        state["requests"] = int(state["requests"]) + 1  # type: ignore[call-overload]
         if state["status"] == 401:
             return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         return web.json_response(GATEWAY_BOT)
@@ -83,76 +87,99 @@ async def api() -> AsyncIterator[dict[str, object]]:
     await runner.cleanup()
 
 
-async def test_no_token(tmp_path: Path) -> None:
+async def test_missing_token_exits_2_with_one_line(tmp_path: Path) -> None:
     code, lines = await _shardmgr("start", tmp=tmp_path)
     _assert_user_error(code, lines, "no token: set DISCORD_TOKEN or pass --token-file")
 
 
-async def test_malformed_token(tmp_path: Path) -> None:
+async def test_malformed_token_exits_2_with_one_line(tmp_path: Path) -> None:
     code, lines = await _shardmgr("start", env={"DISCORD_TOKEN": "not-a-token"}, tmp=tmp_path)
     _assert_user_error(code, lines, "DISCORD_TOKEN is malformed")
 
 
-async def test_shard_ids_outside_total_shards(tmp_path: Path) -> None:
+async def test_shard_ids_outside_total_shards_exit_2_with_one_line(tmp_path: Path) -> None:
     code, lines = await _shardmgr(
-        "start", "--total-shards", "4", "--shard-ids", "2-5",
-        env={"DISCORD_TOKEN": make_token()}, tmp=tmp_path,
+        "start",
+        "--total-shards",
+        "4",
+        "--shard-ids",
+        "2-5",
+        env={"DISCORD_TOKEN": make_token()},
+        tmp=tmp_path,
     )
     _assert_user_error(code, lines, "outside --total-shards 4")
 
 
-async def test_zero_shards_per_worker(tmp_path: Path) -> None:
+async def test_zero_shards_per_worker_exits_2_with_one_line(tmp_path: Path) -> None:
     code, lines = await _shardmgr(
         "start", "--shards-per-worker", "0", env={"DISCORD_TOKEN": make_token()}, tmp=tmp_path
     )
     _assert_user_error(code, lines, "--shards-per-worker must be at least 1")
 
 
-async def test_handler_that_does_not_import(tmp_path: Path) -> None:
+async def test_handler_that_does_not_import_exits_2_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
     code, lines = await _shardmgr(
-        "start", "--handler", "no_such_module_x:handler",
-        env={"DISCORD_TOKEN": make_token()}, tmp=tmp_path,
+        "start",
+        "--handler",
+        "no_such_module_x:handler",
+        env={"DISCORD_TOKEN": make_token()},
+        tmp=tmp_path,
     )
     _assert_user_error(code, lines, "--handler")
 
 
-async def test_unreachable_api(tmp_path: Path) -> None:
+async def test_unreachable_api_exits_2_with_one_line(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code, lines = await _shardmgr(
-        "start", "--api-base", f"http://127.0.0.1:{port}/api/v10",
-        env={"DISCORD_TOKEN": make_token()}, tmp=tmp_path,
+        "start",
+        "--api-base",
+        f"http://127.0.0.1:{port}/api/v10",
+        env={"DISCORD_TOKEN": make_token()},
+        tmp=tmp_path,
     )
     _assert_user_error(code, lines, "cannot reach")
 
 
-async def test_rejected_token(api: dict[str, object], tmp_path: Path) -> None:
+async def test_rejected_token_exits_2_without_retrying(
+    api: dict[str, object], tmp_path: Path
+) -> None:
     api["status"] = 401
     code, lines = await _shardmgr(
         "start", "--api-base", str(api["base"]), env={"DISCORD_TOKEN": make_token()}, tmp=tmp_path
     )
     _assert_user_error(code, lines, "the token was rejected")
+    assert api["requests"] == 1
 
 
-async def test_port_in_use(api: dict[str, object], tmp_path: Path) -> None:
+async def test_http_port_in_use_exits_2_with_one_line(
+    api: dict[str, object], tmp_path: Path
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
         code, lines = await _shardmgr(
-            "start", "--api-base", str(api["base"]), "--http", f"127.0.0.1:{port}",
-            env={"DISCORD_TOKEN": make_token()}, tmp=tmp_path,
+            "start",
+            "--api-base",
+            str(api["base"]),
+            "--http",
+            f"127.0.0.1:{port}",
+            env={"DISCORD_TOKEN": make_token()},
+            tmp=tmp_path,
         )
     _assert_user_error(code, lines, "the port is in use")
 
 
-async def test_unknown_flag(tmp_path: Path) -> None:
+async def test_unknown_flag_exits_2_with_one_line(tmp_path: Path) -> None:
     code, lines = await _shardmgr("start", "--shardz", "3", tmp=tmp_path)
     _assert_user_error(code, lines, "unrecognized arguments: --shardz")
 
 
-async def test_status_without_a_running_supervisor(tmp_path: Path) -> None:
+async def test_status_without_a_running_supervisor_exits_2(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -160,6 +187,6 @@ async def test_status_without_a_running_supervisor(tmp_path: Path) -> None:
     _assert_user_error(code, lines, "no supervisor answers")
 
 
-async def test_stop_without_a_running_supervisor(tmp_path: Path) -> None:
+async def test_stop_without_a_running_supervisor_exits_2(tmp_path: Path) -> None:
     code, lines = await _shardmgr("stop", tmp=tmp_path)
     _assert_user_error(code, lines, "no running supervisor found")

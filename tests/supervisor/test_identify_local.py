@@ -160,3 +160,42 @@ async def test_update_changes_max_concurrency_without_reopening_windows() -> Non
     await clock.advance(WINDOW)
     await task
     assert rec.granted == [(1, WINDOW)]
+
+
+async def test_budget_is_refreshed_once_its_reset_passes_even_when_not_low() -> None:
+    clock = FakeClock(start=0.0)
+    calls = 0
+
+    async def refresh() -> SessionStartLimit:
+        nonlocal calls
+        calls += 1
+        return _limits(remaining=700, mc=4, reset_after_s=86400.0)
+
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=900, mc=4, reset_after_s=60.0), window_s=WINDOW, clock=clock,
+        refresh=refresh,
+    )
+    await limiter.acquire(0)
+    await clock.advance(60.0)
+    await limiter.acquire(1)
+    await limiter.acquire(2)
+    assert calls == 1 and limiter.remaining == 698
+
+
+async def test_failed_refresh_keeps_the_local_count_and_retries_later() -> None:
+    clock = FakeClock(start=0.0)
+    calls = 0
+
+    async def refresh() -> SessionStartLimit:
+        nonlocal calls
+        calls += 1
+        raise OSError("api unreachable")
+
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=10, mc=4, reset_after_s=1.0), window_s=WINDOW, clock=clock,
+        refresh=refresh,
+    )
+    await clock.advance(1.0)
+    await limiter.acquire(0)
+    await limiter.acquire(1)
+    assert calls == 1 and limiter.remaining == 8

@@ -91,3 +91,17 @@ def test_plan_description_lists_every_worker() -> None:
     assert "8 of 8 shards in 2 workers" in text
     assert "worker 0: shards 0-3" in text and "worker 1: shards 4-7" in text
     assert "4 identify windows" in text
+
+
+def test_host_index_and_count_from_the_environment_pick_this_hosts_slice() -> None:
+    from shardmgr.config import load_settings
+    from shardmgr.discovery import GatewayInfo
+    from shardmgr.identify import SessionStartLimit
+    from shardmgr.start import plan_for
+
+    settings = load_settings(
+        {"total_shards": "10"}, env={"SHARDMGR_HOST_INDEX": "1", "SHARDMGR_HOST_COUNT": "3"}
+    )
+    limits = SessionStartLimit(total=1000, remaining=1000, reset_after_s=1.0, max_concurrency=1)
+    plan = plan_for(settings, GatewayInfo(url="ws://x", recommended_shards=4, limits=limits))
+    assert plan.total_shards == 10 and plan.shard_ids == [4, 5, 6]

@@ -159,3 +159,38 @@ async def test_only_a_shards_first_identify_may_spend_the_reserve(sup: Superviso
     ask(1, 3)  # first identify of shard 1: may dig into the reserve
     assert await sup.wait_for(lambda: sup.identifies_granted == 2, 10.0)
     assert sup.status()["supervisor"]["session_start_remaining"] == 1
+
+
+async def test_crash_loop_is_reported_and_slowed_down(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(
+        handler="tests.supervisor.crashy:crash",
+        restart_backoff_base_s=0.05,
+        restart_backoff_cap_s=0.4,
+        crash_loop_restarts=3,
+        shutdown_timeout_s=3.0,
+    )
+    limits = SessionStartLimit(total=1000, remaining=1000, reset_after_s=1e5, max_concurrency=1)
+    url = f"ws://127.0.0.1:{_closed_port()}"
+    gateway = GatewayInfo(url=url, recommended_shards=1, limits=limits)
+    supervisor = Supervisor(
+        options=settings,
+        token=make_token(),
+        gateway=gateway,
+        plan=make_plan(shards="1", recommended=1, max_concurrency=1),
+        limiter=LocalIdentifyLimiter(limits, window_s=0.2),
+        metrics=Metrics(),
+    )
+    run = asyncio.create_task(supervisor.run())
+    try:
+        assert await supervisor.wait_for(
+            lambda: bool(supervisor.status()["workers"])
+            and _worker(supervisor, 0)["restarts"] >= 5,
+            60.0,
+        )
+        worker = _worker(supervisor, 0)
+        assert worker["crash_looping"] is True
+        assert "exit status 3" in str(worker["last_exit"])
+        assert "crash looping" in caplog.text
+    finally:
+        supervisor.request_stop(False)
+        assert await asyncio.wait_for(run, 30.0) == 0

@@ -157,3 +157,23 @@ async def test_checkpoint_session_uses_the_handlers_progress() -> None:
     assert shard.session_info() == ipc.SessionInfo("old", 41, "ws://127.0.0.1:3")
     # nothing finished yet: another process must resume from 40 and see 41 again
     assert shard.checkpoint_session() == given
+
+
+async def test_malformed_ready_is_a_bad_payload_and_does_not_move_the_seq() -> None:
+    shard, _ = make_shard()
+    shard.feed(dispatch(1, "READY", {"v": 10}))
+    assert shard.counters.bad_payloads == 1
+    assert shard.seq == 0
+    assert shard.session_id is None
+    assert shard.delivery.backlog == 0
+
+
+async def test_resumed_connects_a_resuming_shard() -> None:
+    given = ipc.SessionInfo("old", 40, "ws://127.0.0.1:3")
+    shard, reporter = make_shard(session=given)
+    shard._set_state(ShardState.RESUMING)
+    shard.feed(dispatch(41, "MESSAGE_CREATE", {}))
+    shard.feed(dispatch(42, "RESUMED", {}))
+    assert shard.state is ShardState.CONNECTED
+    assert reporter.sessions[-1][1] == "resume"
+    assert reporter.sessions[-1][2] == ipc.SessionInfo("old", 42, "ws://127.0.0.1:3")
