@@ -19,6 +19,7 @@ from workers import ipc
 from workers.decisions import Action, Next
 from workers.events import Event
 from workers.handlers import Delivery, Handler
+from workers.protocol import decode_envelope
 from workers.reporter import ShardCounters
 from workers.shard import Shard
 
@@ -66,6 +67,18 @@ async def _ignore(event: Event) -> None:
     return None
 
 
+class RecordingDelivery(Delivery):
+    """The real backlog, remembering what the receive path pushed into it."""
+
+    def __init__(self) -> None:
+        super().__init__(0, Handler(_ignore), ShardCounters(), maxsize=100_000)
+        self.pushed: list[Event] = []
+
+    def push(self, event: Event) -> None:
+        self.pushed.append(event)
+        super().push(event)
+
+
 def make_shard(compress: str = "none", session: bool = True) -> Shard:
     config = ipc.WorkerConfig(
         worker_id=0,
@@ -77,7 +90,7 @@ def make_shard(compress: str = "none", session: bool = True) -> Shard:
         compress=compress,
         max_message_bytes=LIMIT,
     )
-    delivery = Delivery(0, Handler(_ignore), ShardCounters(), maxsize=100_000)
+    delivery = RecordingDelivery()
     info = ipc.SessionInfo("s" * 32, 5, "ws://127.0.0.1:1") if session else None
     return Shard(
         0, config, permits=_Permits(), reporter=_Reporter(), delivery=delivery, session=info
@@ -315,3 +328,66 @@ def test_a_zlib_message_without_suffix_is_cut_at_the_limit() -> None:
         fed += len(chunk)
         assert fed <= LIMIT + len(chunk)
     assert shard.counters.bad_payloads == 1
+
+
+def pushed(shard: Shard) -> list[Event]:
+    delivery = shard.delivery
+    assert isinstance(delivery, RecordingDelivery)
+    return delivery.pushed
+
+
+def _is_sequenced_dispatch(doc: bytes) -> bool:
+    """Noise must not itself be a valid dispatch with a seq (that would rightly move seq)."""
+    try:
+        env = decode_envelope(doc)
+    except msgspec.DecodeError:
+        return False
+    return env.op == 0 and env.s is not None
+
+
+noise = st.one_of(
+    st.binary(max_size=40),
+    wrong_shapes.map(msgspec.json.encode).filter(lambda d: not _is_sequenced_dispatch(d)),
+    st.integers(12, 30).map(lambda op: b'{"op":%d,"d":null}' % op),
+    st.just(b'{"op":11,"d":null}'),
+)
+# None marks "the next valid dispatch"; anything else is noise to ignore or to close on
+stream_items = st.lists(st.none() | noise, max_size=30)
+
+
+@FAST
+@given(items=stream_items, mode=st.sampled_from(["none", "zlib-stream", "zstd-stream"]))
+def test_valid_events_among_hostile_noise_arrive_once_in_order_until_the_close(
+    items: list[bytes | None], mode: str
+) -> None:
+    shard = make_shard(mode)
+    payloads: list[bytes] = []
+    valid: list[int | None] = []  # per payload: its seq if it is a valid dispatch
+    seq = 5
+    for item in items:
+        if item is None:
+            seq += 1
+            payloads.append(dispatch(seq))
+            valid.append(seq)
+        else:
+            payloads.append(item)
+            valid.append(None)
+    frames = {
+        "none": list[bytes | str](payloads),
+        "zlib-stream": zlib_frames(payloads),
+        "zstd-stream": zstd_frames(payloads),
+    }[mode]
+    fed: list[int] = []
+    for frame, seq_of in zip(frames, valid, strict=True):
+        if pending(shard) is not None:
+            break  # the socket loop reads nothing more from a connection it is closing
+        shard.feed(frame)
+        if seq_of is not None:
+            fed.append(seq_of)
+    assert_survived(shard, 0)
+    got = [e.seq for e in pushed(shard)]
+    # every valid dispatch fed before the close arrived exactly once, in order
+    assert [s for s in got if s is not None and s > 5] == fed
+    action = pending(shard)
+    if action is None or action.next is not Next.IDENTIFY:
+        assert shard.seq == max([5, *fed])
