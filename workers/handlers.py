@@ -68,6 +68,11 @@ class Handler:
             if not inspect.iscoroutinefunction(getattr(target, method)):
                 raise HandlerLoadError(f"{self.name}.{method} must be an async method")
 
+    @property
+    def function(self) -> EventCallback | None:
+        """The handler when it is a plain async function (None for handler objects)."""
+        return self._function
+
     def _method(self, name: str) -> EventCallback | None:
         # One getattr per event name, not per event.
         try:
@@ -172,6 +177,8 @@ class Delivery:
         self.delivered = 0
         # (session epoch, seq) of the last event the handler finished.
         self.checkpoint: tuple[int, int] | None = None
+        # True while the queue is empty and ``run`` waits for a push (or has not started).
+        self._asleep = True
 
     @property
     def backlog(self) -> int:
@@ -182,10 +189,15 @@ class Delivery:
         return len(self._queue) >= self.maxsize
 
     def push(self, event: Event) -> None:
-        self._queue.append(event)
-        self._ready.set()
-        self._idle.clear()
-        if len(self._queue) >= self.maxsize:
+        queue = self._queue
+        queue.append(event)
+        if self._asleep:
+            # Only a task waiting for work needs waking: one Event.set per burst of
+            # events rather than one per event (this is the receive path's hot loop).
+            self._asleep = False
+            self._ready.set()
+            self._idle.clear()
+        if len(queue) >= self.maxsize:
             self._room.clear()
 
     async def wait_room(self) -> None:
@@ -207,6 +219,7 @@ class Delivery:
             if not queue:
                 self._idle.set()
                 self._ready.clear()
+                self._asleep = True
                 await self._ready.wait()
                 continue
             if handler.batch is not None:
@@ -228,10 +241,13 @@ class Delivery:
             else:
                 event = queue.popleft()
                 self.in_flight = 1
-                if len(queue) < self.maxsize:
+                if len(queue) < self.maxsize and not self._room.is_set():
                     self._room.set()
                 try:
-                    await handler.handle(event)
+                    # A plain async function is awaited directly: one coroutine per event
+                    # instead of two.
+                    function = handler.function
+                    await (function(event) if function is not None else handler.handle(event))
                 except Exception:
                     self.counters.handler_errors += 1
                     log.exception(

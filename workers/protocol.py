@@ -111,8 +111,10 @@ RESUMABLE_CLIENT_CLOSE: Final = 4000
 # ---------------------------------------------------------------- inbound (server -> client)
 
 
-class Envelope(msgspec.Struct, array_like=False):
-    """Every gateway message. ``d`` stays raw until someone needs it."""
+class Envelope(msgspec.Struct, array_like=False, gc=False):
+    """Every gateway message. ``d`` stays raw until someone needs it. Not tracked by the
+    garbage collector (it holds only an int, strings and raw bytes): one is decoded per
+    message on the receive path."""
 
     op: int
     d: msgspec.Raw = msgspec.Raw(b"null")

@@ -49,7 +49,10 @@ class WorkerRuntime:
 
     async def start(self) -> None:
         await self.handler.start()
-        self._http = aiohttp.ClientSession()
+        # aiohttp's default connector allows 100 connections per session: a worker with more
+        # shards than that would leave the rest waiting for a slot until their connect
+        # timeout, forever. Every shard holds exactly one websocket, so no cap here.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         loop = asyncio.get_running_loop()
         for assignment in self.config.shards:
             sid = assignment.shard_id

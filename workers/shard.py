@@ -67,6 +67,10 @@ _RESUME_URL_ATTEMPTS: Final = 3
 _NETWORK_ERRORS: Final = (aiohttp.ClientError, OSError, RuntimeError)
 
 
+# A plain int: ``Op.DISPATCH`` is an attribute lookup on the enum class for every message.
+_DISPATCH: Final = int(Op.DISPATCH)
+
+
 class ShardState(enum.StrEnum):
     IDLE = "idle"
     CONNECTING = "connecting"
@@ -266,7 +270,7 @@ class Shard:
             self._bad_payload("bad_json", str(exc))
             return
         op = envelope.op
-        if op == Op.DISPATCH:
+        if op == _DISPATCH:
             name = envelope.t or ""
             seq = envelope.s
             if seq is not None and seq <= self.seq:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import signal
 import sys
 
@@ -52,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--heartbeat-timeout-slack",
         type=float,
-        default=d.heartbeat_timeout_slack_s,
+        default=d.heartbeat_timeout_slack,
         help="seconds past interval*1.5 before a silent connection is closed",
     )
     a(
@@ -112,6 +111,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse (op 9) a RESUME that does not use resume_gateway_url",
     )
+    a("--bot-name", default=d.bot_name, help="the bot user's name (default %(default)s)")
+    a(
+        "--violation-is-free",
+        action="store_true",
+        help="a rejected (concurrency-violating) identify does not spend a session start",
+    )
+    a(
+        "--expired-resume-code",
+        type=int,
+        default=d.expired_resume_close_code,
+        help="close code for a RESUME of an expired session; 0 answers op 9 instead",
+    )
+    a(
+        "--payload-compress-threshold",
+        type=int,
+        default=d.payload_compress_threshold,
+        help="with Identify compress=true and no transport compression, zlib payloads "
+        "larger than this many bytes",
+    )
+    a(
+        "--reconnect-close-after",
+        type=float,
+        default=d.reconnect_close_after_s,
+        help="seconds after op 7 before the server closes the socket itself",
+    )
+    a(
+        "--request-members-window",
+        type=float,
+        default=d.request_members_window_s,
+        help="seconds between all-member op 8 requests per guild (else RATE_LIMITED)",
+    )
+    a(
+        "--close-timeout",
+        type=float,
+        default=d.close_timeout_s,
+        help="seconds to wait for a client's close frame",
+    )
     a("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
     a("--log-json", action="store_true", help="JSON log lines")
 
@@ -130,7 +166,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         "max_concurrency": args.max_concurrency,
         "identify_window_s": args.identify_window,
         "heartbeat_interval_s": args.heartbeat_interval,
-        "heartbeat_timeout_slack_s": args.heartbeat_timeout_slack,
+        "heartbeat_timeout_slack": args.heartbeat_timeout_slack,
         "heartbeat_timeout_code": args.heartbeat_timeout_code,
         "guilds": args.guilds,
         "unavailable_fraction": args.unavailable_fraction,
@@ -150,9 +186,14 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         "large_bot_multiple": args.large_bot_multiple,
         "zlib_chunk_bytes": args.zlib_chunk_bytes,
         "reject_resume_on_main_url": args.reject_resume_on_main_url,
+        "bot_name": args.bot_name,
+        "violation_consumes_start": not args.violation_is_free,
+        "expired_resume_close_code": args.expired_resume_code or None,
+        "payload_compress_threshold": args.payload_compress_threshold,
+        "reconnect_close_after_s": args.reconnect_close_after,
+        "request_members_window_s": args.request_members_window,
+        "close_timeout_s": args.close_timeout,
     }
-    names = {f.name for f in dataclasses.fields(FakeConfig)}
-    assert set(values) <= names
     try:
         return FakeConfig(**values)
     except ValueError as exc:

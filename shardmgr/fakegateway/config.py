@@ -37,7 +37,7 @@ class FakeConfig:
     identify_window_s: float = 5.0
     heartbeat_interval_s: float = 41.25
     # Extra time past interval * 1.5 before a silent connection is closed.
-    heartbeat_timeout_slack_s: float = 5.0
+    heartbeat_timeout_slack: float = 5.0
     heartbeat_timeout_code: int = 4000
     # None: GUILDS_PER_SHARD_DEFAULT per recommended shard.
     guilds: int | None = None
@@ -125,6 +125,22 @@ class FakeConfig:
             out.append("unavailable_fraction must be in 0..1")
         if self.token is not None and bot_id_from_token(self.token) is None:
             out.append("token must have Discord's three-part shape (see make_token)")
+        for name in (
+            "heartbeat_timeout_slack",
+            "invalid_session_delay_s",
+            "reset_after_s",
+            "reconnect_close_after_s",
+            "request_members_window_s",
+            "payload_compress_threshold",
+            "zlib_chunk_bytes",
+        ):
+            if getattr(self, name) < 0:
+                out.append(f"{name} must not be negative")
+        if self.close_timeout_s <= 0:
+            out.append("close_timeout_s must be positive")
+        code = self.expired_resume_close_code
+        if code is not None and not 1000 <= code <= 4999:
+            out.append("expired_resume_close_code must be a close code (1000..4999) or None")
         if not 1000 <= self.heartbeat_timeout_code <= 4999:
             out.append("heartbeat_timeout_code must be a websocket close code (1000..4999)")
         return out

@@ -13,17 +13,15 @@ from typing import Any, Final
 import msgspec
 from aiohttp import WSMsgType, web
 
+from shardmgr.fakegateway import client_requests, inbound
 from shardmgr.fakegateway.codec import COMPRESS_MODES, Encoder, Frame
 from shardmgr.fakegateway.sessions import SESSION_ENDING_CLOSE_CODES, Session
 from shardmgr.fakegateway.state import STATE_KEY, FakeState
 from shardmgr.fakegateway.traffic import ShardTraffic
-from shardmgr.fakegateway.world import shard_for
 from workers.logsetup import fields
 from workers.protocol import (
-    ALL_INTENTS,
     INTENT_BITS,
     MAX_CLIENT_PAYLOAD,
-    PRIVILEGED_INTENTS,
     SEND_LIMIT,
     SEND_WINDOW_S,
     CloseCode,
@@ -42,70 +40,8 @@ INVALID_SESSION: Final = {
 }
 TRACE: Final = b'["[\\"gateway-prd-fake-1\\",{\\"micros\\":0.0}]"]'
 SUPPORTED_VERSIONS: Final = frozenset({"9", "10"})
-_PRESENCE_STATUSES: Final = frozenset({"online", "dnd", "idle", "invisible", "offline"})
 _encoder: Final = msgspec.json.Encoder()
 
-
-# --------------------------------------------------------------- lenient inbound shapes
-# The server validates what Discord validates and ignores the rest, so these differ from the
-# client-side Structs in workers/protocol.py (which describe what *we* send).
-
-
-class IdentifyIn(msgspec.Struct):
-    token: str
-    properties: dict[str, Any]
-    intents: int | None = None
-    compress: bool = False
-    large_threshold: int = 50
-    shard: list[int] | None = None
-    presence: dict[str, Any] | None = None
-
-
-class ResumeIn(msgspec.Struct):
-    token: str
-    session_id: str
-    seq: int | None
-
-
-class PresenceIn(msgspec.Struct):
-    since: int | None
-    activities: list[dict[str, Any]]
-    status: str
-    afk: bool
-
-
-class VoiceStateIn(msgspec.Struct):
-    guild_id: str | int
-    channel_id: str | int | None
-    self_mute: bool = False
-    self_deaf: bool = False
-
-
-class RequestMembersIn(msgspec.Struct):
-    guild_id: str | int
-    query: str | None = None
-    limit: int | None = None
-    presences: bool = False
-    user_ids: str | int | list[str | int] | None = None
-    nonce: str | None = None
-
-
-class GuildIdsIn(msgspec.Struct):
-    guild_ids: list[str | int]
-
-
-class ChannelInfoIn(msgspec.Struct):
-    guild_id: str | int
-    fields: list[str] = msgspec.field(default_factory=list)
-
-
-_identify_dec: Final = msgspec.json.Decoder(IdentifyIn)
-_resume_dec: Final = msgspec.json.Decoder(ResumeIn)
-_presence_dec: Final = msgspec.json.Decoder(PresenceIn)
-_voice_dec: Final = msgspec.json.Decoder(VoiceStateIn)
-_members_dec: Final = msgspec.json.Decoder(RequestMembersIn)
-_guild_ids_dec: Final = msgspec.json.Decoder(GuildIdsIn)
-_channel_info_dec: Final = msgspec.json.Decoder(ChannelInfoIn)
 
 # Writer queue items: a whole message (payload, seq or 0, session) or raw frames.
 _Item = tuple[bytes, int, Session | None] | list[Frame] | None
@@ -368,6 +304,8 @@ class Connection:
         state = self.state
         now = state.clock.monotonic()
         state.stats.payloads_received += 1
+        # Every counter a wait_for predicate may read changes below, heartbeats included.
+        state.changed()
         sends = self._sends
         sends.append(now)
         while sends and now - sends[0] >= SEND_WINDOW_S:
@@ -390,29 +328,15 @@ class Connection:
             if op == Op.HEARTBEAT:
                 self._on_heartbeat(now)
             elif op == Op.IDENTIFY:
-                self._on_identify(_identify_dec.decode(d))
+                self._on_identify(inbound.IDENTIFY.decode(d))
             elif op == Op.RESUME:
-                self._on_resume(_resume_dec.decode(d))
-            elif op not in (
-                Op.PRESENCE_UPDATE,
-                Op.VOICE_STATE_UPDATE,
-                Op.REQUEST_GUILD_MEMBERS,
-                Op.REQUEST_SOUNDBOARD_SOUNDS,
-                Op.REQUEST_CHANNEL_INFO,
-            ):
-                self.close(CloseCode.UNKNOWN_OPCODE, b"Unknown opcode.")
+                self._on_resume(inbound.RESUME.decode(d))
             elif self.session is None:
                 self.close(CloseCode.NOT_AUTHENTICATED, b"Not authenticated.")
-            elif op == Op.PRESENCE_UPDATE:
-                self._on_presence(_presence_dec.decode(d))
-            elif op == Op.VOICE_STATE_UPDATE:
-                self._on_voice_state(_voice_dec.decode(d))
-            elif op == Op.REQUEST_GUILD_MEMBERS:
-                self._on_request_members(_members_dec.decode(d))
-            elif op == Op.REQUEST_SOUNDBOARD_SOUNDS:
-                self._on_soundboard(_guild_ids_dec.decode(d))
+            elif op not in client_requests.ANSWERED_OPS:
+                self.close(CloseCode.UNKNOWN_OPCODE, b"Unknown opcode.")
             else:
-                self._on_channel_info(_channel_info_dec.decode(d))
+                self._answer(client_requests.answer(state, self.session, op, d))
         except (msgspec.ValidationError, ValueError):
             # A known opcode with a payload of the wrong shape.
             self.close(CloseCode.UNKNOWN_OPCODE, b"Invalid payload for opcode.")
@@ -424,7 +348,7 @@ class Connection:
             self.state.stats.heartbeat_acks += 1
             self.send(ACK)
 
-    def _on_identify(self, ident: IdentifyIn) -> None:
+    def _on_identify(self, ident: inbound.IdentifyIn) -> None:
         state = self.state
         cfg = state.config
         stats = state.stats
@@ -433,45 +357,28 @@ class Connection:
             return
         stats.identify_attempts += 1
         bot = state.authenticate(ident.token)
-        shard_id, num_shards = ident.shard if ident.shard is not None else (0, 1)
+        shard_id, num_shards = inbound.shard_pair(ident)
         record: dict[str, Any] = {
             "at": round(state.uptime(), 6),
             "shard_id": shard_id,
             "num_shards": num_shards,
-            "bucket": state.buckets.bucket(shard_id) if num_shards > 0 else None,
+            "bucket": state.buckets.bucket(shard_id),
             "connection": self.id,
         }
-
-        def reject(code: int, reason: bytes) -> None:
+        rejection = inbound.check_identify(
+            ident,
+            authenticated=bot is not None,
+            config=cfg,
+            guild_count=lambda: len(state.world.guilds_for(shard_id, num_shards)),
+        )
+        if rejection is not None or bot is None:
+            code, reason = rejection or (CloseCode.AUTHENTICATION_FAILED, b"")
             record["outcome"] = str(code)
             state.identify_log.append(record)
             self.close(code, reason)
-
-        if bot is None:
-            reject(CloseCode.AUTHENTICATION_FAILED, b"Authentication failed.")
             return
-        if ident.shard is not None and len(ident.shard) != 2:
-            reject(CloseCode.INVALID_SHARD, b"Invalid shard.")
-            return
-        multiple = cfg.large_bot_multiple
-        if (
-            num_shards < 1
-            or not 0 <= shard_id < num_shards
-            or (multiple is not None and num_shards % multiple != 0)
-        ):
-            reject(CloseCode.INVALID_SHARD, b"Invalid shard.")
-            return
-        intents = ident.intents
-        if intents is None or intents < 0 or intents & ~ALL_INTENTS:
-            reject(CloseCode.INVALID_INTENTS, b"Invalid intent(s).")
-            return
-        if intents & PRIVILEGED_INTENTS & ~cfg.privileged_intents:
-            reject(CloseCode.DISALLOWED_INTENTS, b"Disallowed intent(s).")
-            return
+        intents = ident.intents or 0
         guilds = state.world.guilds_for(shard_id, num_shards)
-        if len(guilds) > cfg.max_guilds_per_shard:
-            reject(CloseCode.SHARDING_REQUIRED, b"Sharding required.")
-            return
         if not state.buckets.try_acquire(shard_id):
             stats.identify_violations += 1
             record["outcome"] = "violation"
@@ -533,7 +440,7 @@ class Connection:
                     self.dispatch(
                         "GUILD_CREATE", world.guild_create(guild, bot, session.large_threshold)
                     )
-        log.info(
+        log.debug(
             "shard identified",
             extra=fields(shard=shard_id, shards=num_shards, session=session.session_id),
         )
@@ -553,7 +460,7 @@ class Connection:
             self.encoder.payload_zlib = session.payload_compress
         self.traffic_credit = 0.0
 
-    def _on_resume(self, resume: ResumeIn) -> None:
+    def _on_resume(self, resume: inbound.ResumeIn) -> None:
         state = self.state
         cfg = state.config
         if self.session is not None or self.identify_pending:
@@ -607,7 +514,7 @@ class Connection:
         for entry_seq, payload in entries:
             self._queue.put_nowait((payload, entry_seq, session))
         self.dispatch("RESUMED", b'{"_trace":%s}' % TRACE)
-        log.info(
+        log.debug(
             "shard resumed",
             extra=fields(shard=session.shard_id, replayed=len(entries), seq=session.seq),
         )
@@ -628,118 +535,18 @@ class Connection:
         self.session = session
         session.connection_id = self.id
 
-    def _on_presence(self, presence: PresenceIn) -> None:
-        if presence.status not in _PRESENCE_STATUSES:
-            raise ValueError(f"bad status {presence.status!r}")
-
-    def _guild_on_shard(self, raw_id: str | int) -> Any:
-        session = self.session
-        assert session is not None
-        guild = self.state.world.by_id.get(int(raw_id))
-        if guild is None or shard_for(guild.id, session.num_shards) != session.shard_id:
-            return None
-        return guild
-
-    def _on_voice_state(self, voice: VoiceStateIn) -> None:
-        session = self.session
-        assert session is not None
-        guild = self._guild_on_shard(voice.guild_id)
-        if guild is None:
-            return
-        channel = None if voice.channel_id is None else str(voice.channel_id)
-        body = {
-            "guild_id": str(guild.id),
-            "channel_id": channel,
-            "user_id": str(session.bot.id),
-            "member": {
-                "user": session.bot.payload(),
-                "roles": [],
-                "deaf": False,
-                "mute": False,
-                "joined_at": "2021-01-01T00:00:00.000000+00:00",
-                "flags": 0,
-            },
-            "session_id": session.session_id,
-            "deaf": False,
-            "mute": False,
-            "self_deaf": voice.self_deaf,
-            "self_mute": voice.self_mute,
-            "self_video": False,
-            "suppress": False,
-            "request_to_speak_timestamp": None,
-        }
-        self.dispatch("VOICE_STATE_UPDATE", _encoder.encode(body))
-        if channel is not None:
-            server = {
-                "token": f"{session.session_id[:16]}",
-                "guild_id": str(guild.id),
-                "endpoint": "127.0.0.1:9",
-            }
-            self.dispatch("VOICE_SERVER_UPDATE", _encoder.encode(server))
-        self.state.changed()
-
-    def _on_request_members(self, req: RequestMembersIn) -> None:
-        state = self.state
-        session = self.session
-        assert session is not None
-        if (req.query is None) == (req.user_ids is None):
-            raise ValueError("exactly one of query and user_ids")
-        if req.query is not None and req.limit is None:
-            raise ValueError("limit is required with query")
-        guild = self._guild_on_shard(req.guild_id)
-        if guild is None:
-            return
-        nonce = req.nonce if req.nonce is not None and len(req.nonce.encode()) <= 32 else None
-        if req.query == "" and req.limit == 0:
-            now = state.clock.monotonic()
-            last = state.member_requests.get(guild.id)
-            window = state.config.request_members_window_s
-            if last is not None and now - last < window:
-                meta: dict[str, Any] = {"guild_id": str(guild.id)}
-                if nonce is not None:
-                    meta["nonce"] = nonce
-                body = {"opcode": 8, "retry_after": round(window - (now - last), 3), "meta": meta}
-                self.dispatch("RATE_LIMITED", _encoder.encode(body))
-                state.changed()
-                return
-            state.member_requests[guild.id] = now
-        user_ids: list[int] | None = None
-        if req.user_ids is not None:
-            ids = req.user_ids if isinstance(req.user_ids, list) else [req.user_ids]
-            user_ids = [int(u) for u in ids]
-        presences = req.presences and bool(session.intents & INTENT_BITS["GUILD_PRESENCES"])
-        for body_bytes in state.world.member_chunks(
-            guild,
-            session.bot,
-            limit=req.limit or 0,
-            query=req.query,
-            user_ids=user_ids,
-            nonce=nonce,
-            presences=presences,
-        ):
-            self.dispatch("GUILD_MEMBERS_CHUNK", body_bytes)
-        state.changed()
-
-    def _on_soundboard(self, req: GuildIdsIn) -> None:
-        for raw in req.guild_ids:
-            guild = self._guild_on_shard(raw)
-            if guild is not None:
-                body = {"guild_id": str(guild.id), "soundboard_sounds": []}
-                self.dispatch("SOUNDBOARD_SOUNDS", _encoder.encode(body))
-
-    def _on_channel_info(self, req: ChannelInfoIn) -> None:
-        guild = self._guild_on_shard(req.guild_id)
-        if guild is not None:
-            channels = [{"id": str(guild.voice_channel), "status": None, "voice_start_time": None}]
-            body = {"guild_id": str(guild.id), "channels": channels}
-            self.dispatch("CHANNEL_INFO", _encoder.encode(body))
+    def _answer(self, answers: list[tuple[str, bytes]]) -> None:
+        for event, body in answers:
+            self.dispatch(event, body)
+        if answers:
+            self.state.changed()
 
     # ------------------------------------------------------------------ heartbeat timeout
 
     async def _watchdog(self) -> None:
         cfg = self.state.config
         clock = self.state.clock
-        limit = cfg.heartbeat_interval_s * 1.5 + cfg.heartbeat_timeout_slack_s
+        limit = cfg.heartbeat_interval_s * 1.5 + cfg.heartbeat_timeout_slack
         while not self.closing:
             wait = self.last_heartbeat + limit - clock.monotonic()
             if wait <= 0:
@@ -756,10 +563,10 @@ def reset_token(state: FakeState) -> None:
     state.token_reset = True
     state.stats.token_resets += 1
     log.warning("session start budget exhausted: token reset")
-    for conn in list(state.connections.values()):
-        conn.close(CloseCode.AUTHENTICATION_FAILED, b"Authentication failed.")
     for session in state.sessions.all:
         session.end("token_reset", by_server=True)
+    for conn in list(state.connections.values()):
+        conn.close(CloseCode.AUTHENTICATION_FAILED, b"Authentication failed.")
     state.changed()
 
 

@@ -90,6 +90,7 @@ async def rest_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if request.path.startswith("/api/"):
         state = request.app[STATE_KEY]
         state.stats.rest_requests += 1
+        state.changed()
         faulted = _fault_response(state, request.path)
         if faulted is not None:
             return faulted
@@ -170,4 +171,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(f"{base}/gateway/bot", get_gateway_bot)
         app.router.add_get(f"{base}/users/@me", get_me)
         app.router.add_get(f"{base}/oauth2/applications/@me", get_application)
+        app.router.add_get(f"{base}/applications/@me", get_application)
     app.router.add_route("*", "/api/{tail:.*}", not_found)

@@ -110,8 +110,10 @@ class RunFacts:
     shard_states: Mapping[int, str]  # from the supervisor's /status at the end
     session_start_limit: int  # ``remaining`` when the run began
     faults: Mapping[str, int] = field(default_factory=dict)
+    faults_skipped: int = 0  # scheduled, but the target was down every time it was tried
     crashes: int = 0  # worker processes killed or replaced (kill -9, hung after SIGSTOP, restarts)
     undecodable_lines: int = 0
+    compress: str = "zlib-stream"
     rest_faults_served: int = 0  # REST 429s the fake actually answered discovery with
     stop_exit_code: int | None = 0  # the supervisor's status after the final SIGTERM
     leftover_processes: int = 0  # processes of the run still alive after that stop
@@ -179,13 +181,15 @@ class Report:
         fault_text = ", ".join(f"{k}={v}" for k, v in sorted(f.faults.items())) or "none"
         lines = [
             f"chaos report: seed={f.seed} duration={f.duration_s:.0f}s shards={f.shards} "
-            f"workers={f.workers}",
+            f"workers={f.workers} compress={f.compress}",
             *textwrap.wrap(
                 f"faults injected ({sum(f.faults.values())}): {fault_text}",
                 width=100,
                 subsequent_indent="  ",
             ),
-            f"worker crashes/replacements: {f.crashes}  discovery 429s served: "
+            f"faults skipped (target not connected): {f.faults_skipped}  "
+            f"worker crashes/replacements: {f.crashes}",
+            f"discovery 429s served: "
             f"{f.rest_faults_served}  torn jsonl lines: {f.undecodable_lines}",
             f"events delivered: {self.delivered}  sessions: {len(self.sessions)} "
             f"({self.invalidated_sessions} invalidated by the server)",

@@ -65,7 +65,8 @@ class ChaosConfig:
     def from_env(cls, default_seconds: float, **kw: Any) -> ChaosConfig:
         seconds = float(os.environ.get("CHAOS_SECONDS", default_seconds))
         seed = int(os.environ.get("CHAOS_SEED", kw.pop("seed", 1)))
-        return cls(seconds=seconds, seed=seed, **kw)
+        compress = os.environ.get("CHAOS_COMPRESS", kw.pop("compress", "zlib-stream"))
+        return cls(seconds=seconds, seed=seed, compress=compress, **kw)
 
     def schedule_config(self) -> ScheduleConfig:
         return ScheduleConfig(
@@ -521,6 +522,8 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     shard_states=shard_states(final_status),
                     session_start_limit=start_stats.session_start_remaining,
                     faults=dict(flog.applied),
+                    faults_skipped=sum(flog.skipped.values()),
+                    compress=cfg.compress,
                     crashes=crashes,
                     undecodable_lines=bad_lines,
                     rest_faults_served=int(raw_stats.get("rest_faults_served", 0)),

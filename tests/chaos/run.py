@@ -1,4 +1,5 @@
-"""``make chaos``: the long chaos run (``CHAOS_SECONDS``, default 300; ``CHAOS_SEED``).
+"""``make chaos``: the long chaos run (``CHAOS_SECONDS``, default 300; ``CHAOS_SEED``;
+``CHAOS_COMPRESS``: zlib-stream (default), zstd-stream or none).
 
 Prints a one-screen report and exits 0 only when every check passed (1 when one failed,
 2 when the run could not be set up at all). Logs, the fault log and the report stay in

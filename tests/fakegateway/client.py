@@ -4,6 +4,7 @@ payload-compressed frames), decodes JSON, and exposes the close code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
 from typing import Any
@@ -14,6 +15,9 @@ import zstandard
 from shardmgr.fakegateway import FakeGateway, make_token
 
 TOKEN = make_token()
+# Every client a test opened, so the fixture can close them (a client dropped mid-test
+# would otherwise be garbage-collected with its connection open).
+OPEN_CLIENTS: list[GatewayClient] = []
 ALL_NON_PRIVILEGED = 53575421
 
 
@@ -57,7 +61,9 @@ class GatewayClient:
             query.append(f"compress={compress}")
         full = f"{url.rstrip('/')}/?{'&'.join(query)}{extra}"
         ws = await session.ws_connect(full, max_msg_size=0, autoclose=False, autoping=True)
-        return cls(ws, compress)
+        client = cls(ws, compress)
+        OPEN_CLIENTS.append(client)
+        return client
 
     async def recv(self, wait_s: float = 5.0) -> dict[str, Any]:
         """The next whole gateway message; raises Closed when the server closes."""
@@ -163,6 +169,8 @@ class GatewayClient:
     async def close(self, code: int = 4000) -> None:
         if self._beat is not None:
             self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, ConnectionError):
+                await self._beat
         await self.ws.close(code=code)
 
 

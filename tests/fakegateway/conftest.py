@@ -7,12 +7,13 @@ import aiohttp
 import pytest
 
 from shardmgr.fakegateway import FakeConfig, FakeGateway
+from tests.fakegateway.client import OPEN_CLIENTS
 from workers.clock import REAL_CLOCK, Clock
 
 # Short intervals everywhere: the rules under test are the same at any scale.
 FAST: dict[str, Any] = {
     "heartbeat_interval_s": 0.3,
-    "heartbeat_timeout_slack_s": 0.2,
+    "heartbeat_timeout_slack": 0.2,
     "identify_window_s": 0.2,
     "invalid_session_delay_s": 0.05,
     "reconnect_close_after_s": 0.3,
@@ -46,3 +47,5 @@ async def fg(make_gateway: Factory) -> FakeGateway:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close(1000)

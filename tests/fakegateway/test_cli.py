@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
+import inspect
 import signal
 import socket
 import sys
 
 import aiohttp
+import pytest
 
+from shardmgr.errors import UserError
+from shardmgr.fakegateway import FakeConfig
+from shardmgr.fakegateway import cli as fake_cli
 from tests.fakegateway.client import TOKEN
 
 
@@ -62,3 +69,38 @@ async def test_cli_bad_option_value_is_a_one_line_error_exit_2():
     assert proc.returncode == 2
     text = err.decode().strip()
     assert "shards must be at least 1" in text and len(text.splitlines()) == 1
+
+
+def test_every_config_field_has_a_cli_option():
+    parser = argparse.ArgumentParser()
+    fake_cli.add_arguments(parser)
+    config = fake_cli.config_from_args(parser.parse_args([]))
+    assert config == FakeConfig()
+    changed = fake_cli.config_from_args(
+        parser.parse_args(
+            [
+                "--session-ttl",
+                "7",
+                "--expired-resume-code",
+                "0",
+                "--violation-is-free",
+                "--privileged-intents",
+                "GUILD_MEMBERS",
+            ]
+        )
+    )
+    assert changed.session_ttl_s == 7 and changed.expired_resume_close_code is None
+    assert changed.violation_consumes_start is False and changed.privileged_intents == 2
+    fields = {f.name for f in dataclasses.fields(FakeConfig)}
+    help_text = parser.format_help()
+    # Each field is reachable: either named in config_from_args or it is the bot identity.
+    source = inspect.getsource(fake_cli.config_from_args)
+    assert all(f'"{name}"' in source for name in fields), fields
+    assert "--session-start-total" in help_text
+
+
+def test_bad_option_becomes_user_error():
+    parser = argparse.ArgumentParser()
+    fake_cli.add_arguments(parser)
+    with pytest.raises(UserError, match="close_timeout_s"):
+        fake_cli.config_from_args(parser.parse_args(["--close-timeout", "0"]))

@@ -196,3 +196,9 @@ async def test_server_closes_are_counted_by_code(fg: FakeGateway, http):
     await client.expect_close()
     await fg.wait_for(lambda g: g.stats()["connections_open"] == 0, 5)
     assert fg.stats()["closes_by_code"] == {"4010": 1}
+
+
+async def test_unknown_opcode_before_identify_closes_4003(fg: FakeGateway, http):
+    client = await _hello(http, fg)
+    await client.send(5, None)
+    assert await client.expect_close() == 4003

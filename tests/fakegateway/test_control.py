@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shardmgr.fakegateway import FakeGateway, make_token
 from tests.fakegateway.client import GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
@@ -96,3 +98,8 @@ async def test_chaos_is_reproducible_from_its_seed(make_gateway: Factory, http):
         runs.append([e["kind"] for e in fg.fault_log()])
         await client.close()
     assert len(runs[0]) >= 5 and runs[0] == runs[1]
+
+
+async def test_wait_for_times_out_with_the_counters_in_the_message(fg: FakeGateway):
+    with pytest.raises(TimeoutError, match=r"never identified not true after 0.05s.*identifies=0"):
+        await fg.wait_for(lambda g: g.stats()["identifies"] > 0, 0.05, "never identified")

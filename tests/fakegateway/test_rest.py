@@ -34,7 +34,14 @@ async def test_gateway_bot_reports_shards_and_session_start_limit(make_gateway: 
 
 
 async def test_json_content_type_is_exactly_application_json(fg: FakeGateway, http):
-    for path in ("/gateway", "/gateway/bot", "/users/@me", "/oauth2/applications/@me"):
+    paths = (
+        "/gateway",
+        "/gateway/bot",
+        "/users/@me",
+        "/oauth2/applications/@me",
+        "/applications/@me",
+    )
+    for path in paths:
         async with http.get(fg.api_base + path, headers=AUTH) as r:
             assert r.headers["Content-Type"] == "application/json", path
 
