@@ -40,11 +40,19 @@ class BudgetExhausted(Exception):
         self.reset_after_s = reset_after_s
 
 
+BudgetWait = Callable[[BudgetExhausted], None]
+"""Called (once per acquire) when that acquire starts waiting for the budget to refill."""
+
+
 class IdentifyLimiter(Protocol):
-    async def acquire(self, shard_id: int, *, reserve: int = 0) -> None:
+    async def acquire(
+        self, shard_id: int, *, reserve: int = 0, on_budget_wait: BudgetWait | None = None
+    ) -> None:
         """Wait for this shard's turn (FIFO per bucket, one per bucket per window) and spend
-        one session start. Raises ``BudgetExhausted`` if fewer than ``reserve + 1`` starts
-        remain. Cancelling the wait gives up its place without spending anything."""
+        one session start. While fewer than ``reserve + 1`` starts remain it waits for the
+        budget's reset (then refreshes it) instead of failing, telling ``on_budget_wait`` so
+        the caller can say so loudly. Cancelling the wait gives up its place without
+        spending anything. Any exception means the limiter itself failed."""
         ...
 
     def update(self, limits: SessionStartLimit) -> None:
@@ -56,11 +64,22 @@ class IdentifyLimiter(Protocol):
         """Identifies waiting right now (for metrics)."""
         ...
 
+    @property
+    def remaining(self) -> int:
+        """Session starts left in the budget, as last known (for metrics and /status)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 DAY_S = 86400.0
 REFRESH_RETRY_S = 60.0
+# A refresh that still reports an empty budget with no reset time must not be asked again
+# in a tight loop.
+MIN_BUDGET_WAIT_S = 1.0
+# A grant travels supervisor -> worker -> gateway before the IDENTIFY is sent; without a
+# margin two grants a window apart could reach Discord slightly less than a window apart.
+WINDOW_MARGIN = 0.1
 log = logging.getLogger(__name__)
 
 
@@ -83,6 +102,7 @@ class LocalIdentifyLimiter:
 
     When the budget is spent and its ``reset_after`` has passed, ``refresh`` (a discovery
     call) supplies the new numbers; without one the budget is assumed refilled to ``total``.
+    ``window_s`` is Discord's window; the limiter pads it by ``margin`` (a fraction) itself.
     """
 
     def __init__(
@@ -90,16 +110,18 @@ class LocalIdentifyLimiter:
         limits: SessionStartLimit,
         *,
         window_s: float = 5.0,
+        margin: float = WINDOW_MARGIN,
         clock: Clock = REAL_CLOCK,
         refresh: RefreshLimits | None = None,
     ) -> None:
         self._clock = clock
-        self._window = window_s
+        self._window = window_s * (1.0 + margin)
         self._refresh = refresh
         self._buckets: dict[int, _Bucket] = {}
         self._floor = 0.0  # no bucket may open before this (after a max_concurrency change)
         self._waiting = 0
         self._budget_lock = asyncio.Lock()
+        self._budget_changed = asyncio.Event()
         self._limits = limits
         self._remaining = limits.remaining
         self._reset_at = clock.monotonic() + limits.reset_after_s
@@ -112,19 +134,23 @@ class LocalIdentifyLimiter:
     def remaining(self) -> int:
         return self._remaining
 
-    @property
-    def limits(self) -> SessionStartLimit:
-        return self._limits
-
     def update(self, limits: SessionStartLimit) -> None:
+        now = self._clock.monotonic()
         if limits.max_concurrency != self._limits.max_concurrency:
             # Keep every window already opened: the new buckets all wait for the latest one.
+            # A bucket whose lock is held may be granting right now (its next_at not yet
+            # moved), so the floor is at least one window from now.
             latest = max((b.next_at for b in self._buckets.values()), default=0.0)
+            if any(b.lock.locked() for b in self._buckets.values()):
+                latest = max(latest, now + self._window)
             self._buckets = {}
             self._floor = latest
         self._limits = limits
         self._remaining = limits.remaining
-        self._reset_at = self._clock.monotonic() + limits.reset_after_s
+        self._reset_at = now + limits.reset_after_s
+        # Waiters sleeping until the old reset look at the new numbers at once.
+        self._budget_changed.set()
+        self._budget_changed = asyncio.Event()
 
     def _bucket(self, shard_id: int) -> _Bucket:
         key = shard_id % max(1, self._limits.max_concurrency)
@@ -133,15 +159,36 @@ class LocalIdentifyLimiter:
             bucket = self._buckets[key] = _Bucket(self._floor)
         return bucket
 
-    async def _spend(self, reserve: int) -> None:
+    async def _try_spend(self, reserve: int) -> BudgetExhausted | None:
+        """Spend one start, or say why not (and how long until the budget resets)."""
         async with self._budget_lock:
             if self._clock.monotonic() >= self._reset_at:
                 await self._refill()
             if self._remaining <= reserve:
-                raise BudgetExhausted(
-                    self._remaining, reserve, max(0.0, self._reset_at - self._clock.monotonic())
-                )
+                left = max(0.0, self._reset_at - self._clock.monotonic())
+                return BudgetExhausted(self._remaining, reserve, left)
             self._remaining -= 1
+            return None
+
+    async def _spend(self, reserve: int, on_budget_wait: BudgetWait | None) -> None:
+        told = False
+        while (short := await self._try_spend(reserve)) is not None:
+            if not told:
+                told = True
+                if on_budget_wait is not None:
+                    on_budget_wait(short)
+            await self._wait_budget(max(short.reset_after_s, MIN_BUDGET_WAIT_S))
+
+    async def _wait_budget(self, seconds: float) -> None:
+        """Sleep until the reset (on the injected clock), or until ``update`` brings news."""
+        changed = asyncio.ensure_future(self._budget_changed.wait())
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait({changed, sleep}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (changed, sleep):
+                fut.cancel()
+            await asyncio.gather(changed, sleep, return_exceptions=True)
 
     async def _refill(self) -> None:
         """The budget's window ended: ask discovery for the real numbers (other processes
@@ -157,14 +204,16 @@ class LocalIdentifyLimiter:
             log.warning("cannot refresh the session start budget: %s", exc)
             self._reset_at = self._clock.monotonic() + REFRESH_RETRY_S
 
-    async def acquire(self, shard_id: int, *, reserve: int = 0) -> None:
+    async def acquire(
+        self, shard_id: int, *, reserve: int = 0, on_budget_wait: BudgetWait | None = None
+    ) -> None:
         self._waiting += 1
         try:
             bucket = self._bucket(shard_id)
             async with bucket.lock:
                 while (wait := bucket.next_at - self._clock.monotonic()) > 0:
                     await self._clock.sleep(wait)
-                await self._spend(reserve)
+                await self._spend(reserve, on_budget_wait)
                 bucket.next_at = self._clock.monotonic() + self._window
         finally:
             self._waiting -= 1

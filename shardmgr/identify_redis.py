@@ -29,46 +29,46 @@ the head talks to Redis.
 If Redis cannot be reached, ``acquire`` keeps waiting (never grants without Redis), logs
 one warning, exposes ``redis_available``/``waiting_since`` for metrics, and retries with
 capped exponential backoff and jitter until Redis answers again. Connected shards are not
-affected: RESUME never goes through the limiter.
+affected: RESUME never goes through the limiter. An exhausted budget is waited out too:
+when its key expires it is seeded again (from ``refresh`` when given).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import math
 import os
 import random
 import socket
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from shardmgr.errors import UserError
-from shardmgr.identify import BudgetExhausted, SessionStartLimit
-from workers import redact
+from shardmgr.identify import (
+    MIN_BUDGET_WAIT_S,
+    BudgetExhausted,
+    BudgetWait,
+    RefreshLimits,
+    SessionStartLimit,
+)
+from shardmgr.redisconn import Outage, connect, safe_url
+from shardmgr.token import bot_id_from_token as _bot_id
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
 
+__all__ = ["RedisIdentifyLimiter", "bot_id_from_token", "connect", "grant_log", "safe_url"]
+
 log = logging.getLogger(__name__)
 
-SCHEMES: Final = ("redis", "rediss", "unix")
 # Discord refills session starts 24 h after the first identify of a window; when our copy of
 # reset_after has run out we assume a fresh full day, which can only make us more careful.
 DAY_MS: Final = 24 * 3600 * 1000
 GRANT_LOG_LEN: Final = 1000
-# Repeat the "still waiting for Redis" warning this often during a long outage.
-OUTAGE_REMINDER_S: Final = 30.0
 
 # Replies of the acquire script.
 _GRANTED: Final = 1
@@ -144,54 +144,11 @@ return 0
 
 
 def bot_id_from_token(token: str) -> str:
-    """The bot's user id: a bot token's first part is its id in unpadded base64."""
-    first = token.strip().removeprefix("Bot ").split(".", 1)[0]
-    try:
-        decoded = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        decoded = ""
-    if not decoded.isdigit():
+    """The bot's user id (the key namespace), or a UserError for a malformed token."""
+    bot_id = _bot_id(token)
+    if bot_id is None:
         raise UserError("the bot token is malformed: its first part is not a base64 user id")
-    return decoded
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for log lines."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def connect(url: str, *, socket_timeout_s: float, what: str) -> Any:
-    """A redis.asyncio client for ``redis://``, ``rediss://`` or ``unix://`` URLs; a bad URL
-    is a UserError naming ``what`` (the flag it came from)."""
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
-        raise UserError(
-            f"{what}: {safe_url(url)!r} is not a Redis URL "
-            "(expected redis://host:port/db, rediss://... or unix:///path)"
-        )
-    try:
-        _ = parts.port
-    except ValueError as exc:
-        raise UserError(f"{what}: bad port in {safe_url(url)!r}") from exc
-    if parts.password:
-        redact.add_secret(parts.password)
-    try:
-        return aioredis.from_url(
-            url,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
-            # One quick retry covers a pooled connection that Redis closed while idle; real
-            # outages are handled (and reported) by the caller's own backoff.
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=30,
-        )
-    except ValueError as exc:
-        raise UserError(f"{what}: {exc} in {safe_url(url)!r}") from exc
+    return str(bot_id)
 
 
 class _Outcome(msgspec.Struct, frozen=True):
@@ -212,6 +169,7 @@ class RedisIdentifyLimiter:
     ``bot_id`` or ``token``: namespaces the keys so bots sharing one Redis never collide.
     ``on_availability``: called with False when Redis stops answering and True when it is
     back (the same transitions as ``redis_available``), for metrics that want a push.
+    ``refresh``: a discovery call for the real numbers once the shared budget has expired.
     """
 
     def __init__(
@@ -228,6 +186,7 @@ class RedisIdentifyLimiter:
         retry_cap_s: float = 2.0,
         socket_timeout_s: float = 2.0,
         on_availability: Callable[[bool], None] | None = None,
+        refresh: RefreshLimits | None = None,
     ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
@@ -246,14 +205,12 @@ class RedisIdentifyLimiter:
         self._lease_ms = max(1, math.ceil(self.lease_s * 1000))
         self.namespace = f"{{{key_prefix}:{bot_id}}}:identify"
         self._clock = clock
-        self._retry_base_s = retry_base_s
-        self._retry_cap_s = retry_cap_s
+        self._refresh = refresh
         self._client = connect(url, socket_timeout_s=socket_timeout_s, what="--identify-limiter")
         self._acquire_script = self._client.register_script(_ACQUIRE_LUA)
         self._sync_script = self._client.register_script(_SYNC_LUA)
         self._release_script = self._client.register_script(_RELEASE_LUA)
         self._holder_prefix = f"{socket.gethostname()}:{os.getpid()}"
-        self._on_availability = on_availability
 
         self._limits: SessionStartLimit | None = None
         self._limits_ready = asyncio.Event()
@@ -268,12 +225,16 @@ class RedisIdentifyLimiter:
         self._refunds: set[asyncio.Task[None]] = set()
         self._closed = False
 
-        self._available = True
-        self._waiting_since: float | None = None
-        self._outage_started: float | None = None
-        self._outage_attempts = 0
-        self._last_reminder = 0.0
-        self.outages = 0
+        self._outage = Outage(
+            lost="cannot reach redis for identify coordination; new identifies wait until "
+            "it is back (connected shards are not affected)",
+            still="still waiting for redis; identifies are on hold",
+            back="redis reachable again; identifies resume",
+            retry_base_s=retry_base_s,
+            retry_cap_s=retry_cap_s,
+            clock=clock,
+            on_availability=on_availability,
+        )
         self.grants = 0
 
     # ------------------------------------------------------------------ interface
@@ -294,19 +255,25 @@ class RedisIdentifyLimiter:
     @property
     def redis_available(self) -> bool:
         """False from the first failed Redis call until one succeeds again."""
-        return self._available
+        return self._outage.available
 
     @property
     def waiting_since(self) -> float | None:
         """Wall-clock time (``time.time()``) at which Redis became unreachable, or None."""
-        return self._waiting_since
+        return self._outage.since
+
+    @property
+    def outages(self) -> int:
+        return self._outage.count
 
     @property
     def remaining(self) -> int:
         """The shared budget as last seen in Redis (for metrics)."""
         return self._known_remaining
 
-    async def acquire(self, shard_id: int, *, reserve: int = 0) -> None:
+    async def acquire(
+        self, shard_id: int, *, reserve: int = 0, on_budget_wait: BudgetWait | None = None
+    ) -> None:
         if self._closed:
             raise RuntimeError("identify limiter is closed")
         self._waiting += 1
@@ -316,7 +283,7 @@ class RedisIdentifyLimiter:
             bucket = shard_id % self._limits.max_concurrency
             lock = self._locks.setdefault(bucket, asyncio.Lock())
             async with lock:
-                await self._acquire_bucket(shard_id, bucket, reserve)
+                await self._acquire_bucket(shard_id, bucket, reserve, on_budget_wait)
         finally:
             self._waiting -= 1
 
@@ -332,7 +299,10 @@ class RedisIdentifyLimiter:
 
     # ------------------------------------------------------------------ internals
 
-    async def _acquire_bucket(self, shard_id: int, bucket: int, reserve: int) -> None:
+    async def _acquire_bucket(
+        self, shard_id: int, bucket: int, reserve: int, on_budget_wait: BudgetWait | None
+    ) -> None:
+        told = False
         while True:
             last = self._last_grant.get(bucket)
             if last is not None:
@@ -345,9 +315,11 @@ class RedisIdentifyLimiter:
                     await self._sync()
                 outcome = await self._try_grant(shard_id, bucket, reserve)
             except RedisError as exc:
-                await self._unavailable(exc)
+                await self._clock.sleep(
+                    self._outage.failed(exc, redis=self.url, queued=self._waiting)
+                )
                 continue
-            self._reachable()
+            self._outage.succeeded(redis=self.url)
             if outcome.code == _GRANTED:
                 self._last_grant[bucket] = self._clock.monotonic()
                 self._note_budget(outcome.value, outcome.ttl_ms)
@@ -360,9 +332,17 @@ class RedisIdentifyLimiter:
             if outcome.code == _BUSY:
                 await self._clock.sleep(self._busy_wait_s(outcome.ttl_ms))
             elif outcome.code == _EXHAUSTED:
+                # Wait for the shared budget to expire (its TTL is reset_after), then it is
+                # seeded afresh; never fail the identify for a budget that will refill.
                 self._note_budget(outcome.value, outcome.ttl_ms)
-                raise BudgetExhausted(outcome.value, reserve, max(0, outcome.ttl_ms) / 1000)
+                left_s = max(0, outcome.ttl_ms) / 1000
+                if not told:
+                    told = True
+                    if on_budget_wait is not None:
+                        on_budget_wait(BudgetExhausted(outcome.value, reserve, left_s))
+                await self._clock.sleep(max(left_s, MIN_BUDGET_WAIT_S))
             elif outcome.code == _NEED_BUDGET:
+                await self._refresh_limits()
                 self._push_limits = True
             elif outcome.code == _EPOCH_CHANGED:
                 log.warning(
@@ -475,49 +455,18 @@ class RedisIdentifyLimiter:
         if ttl_ms > 0:
             self._reset_deadline = self._clock.monotonic() + ttl_ms / 1000
 
-    async def _unavailable(self, exc: BaseException) -> None:
-        now = self._clock.monotonic()
-        if self._available:
-            self._available = False
-            self._waiting_since = time.time()
-            self._outage_started = now
-            self._last_reminder = now
-            self.outages += 1
-            if self._on_availability is not None:
-                self._on_availability(False)
-            log.warning(
-                "cannot reach redis for identify coordination; new identifies wait until it "
-                "is back (connected shards are not affected)",
-                extra=fields(redis=self.url, error=str(exc) or type(exc).__name__),
-            )
-        elif now - self._last_reminder >= OUTAGE_REMINDER_S:
-            self._last_reminder = now
-            log.warning(
-                "still waiting for redis; identifies are on hold",
-                extra=fields(
-                    redis=self.url,
-                    waited_s=round(now - (self._outage_started or now), 1),
-                    queued=self._waiting,
-                ),
-            )
-        delay = min(self._retry_cap_s, self._retry_base_s * 2**self._outage_attempts)
-        self._outage_attempts = min(self._outage_attempts + 1, 30)
-        await self._clock.sleep(random.uniform(delay / 2, delay))
-
-    def _reachable(self) -> None:
-        if self._available:
+    async def _refresh_limits(self) -> None:
+        """The shared budget expired: ask discovery for the real numbers before seeding it
+        (without ``refresh``, a full day's budget is assumed)."""
+        if self._refresh is None or self._reset_deadline > self._clock.monotonic():
             return
-        waited = self._clock.monotonic() - (self._outage_started or self._clock.monotonic())
-        self._available = True
-        self._waiting_since = None
-        self._outage_started = None
-        self._outage_attempts = 0
-        log.info(
-            "redis reachable again; identifies resume",
-            extra=fields(redis=self.url, outage_s=round(waited, 2)),
-        )
-        if self._on_availability is not None:
-            self._on_availability(True)
+        try:
+            self.update(await self._refresh())
+        except Exception as exc:
+            log.warning(
+                "cannot refresh the session start budget; assuming it refilled",
+                extra=fields(error=str(exc) or type(exc).__name__),
+            )
 
 
 async def grant_log(client: Any, namespace: str) -> Sequence[tuple[int, int, int]]:

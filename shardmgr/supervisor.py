@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from shardmgr.discovery import GatewayInfo
-from shardmgr.identify import BudgetExhausted, IdentifyLimiter
+from shardmgr.identify import IdentifyLimiter
+from shardmgr.permits import PermitBroker
 from shardmgr.plan import Plan
 from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
@@ -153,6 +154,8 @@ class WorkerSlot:
         # set by whoever wants the current process replaced gracefully: the reason
         self.replace: asyncio.Future[str] | None = None
         self.retired = False
+        # cuts a restart backoff short when the slot is retired or the supervisor stops
+        self.wake = asyncio.Event()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -182,9 +185,11 @@ class Supervisor:
         replan: Replan | None = None,
         worker_env: Mapping[str, str] | None = None,
         clock: Clock = REAL_CLOCK,
+        announce: Callable[[str], None] = print,
     ) -> None:
         """``replan(old_plan)`` is awaited after a 4011 and returns the fresh discovery and
-        the plan for the new shard count, or None to keep the current plan."""
+        the plan for the new shard count, or None to keep the current plan. ``announce``
+        shows the operator a new plan."""
         self.options = options
         self._token = token
         self.gateway = gateway
@@ -195,19 +200,24 @@ class Supervisor:
         self._replan_fn = replan
         self._worker_env = dict(worker_env) if worker_env is not None else None
         self._clock = clock
+        self._announce = announce
+        self.permits = PermitBroker(
+            limiter,
+            metrics,
+            reserve=options.identify_reserve,
+            send_timeout_s=options.ping_timeout_s,
+            clock=clock,
+        )
         self._gens = itertools.count(1)
         self._slots: dict[int, WorkerSlot] = {}
         self._shards: dict[int, ShardView] = {}
-        self._identified: set[int] = set()
-        self._pending: dict[tuple[int, int, int], asyncio.Task[None]] = {}
         self._commands: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._keep_sessions = False
-        self.exhausted: str | None = None
         self.stale_messages = 0
-        self.identifies_granted = 0
+        self.message_errors = 0
         self.rolling = False
         self.replans = 0
         self._started_wall = time.time()
@@ -226,6 +236,15 @@ class Supervisor:
                 await control
             await self._shutdown()
         return 0
+
+    @property
+    def exhausted(self) -> str | None:
+        """Why identifies are waiting for the session start budget, or None."""
+        return self.permits.exhausted
+
+    @property
+    def identifies_granted(self) -> int:
+        return self.permits.granted
 
     @property
     def _stopping(self) -> bool:
@@ -248,6 +267,8 @@ class Supervisor:
             log.info("stopping", extra=fields(keep_sessions=keep_sessions))
             self._keep_sessions = keep_sessions
             self._stop_requested.set()
+            for slot in self._slots.values():
+                slot.wake.set()
 
     def request_rolling_restart(self) -> bool:
         """Queue a rolling restart; False when one is already running or we are stopping."""
@@ -257,7 +278,7 @@ class Supervisor:
 
     def _apply_plan(self, plan: Plan) -> None:
         self.plan = plan
-        self._identified.clear()
+        self.permits.new_plan()
         self._shards = {}
         self._slots = {}
         for wid, group in enumerate(plan.groups):
@@ -300,9 +321,7 @@ class Supervisor:
         if tasks:
             # Each worker loop bounds its own wait by shutdown_timeout_s and then kills.
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task in list(self._pending.values()):
-            task.cancel()
-        await asyncio.gather(*self._pending.values(), return_exceptions=True)
+        await self.permits.aclose()
         with contextlib.suppress(Exception):
             await self.limiter.aclose()
 
@@ -311,6 +330,8 @@ class Supervisor:
     def _ask_replace(self, slot: WorkerSlot, reason: str) -> None:
         if slot.replace is not None and not slot.replace.done():
             slot.replace.set_result(reason)
+        if slot.retired or reason in ("shutdown", "replan"):
+            slot.wake.set()
 
     async def _worker_loop(self, slot: WorkerSlot) -> None:
         """Start the slot's process, supervise it, restart it with backoff, until retired."""
@@ -339,7 +360,7 @@ class Supervisor:
                     slot.state = "backoff"
                     self._pulse()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop_requested.wait(), delay)
+                        await asyncio.wait_for(slot.wake.wait(), delay)
                     if self._stopping or slot.retired:
                         break
             elif reason == "rolling":
@@ -412,6 +433,12 @@ class Supervisor:
                 await self._kill_hung(slot, proc)
                 result = "hung"
             else:
+                if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                    log.error(
+                        "reading the worker's pipe failed",
+                        exc_info=reader.exception(),
+                        extra=fields(worker=slot.worker_id, gen=gen),
+                    )
                 code = await proc.stop(1.0)
                 slot.last_exit = f"exit status {code}"
                 log.warning(
@@ -437,10 +464,20 @@ class Supervisor:
         keep_sessions: bool,
     ) -> None:
         slot.state = "stopping"
+        self.permits.cancel_generation(proc.gen)
         self._pulse()
-        await proc.send(ipc.Shutdown(gen=proc.gen, keep_sessions=keep_sessions))
-        # The reader keeps applying reports (Suspended carries the sessions) until EOF.
-        done, _ = await asyncio.wait({reader}, timeout=self.options.shutdown_timeout_s)
+
+        async def shut_down() -> None:
+            await proc.send(ipc.Shutdown(gen=proc.gen, keep_sessions=keep_sessions))
+            # The reader keeps applying reports (Suspended carries the sessions) until EOF.
+            await asyncio.wait({reader})
+
+        # One deadline for both: a worker that stopped reading would block the send.
+        done = True
+        try:
+            await asyncio.wait_for(shut_down(), self.options.shutdown_timeout_s)
+        except TimeoutError:
+            done = False
         if not done:
             log.warning(
                 "worker did not finish its shutdown in time; killing it",
@@ -451,6 +488,7 @@ class Supervisor:
 
     async def _kill_hung(self, slot: WorkerSlot, proc: WorkerProcess) -> None:
         slot.state = "hung"
+        self.permits.cancel_generation(proc.gen)
         self._pulse()
         log.error(
             "worker stopped answering pings; dumping its stacks, then killing it",
@@ -468,11 +506,7 @@ class Supervisor:
         slot.last_exit = f"hung, killed (exit status {code})"
 
     def _worker_gone(self, slot: WorkerSlot, gen: int) -> None:
-        for key, task in list(self._pending.items()):
-            if key[0] == gen:
-                task.cancel()
-                del self._pending[key]
-        self.metrics.identify_queue(self.limiter.queue_depth)
+        self.permits.cancel_generation(gen)
         if slot.gen == gen:
             slot.up = False
             slot.proc = None
@@ -490,7 +524,15 @@ class Supervisor:
                 # A frame stamped by another generation cannot be trusted for this slot.
                 self.stale_messages += 1
                 continue
-            self.handle_message(slot.worker_id, msg)
+            try:
+                self.handle_message(slot.worker_id, msg)
+            except Exception:
+                # Our own bug must not look like the worker dying (and get it killed).
+                self.message_errors += 1
+                log.exception(
+                    "applying a worker report failed",
+                    extra=fields(worker=slot.worker_id, kind=type(msg).__name__),
+                )
 
     async def _ping_loop(self, slot: WorkerSlot, proc: WorkerProcess) -> None:
         """Returns when the worker stopped answering (or never came up)."""
@@ -539,11 +581,9 @@ class Supervisor:
             slot.policy.started()
             self.metrics.worker_up(worker_id, True)
         elif isinstance(msg, ipc.IdentifyRequest):
-            self._on_identify_request(slot, msg)
+            self._on_identify_request(slot, slot.proc, msg)
         elif isinstance(msg, ipc.IdentifyCancel):
-            task = self._pending.pop((msg.gen, msg.shard_id, msg.nonce), None)
-            if task is not None:
-                task.cancel()
+            self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
         elif isinstance(msg, ipc.Stats):
             self._on_stats(msg)
         else:
@@ -609,82 +649,32 @@ class Supervisor:
 
     # ---------------------------------------------------------------- identify permits
 
-    def _on_identify_request(self, slot: WorkerSlot, msg: ipc.IdentifyRequest) -> None:
-        key = (msg.gen, msg.shard_id, msg.nonce)
-        if key in self._pending or self._stopping or slot.state in ("stopping", "hung"):
+    def _on_identify_request(
+        self, slot: WorkerSlot, proc: WorkerProcess, msg: ipc.IdentifyRequest
+    ) -> None:
+        if self._stopping or slot.state in ("stopping", "hung"):
             # A worker on its way out must not spend a session start; its own shutdown
             # abandons the wait.
+            return
+        if msg.shard_id not in slot.shard_ids:
+            log.error(
+                "a worker asked to identify a shard it does not run; refused",
+                extra=fields(worker=slot.worker_id, gen=msg.gen, shard=msg.shard_id),
+            )
+            self.permits.refuse(msg, "not a shard of this worker", send=proc.send)
             return
         view = self._view(msg.shard_id)
         if view is not None:
             view.state = "waiting_permit"
-        # A shard's first identify of this plan may spend the whole budget; any later one is
-        # a restart or re-identify and must leave the reserve alone.
-        reserve = self.options.identify_reserve if msg.shard_id in self._identified else 0
-        task = asyncio.create_task(self._grant(slot, msg, reserve), name=f"identify-{key}")
-        self._pending[key] = task
-        self.metrics.identify_queue(self.limiter.queue_depth + 1)
 
-    async def _grant(self, slot: WorkerSlot, msg: ipc.IdentifyRequest, reserve: int) -> None:
-        key = (msg.gen, msg.shard_id, msg.nonce)
-        asked = self._clock.monotonic()
-        try:
-            await self.limiter.acquire(msg.shard_id, reserve=reserve)
-        except BudgetExhausted as exc:
-            self._pending.pop(key, None)
-            self._on_budget_exhausted(str(exc))
-            if slot.proc is not None and slot.gen == msg.gen:
-                await slot.proc.send(
-                    ipc.IdentifyRefused(
-                        gen=msg.gen, shard_id=msg.shard_id, nonce=msg.nonce, reason=str(exc)
-                    )
-                )
-            return
-        except asyncio.CancelledError:
-            self.metrics.identify_queue(self.limiter.queue_depth)
-            raise
-        except Exception:
-            # A shared limiter that cannot be reached must not silently hang the shard: the
-            # worker is told no, and its shard reports the stop.
-            self._pending.pop(key, None)
-            log.exception("identify limiter failed", extra=fields(shard=msg.shard_id))
-            if slot.proc is not None and slot.gen == msg.gen:
-                await slot.proc.send(
-                    ipc.IdentifyRefused(
-                        gen=msg.gen,
-                        shard_id=msg.shard_id,
-                        nonce=msg.nonce,
-                        reason="identify limiter unavailable",
-                    )
-                )
-            return
-        self._pending.pop(key, None)
-        if self.exhausted is not None and reserve > 0:
-            # Only a grant that had to respect the reserve proves the budget refilled.
-            log.warning("session start budget available again; identifies resume")
-            self.exhausted = None
-            self.metrics.budget_exhausted(None)
-        self.metrics.identify_waited(self._clock.monotonic() - asked)
-        self.metrics.identify_queue(self.limiter.queue_depth)
-        remaining = getattr(self.limiter, "remaining", None)
-        if isinstance(remaining, int):
-            self.metrics.session_start_remaining(remaining)
-        if slot.proc is None or slot.gen != msg.gen or slot.state == "hung":
-            # Spent on a process that died (or is being killed) while waiting.
-            return
-        self._identified.add(msg.shard_id)
-        self.identifies_granted += 1
-        await slot.proc.send(ipc.IdentifyGrant(gen=msg.gen, shard_id=msg.shard_id, nonce=msg.nonce))
-
-    def _on_budget_exhausted(self, reason: str) -> None:
-        if self.exhausted is None:
-            log.error(
-                "refusing identifies: the session start budget is down to its reserve; shards "
-                "that cannot resume stay stopped until it refills",
-                extra=fields(reason=reason),
+        def wanted() -> bool:
+            return (
+                slot.proc is proc
+                and slot.state not in ("stopping", "hung")
+                and not self._stopping
             )
-        self.exhausted = reason
-        self.metrics.budget_exhausted(reason)
+
+        self.permits.request(msg, send=proc.send, wanted=wanted)
 
     # ---------------------------------------------------------------- rolling restart, re-plan
 
@@ -746,14 +736,18 @@ class Supervisor:
         for slot in slots:
             slot.retired = True
             self._ask_replace(slot, "replan")
-        await asyncio.gather(*(s.task for s in slots if s.task is not None), return_exceptions=True)
+        tasks = [s.task for s in slots if s.task is not None]
+        if tasks:
+            # asyncio.wait, not gather: a stop arriving now cancels this command, and that
+            # must not cancel (and so SIGKILL) the worker loops still closing their shards.
+            await asyncio.wait(tasks)
         if self._stopping:
             return
         # Sessions belong to the old shard count and cannot be resumed under the new one.
         self.sessions.clear()
         self.gateway = gateway
         self.limiter.update(gateway.limits)
-        print(plan.describe(), flush=True)
+        self._announce(plan.describe())
         for slot in slots:
             self.metrics.worker_restarted(slot.worker_id, "replan")
         self._apply_plan(plan)
@@ -784,7 +778,6 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        remaining = getattr(self.limiter, "remaining", None)
         return {
             "supervisor": {
                 "pid": os.getpid(),
@@ -799,7 +792,7 @@ class Supervisor:
                 "rolling_restart": self.rolling,
                 "replans": self.replans,
                 "budget_exhausted": self.exhausted,
-                "session_start_remaining": remaining if isinstance(remaining, int) else None,
+                "session_start_remaining": self.limiter.remaining,
                 "identify_queue": self.limiter.queue_depth,
                 "identifies_granted": self.identifies_granted,
                 "stale_messages": self.stale_messages,

@@ -238,6 +238,9 @@ class Delivery:
                 self.in_flight = 0
                 self._finished(batch[-1])
                 self.delivered += n - 1
+                # An idle shard must not pin its last messages: each event's raw body keeps
+                # the whole inflated message alive (a GUILD_CREATE can be megabytes).
+                del batch
             else:
                 event = queue.popleft()
                 self.in_flight = 1
@@ -256,3 +259,4 @@ class Delivery:
                     )
                 self.in_flight = 0
                 self._finished(event)
+                del event  # as above: do not pin the last message while idle

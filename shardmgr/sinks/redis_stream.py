@@ -22,11 +22,8 @@ Configuration comes from ``SHARDMGR_SINK_URL`` (the supervisor sets it from ``--
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import random
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -35,7 +32,8 @@ import msgspec
 from redis.exceptions import RedisError
 
 from shardmgr.errors import UserError
-from shardmgr.identify_redis import connect, safe_url
+from shardmgr.redisconn import Outage, connect, safe_url
+from workers.clock import REAL_CLOCK, Clock
 from workers.events import Event
 from workers.logsetup import fields
 
@@ -49,7 +47,6 @@ DEFAULT_BATCH: Final = 500
 # How far back to look for a batch whose EXEC outcome is unknown.
 VERIFY_TAIL: Final = 5000
 VERIFY_PAGE: Final = 200
-OUTAGE_REMINDER_S: Final = 30.0
 
 
 class SinkConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,17 +127,23 @@ class RedisStreamSink:
         retry_cap_s: float = 2.0,
         socket_timeout_s: float = 5.0,
         on_availability: Callable[[bool], None] | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self._url = url
-        self._on_availability = on_availability
-        self._retry_base_s = retry_base_s
-        self._retry_cap_s = retry_cap_s
+        self._clock = clock
         self._socket_timeout_s = socket_timeout_s
         self.config: SinkConfig | None = None
         self._client: Any = None
-        self._available = True
-        self._outage_started: float | None = None
-        self._last_reminder = 0.0
+        self._outage = Outage(
+            lost="redis stream sink cannot write; events wait in the shard backlog and are "
+            "retried (heartbeats are not affected)",
+            still="redis stream sink still cannot write",
+            back="redis stream sink writing again",
+            retry_base_s=retry_base_s,
+            retry_cap_s=retry_cap_s,
+            clock=clock,
+            on_availability=on_availability,
+        )
         # Counters for the worker's reports and for operators poking at a live process.
         self.written = 0
         self.batches = 0
@@ -149,7 +152,7 @@ class RedisStreamSink:
 
     @property
     def redis_available(self) -> bool:
-        return self._available
+        return self._outage.available
 
     async def start(self) -> None:
         if self._client is not None:
@@ -190,7 +193,6 @@ class RedisStreamSink:
     # ------------------------------------------------------------------ internals
 
     async def _deliver(self, chunk: Sequence[Event]) -> None:
-        attempt = 0
         maybe_written = False
         self.in_flight = len(chunk)
         try:
@@ -204,11 +206,8 @@ class RedisStreamSink:
                     # A connection that died after EXEC was sent leaves the outcome unknown.
                     maybe_written = True
                     self.retries += 1
-                    self._unavailable(exc)
-                    delay = min(self._retry_cap_s, self._retry_base_s * 2 ** min(attempt, 30))
-                    attempt += 1
-                    await asyncio.sleep(random.uniform(delay / 2, delay))
-            self._reachable()
+                    await self._clock.sleep(self._outage.failed(exc))
+            self._outage.succeeded()
             self.written += len(chunk)
             self.batches += 1
         finally:
@@ -240,36 +239,6 @@ class RedisStreamSink:
             oldest = rows[-1][0]
             newest = "(" + (oldest.decode() if isinstance(oldest, bytes) else str(oldest))
         return False
-
-    def _unavailable(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if self._available:
-            self._available = False
-            self._outage_started = now
-            self._last_reminder = now
-            if self._on_availability is not None:
-                self._on_availability(False)
-            log.warning(
-                "redis stream sink cannot write; events wait in the shard backlog and are "
-                "retried (heartbeats are not affected)",
-                extra=fields(error=str(exc) or type(exc).__name__),
-            )
-        elif now - self._last_reminder >= OUTAGE_REMINDER_S:
-            self._last_reminder = now
-            log.warning(
-                "redis stream sink still cannot write",
-                extra=fields(waited_s=round(now - (self._outage_started or now), 1)),
-            )
-
-    def _reachable(self) -> None:
-        if self._available:
-            return
-        waited = time.monotonic() - (self._outage_started or time.monotonic())
-        self._available = True
-        self._outage_started = None
-        log.info("redis stream sink writing again", extra=fields(outage_s=round(waited, 2)))
-        if self._on_availability is not None:
-            self._on_availability(True)
 
 
 sink = RedisStreamSink()

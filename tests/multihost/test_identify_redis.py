@@ -150,9 +150,11 @@ async def test_budget_is_seeded_once_and_every_grant_spends_from_it(
     await host_b.acquire(1)
     await host_a.acquire(2)
     assert int(await inspect.get(f"{host_a.namespace}:budget")) == 0
-    with pytest.raises(BudgetExhausted) as refused:
-        await host_b.acquire(3)
-    assert refused.value.remaining == 0
+    told = Told()
+    waiting = asyncio.create_task(host_b.acquire(3, on_budget_wait=told))
+    assert (await told.wait()).remaining == 0 and not waiting.done()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
 
 
 async def test_budget_expires_with_reset_after(
@@ -176,16 +178,54 @@ async def test_a_lower_discovery_figure_lowers_the_shared_budget(
     assert int(await inspect.get(f"{host_a.namespace}:budget")) == 6
 
 
-async def test_reserve_refuses_an_identify_that_would_spend_it(
+async def test_reserve_holds_back_an_identify_that_would_spend_it(
     make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
 ) -> None:
     limiter = make_limiter()
     limiter.update(limits(remaining=2, max_concurrency=2))
-    with pytest.raises(BudgetExhausted) as refused:
-        await limiter.acquire(0, reserve=2)
-    assert (refused.value.remaining, refused.value.reserve) == (2, 2)
+    told = Told()
+    waiting = asyncio.create_task(limiter.acquire(0, reserve=2, on_budget_wait=told))
+    short = await told.wait()
+    assert (short.remaining, short.reserve) == (2, 2) and not waiting.done()
     assert int(await inspect.get(f"{limiter.namespace}:budget")) == 2
     await limiter.acquire(1, reserve=1)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+async def test_exhausted_budget_is_waited_out_and_refreshed_from_discovery(
+    make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
+) -> None:
+    calls = 0
+
+    async def refresh() -> SessionStartLimit:
+        nonlocal calls
+        calls += 1
+        return limits(remaining=40, max_concurrency=2, reset_after_s=3600.0)
+
+    limiter = make_limiter(refresh=refresh)
+    limiter.update(limits(remaining=1, max_concurrency=2, reset_after_s=1.0))
+    await limiter.acquire(0)
+    told = Told()
+    await asyncio.wait_for(limiter.acquire(1, on_budget_wait=told), 10.0)
+    assert len(told.seen) == 1 and calls == 1
+    assert int(await inspect.get(f"{limiter.namespace}:budget")) == 39
+
+
+class Told:
+    """An ``on_budget_wait`` callback that records what it was told."""
+
+    def __init__(self) -> None:
+        self.seen: list[BudgetExhausted] = []
+        self.event = asyncio.Event()
+
+    def __call__(self, short: BudgetExhausted) -> None:
+        self.seen.append(short)
+        self.event.set()
+
+    async def wait(self) -> BudgetExhausted:
+        await asyncio.wait_for(self.event.wait(), 5.0)
+        return self.seen[0]
 
 
 async def test_bots_sharing_one_redis_do_not_share_buckets(

@@ -37,7 +37,7 @@ class Recorder:
 
 async def test_one_window_grants_every_bucket_together() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, clock=clock), clock)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, margin=0.0, clock=clock), clock)
     tasks = [rec.start(s) for s in range(4)]
     await _settle()
     assert sorted(s for s, _ in rec.granted) == [0, 1, 2, 3]
@@ -47,7 +47,7 @@ async def test_one_window_grants_every_bucket_together() -> None:
 
 async def test_startup_of_n_shards_takes_ceil_n_over_mc_windows() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, clock=clock), clock)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, margin=0.0, clock=clock), clock)
     tasks = [rec.start(s) for s in range(16)]
     await _settle()
     for _ in range(3):
@@ -62,7 +62,7 @@ async def test_startup_of_n_shards_takes_ceil_n_over_mc_windows() -> None:
 
 async def test_same_bucket_waits_a_full_window() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=2), window_s=WINDOW, clock=clock), clock)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=2), window_s=WINDOW, margin=0.0, clock=clock), clock)
     rec.start(0)
     second = rec.start(2)
     await _settle()
@@ -75,7 +75,7 @@ async def test_same_bucket_waits_a_full_window() -> None:
 
 async def test_each_bucket_is_first_in_first_out() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, clock=clock), clock)
+    rec = Recorder(LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, margin=0.0, clock=clock), clock)
     order = [3, 1, 2, 0]
     tasks = []
     for s in order:
@@ -89,7 +89,7 @@ async def test_each_bucket_is_first_in_first_out() -> None:
 
 async def test_cancelled_wait_gives_up_its_place_without_spending() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(_limits(remaining=10, mc=1), window_s=WINDOW, clock=clock)
+    limiter = LocalIdentifyLimiter(_limits(remaining=10, mc=1), window_s=WINDOW, margin=0.0, clock=clock)
     rec = Recorder(limiter, clock)
     rec.start(0)
     doomed = rec.start(1)
@@ -106,23 +106,65 @@ async def test_cancelled_wait_gives_up_its_place_without_spending() -> None:
 
 async def test_never_grants_more_than_remaining() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(_limits(remaining=2, mc=4), window_s=WINDOW, clock=clock)
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=2, mc=4), window_s=WINDOW, margin=0.0, clock=clock
+    )
     await limiter.acquire(0)
     await limiter.acquire(1)
-    with pytest.raises(BudgetExhausted):
-        await limiter.acquire(2)
-    assert limiter.remaining == 0
+    third = asyncio.create_task(limiter.acquire(2))
+    await _settle()
+    assert not third.done() and limiter.remaining == 0
+    third.cancel()
+    await asyncio.gather(third, return_exceptions=True)
 
 
 async def test_reserve_is_not_spent() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(_limits(remaining=3, mc=4), window_s=WINDOW, clock=clock)
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=3, mc=4), window_s=WINDOW, margin=0.0, clock=clock
+    )
     await limiter.acquire(0, reserve=2)
-    with pytest.raises(BudgetExhausted) as info:
-        await limiter.acquire(1, reserve=2)
-    assert info.value.remaining == 2 and info.value.reserve == 2
-    await limiter.acquire(1, reserve=0)
+    told: list[BudgetExhausted] = []
+    restart = asyncio.create_task(limiter.acquire(1, reserve=2, on_budget_wait=told.append))
+    await _settle()
+    assert not restart.done()
+    assert told[0].remaining == 2 and told[0].reserve == 2
+    await limiter.acquire(2, reserve=0)
     assert limiter.remaining == 1
+    restart.cancel()
+    await asyncio.gather(restart, return_exceptions=True)
+
+
+async def test_exhausted_acquire_waits_for_the_reset_and_is_then_granted() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=1, mc=4, reset_after_s=60.0), window_s=WINDOW, margin=0.0,
+        clock=clock,
+    )
+    await limiter.acquire(0)
+    told: list[BudgetExhausted] = []
+    waiting = asyncio.create_task(limiter.acquire(1, on_budget_wait=told.append))
+    await _settle()
+    assert not waiting.done() and len(told) == 1 and told[0].reset_after_s == 60.0
+    await clock.advance(59.0)
+    assert not waiting.done()
+    await clock.advance(1.0)
+    await asyncio.wait_for(waiting, 1.0)
+    # Without a refresh the budget is assumed refilled to its total.
+    assert limiter.remaining == 999 and len(told) == 1
+
+
+async def test_update_wakes_acquires_waiting_for_the_budget() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=0, mc=4), window_s=WINDOW, margin=0.0, clock=clock
+    )
+    waiting = asyncio.create_task(limiter.acquire(0))
+    await _settle()
+    assert not waiting.done()
+    limiter.update(_limits(remaining=5, mc=4))
+    await asyncio.wait_for(waiting, 1.0)
+    assert limiter.remaining == 4
 
 
 async def test_budget_refreshes_from_discovery_after_reset_passes() -> None:
@@ -136,21 +178,39 @@ async def test_budget_refreshes_from_discovery_after_reset_passes() -> None:
         return refreshed
 
     limiter = LocalIdentifyLimiter(
-        _limits(remaining=1, mc=4, reset_after_s=60.0), window_s=WINDOW, clock=clock,
+        _limits(remaining=1, mc=4, reset_after_s=60.0), window_s=WINDOW, margin=0.0, clock=clock,
         refresh=refresh,
     )
     await limiter.acquire(0)
-    with pytest.raises(BudgetExhausted):
-        await limiter.acquire(1)
-    assert calls == 0
+    waiting = asyncio.create_task(limiter.acquire(1))
+    await _settle()
+    assert calls == 0 and not waiting.done()
     await clock.advance(60.0)
-    await limiter.acquire(1)
+    await asyncio.wait_for(waiting, 1.0)
     assert calls == 1 and limiter.remaining == 49
+
+
+async def test_update_while_a_bucket_is_granting_keeps_one_identify_per_window() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = LocalIdentifyLimiter(
+        _limits(remaining=0, mc=1), window_s=WINDOW, margin=0.0, clock=clock
+    )
+    rec = Recorder(limiter, clock)
+    rec.start(0)  # holds bucket 0's lock, waiting for the budget
+    await _settle()
+    limiter.update(_limits(remaining=5, mc=2))
+    await _settle()
+    rec.start(2)  # same new bucket as 0 under mc=2, but must not share 0's window
+    await _settle()
+    assert [s for s, _ in rec.granted] == [0]
+    await clock.advance(WINDOW)
+    await _settle()
+    assert rec.granted == [(0, 0.0), (2, WINDOW)]
 
 
 async def test_update_changes_max_concurrency_without_reopening_windows() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, clock=clock)
+    limiter = LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, margin=0.0, clock=clock)
     rec = Recorder(limiter, clock)
     await limiter.acquire(0)
     limiter.update(_limits(mc=2))
@@ -172,7 +232,7 @@ async def test_budget_is_refreshed_once_its_reset_passes_even_when_not_low() -> 
         return _limits(remaining=700, mc=4, reset_after_s=86400.0)
 
     limiter = LocalIdentifyLimiter(
-        _limits(remaining=900, mc=4, reset_after_s=60.0), window_s=WINDOW, clock=clock,
+        _limits(remaining=900, mc=4, reset_after_s=60.0), window_s=WINDOW, margin=0.0, clock=clock,
         refresh=refresh,
     )
     await limiter.acquire(0)
@@ -192,7 +252,7 @@ async def test_failed_refresh_keeps_the_local_count_and_retries_later() -> None:
         raise OSError("api unreachable")
 
     limiter = LocalIdentifyLimiter(
-        _limits(remaining=10, mc=4, reset_after_s=1.0), window_s=WINDOW, clock=clock,
+        _limits(remaining=10, mc=4, reset_after_s=1.0), window_s=WINDOW, margin=0.0, clock=clock,
         refresh=refresh,
     )
     await clock.advance(1.0)

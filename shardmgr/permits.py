@@ -1,0 +1,209 @@
+"""Identify permits for worker processes: each ``IdentifyRequest`` waits in the
+``IdentifyLimiter`` and is answered with a grant (or a refusal when the limiter itself fails).
+
+A shard's first identify of a plan may spend the whole session-start budget; any later one is
+a restart or re-identify and must leave ``reserve`` starts alone. While an identify waits for
+the budget to refill, ``exhausted`` says why (for logs, /status and metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from shardmgr.identify import BudgetExhausted, IdentifyLimiter
+from workers import ipc
+from workers.clock import REAL_CLOCK, Clock
+from workers.logsetup import fields
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[ipc.ToWorker], Awaitable[bool]]
+Wanted = Callable[[], bool]
+
+
+class PermitMetrics(Protocol):
+    """The part of ``shardmgr.metrics.Metrics`` the broker feeds."""
+
+    def identify_queue(self, depth: int) -> None: ...
+    def identify_waited(self, seconds: float) -> None: ...
+    def budget_exhausted(self, reason: str | None) -> None: ...
+    def session_start_remaining(self, remaining: int, total: int | None = None) -> None: ...
+
+
+class _Pending:
+    __slots__ = ("nonce", "task")
+
+    def __init__(self, nonce: int, task: asyncio.Task[None]) -> None:
+        self.nonce = nonce
+        self.task = task
+
+
+class PermitBroker:
+    """Owns every pending identify wait, keyed by (generation, shard): a shard has at most
+    one; a newer request from the same process replaces the older one."""
+
+    def __init__(
+        self,
+        limiter: IdentifyLimiter,
+        metrics: PermitMetrics,
+        *,
+        reserve: int,
+        send_timeout_s: float,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
+        self.limiter = limiter
+        self._metrics = metrics
+        self._reserve = reserve
+        self._send_timeout = send_timeout_s
+        self._clock = clock
+        self._identified: set[int] = set()
+        self._pending: dict[tuple[int, int], _Pending] = {}
+        self._replies: set[asyncio.Task[None]] = set()
+        self._budget_waits: set[asyncio.Task[None]] = set()
+        self.exhausted: str | None = None
+        self.granted = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def new_plan(self) -> None:
+        """Every shard of a new plan may spend the budget once more on its first identify."""
+        self._identified.clear()
+
+    def request(self, msg: ipc.IdentifyRequest, *, send: Send, wanted: Wanted) -> None:
+        """Start waiting for a permit. ``wanted()`` is asked once the permit is granted: a
+        process that is going away gets no grant (the start is spent, but never used twice)."""
+        key = (msg.gen, msg.shard_id)
+        older = self._pending.pop(key, None)
+        if older is not None:
+            log.warning(
+                "a second identify request for the same shard replaces the first",
+                extra=fields(gen=msg.gen, shard=msg.shard_id, nonce=msg.nonce),
+            )
+            older.task.cancel()
+        reserve = self._reserve if msg.shard_id in self._identified else 0
+        task = asyncio.create_task(
+            self._grant(msg, reserve, send, wanted), name=f"identify-{msg.gen}-{msg.shard_id}"
+        )
+        self._pending[key] = _Pending(msg.nonce, task)
+        self._metrics.identify_queue(self.limiter.queue_depth + 1)
+
+    def refuse(self, msg: ipc.IdentifyRequest, reason: str, *, send: Send) -> None:
+        reply = ipc.IdentifyRefused(
+            gen=msg.gen, shard_id=msg.shard_id, nonce=msg.nonce, reason=reason
+        )
+        task = asyncio.create_task(self._send(send, reply), name="identify-refusal")
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    def cancel(self, gen: int, shard_id: int, nonce: int) -> None:
+        pending = self._pending.get((gen, shard_id))
+        if pending is not None and pending.nonce == nonce:
+            del self._pending[(gen, shard_id)]
+            pending.task.cancel()
+
+    def cancel_generation(self, gen: int) -> None:
+        """The process is going away: its waits give up their places unspent."""
+        for key in [k for k in self._pending if k[0] == gen]:
+            self._pending.pop(key).task.cancel()
+        self._metrics.identify_queue(self.limiter.queue_depth)
+
+    async def aclose(self) -> None:
+        tasks = [p.task for p in self._pending.values()] + list(self._replies)
+        self._pending.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _send(self, send: Send, reply: ipc.ToWorker) -> None:
+        # A worker that stopped reading its pipe must not keep this task alive forever; its
+        # ping timeout deals with the worker itself.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(send(reply), self._send_timeout)
+
+    async def _grant(
+        self, msg: ipc.IdentifyRequest, reserve: int, send: Send, wanted: Wanted
+    ) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        asked = self._clock.monotonic()
+        reply: ipc.ToWorker | None = None
+        try:
+            reply = await self._acquire(msg, reserve, me, asked, wanted)
+            if reply is not None:
+                await self._send(send, reply)
+        finally:
+            # Only now, with the reply sent, is this wait over (and no task left unowned).
+            key = (msg.gen, msg.shard_id)
+            pending = self._pending.get(key)
+            if pending is not None and pending.task is me:
+                del self._pending[key]
+            self._budget_wait_over(me, granted=isinstance(reply, ipc.IdentifyGrant))
+            self._metrics.identify_queue(self.limiter.queue_depth)
+
+    async def _acquire(
+        self,
+        msg: ipc.IdentifyRequest,
+        reserve: int,
+        me: asyncio.Task[None],
+        asked: float,
+        wanted: Wanted,
+    ) -> ipc.ToWorker | None:
+        def on_budget_wait(short: BudgetExhausted) -> None:
+            self._budget_waits.add(me)
+            self._on_exhausted(str(short), msg.shard_id)
+
+        try:
+            await self.limiter.acquire(
+                msg.shard_id, reserve=reserve, on_budget_wait=on_budget_wait
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A shared limiter that fails must not silently hang the shard: the worker is
+            # told no, and its shard reports the stop.
+            log.exception("identify limiter failed", extra=fields(shard=msg.shard_id))
+            return ipc.IdentifyRefused(
+                gen=msg.gen,
+                shard_id=msg.shard_id,
+                nonce=msg.nonce,
+                reason="identify limiter unavailable",
+            )
+        self._metrics.identify_waited(self._clock.monotonic() - asked)
+        self._metrics.session_start_remaining(self.limiter.remaining)
+        if not wanted():
+            log.info(
+                "identify permit granted to a process that is going away; not used",
+                extra=fields(gen=msg.gen, shard=msg.shard_id),
+            )
+            return None
+        self._identified.add(msg.shard_id)
+        self.granted += 1
+        return ipc.IdentifyGrant(gen=msg.gen, shard_id=msg.shard_id, nonce=msg.nonce)
+
+    def _on_exhausted(self, reason: str, shard_id: int) -> None:
+        if self.exhausted is None:
+            log.error(
+                "identifies are on hold until the session start budget refills (the reserve "
+                "is never spent on restarts); shards that cannot resume wait",
+                extra=fields(reason=reason, shard=shard_id),
+            )
+        self.exhausted = reason
+        self._metrics.budget_exhausted(reason)
+
+    def _budget_wait_over(self, task: asyncio.Task[None], *, granted: bool) -> None:
+        if task not in self._budget_waits:
+            return
+        self._budget_waits.discard(task)
+        if self._budget_waits or self.exhausted is None:
+            return
+        if granted:
+            log.warning("session start budget available again; identifies resume")
+        else:
+            log.info("no identify waits for the session start budget any more")
+        self.exhausted = None
+        self._metrics.budget_exhausted(None)
