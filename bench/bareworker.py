@@ -17,12 +17,13 @@ from collections.abc import Sequence
 
 from bench.procs import BENCH_TOKEN, ROOT
 from workers import ipc
+from workers.protocol import parse_intents
 
 
 class BareWorker:
     def __init__(self, *, worker_id: int, gateway_url: str, num_shards: int,
                  shard_ids: Sequence[int], compress: str = "zlib-stream",
-                 handler: str | None = None, intents: int = 0) -> None:
+                 handler: str | None = None, intents: str = "default") -> None:
         self.worker_id = worker_id
         self.gen = 1
         cfg: dict[str, object] = {}
@@ -34,7 +35,8 @@ class BareWorker:
             gateway_url=gateway_url,
             num_shards=num_shards,
             shards=[ipc.ShardAssignment(shard_id=s) for s in shard_ids],
-            intents=intents,
+            # The supervisor's default: the fake gateway's traffic mix depends on intents.
+            intents=parse_intents(intents),
             compress=compress,
             **cfg,  # type: ignore[arg-type]
         )

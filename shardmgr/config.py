@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import tomllib
 from collections.abc import Mapping
@@ -13,6 +11,9 @@ from typing import Any, Final
 import msgspec
 
 from shardmgr.errors import UserError
+from shardmgr.plan import host_slice
+from shardmgr.redisconn import safe_url
+from shardmgr.token import bot_id_from_token
 from workers.protocol import parse_intents
 
 ENV_PREFIX: Final = "SHARDMGR_"
@@ -20,6 +21,7 @@ TOKEN_ENV: Final = "DISCORD_TOKEN"
 DISCORD_API: Final = "https://discord.com/api/v10"
 COMPRESS_MODES: Final = ("zlib-stream", "zstd-stream", "none")
 DEFAULT_HANDLER: Final = "shardmgr.handlers:null"
+LARGE_THRESHOLD_RANGE: Final = (50, 250)
 
 
 def default_state_dir() -> str:
@@ -69,7 +71,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def state_path(self) -> Path:
-        return Path(self.state_file) if self.state_file else Path(self.state_dir) / "sessions.json"
+        """Hosts that share a state directory each run their own slice of the shards, so
+        the default file name says which slice it holds."""
+        if self.state_file:
+            return Path(self.state_file)
+        name = "sessions.json"
+        if self.total_shards is not None:
+            first, last = self._slice()
+            name = f"sessions-{first}-{last}-of-{self.total_shards}.json"
+        return Path(self.state_dir) / name
+
+    def _slice(self) -> tuple[int, int]:
+        assert self.total_shards is not None
+        if self.shard_ids is not None:
+            return parse_shard_ids(self.shard_ids)
+        if self.host_index is not None and self.host_count is not None:
+            ids = host_slice(self.total_shards, self.host_index, self.host_count)
+            if ids:
+                return ids[0], ids[-1]
+        return 0, self.total_shards - 1
 
     @property
     def pid_path(self) -> Path:
@@ -194,6 +214,9 @@ def validate(s: Settings) -> None:
         raise UserError(f"--intents: {exc}") from None
     if ":" not in s.handler:
         raise UserError(f"--handler must look like module:attribute, not {s.handler!r}")
+    if not LARGE_THRESHOLD_RANGE[0] <= s.large_threshold <= LARGE_THRESHOLD_RANGE[1]:
+        low, high = LARGE_THRESHOLD_RANGE
+        raise UserError(f"--large-threshold must be between {low} and {high} (Discord's range)")
     parse_http_address(s.http)
     if s.discovery_attempts < 1:
         raise UserError("discovery-attempts must be at least 1")
@@ -205,29 +228,52 @@ def validate(s: Settings) -> None:
         "start_timeout_s",
         "restart_backoff_base_s",
         "restart_backoff_cap_s",
+        "restart_stable_s",
         "shutdown_timeout_s",
+        "resume_window_s",
     ):
         if getattr(s, name) <= 0:
             raise UserError(f"{name.replace('_', '-')} must be positive")
+    if s.ping_timeout_s <= s.ping_interval_s:
+        raise UserError(
+            f"ping-timeout-s ({s.ping_timeout_s:g}) must be longer than ping-interval-s "
+            f"({s.ping_interval_s:g}), or every worker looks hung"
+        )
+    if s.crash_loop_restarts < 1:
+        raise UserError("crash-loop-restarts must be at least 1")
     if s.identify_reserve < 0:
         raise UserError("identify-reserve must be 0 or more")
-    if not s.identify_limiter == "local" and not s.identify_limiter.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        raise UserError(
-            f"--identify-limiter must be 'local' or a redis:// URL, not {s.identify_limiter!r}"
-        )
-    if s.sink is not None and not s.sink.startswith(("redis-stream://", "rediss-stream://")):
-        raise UserError(f"--sink must be a redis-stream:// URL, not {s.sink!r}")
-    if s.sink is not None:
-        # Check stream=/maxlen=/batch= now: found in the workers, a typo would crash-loop them.
-        try:
-            from shardmgr.sinks.redis_stream import SinkConfig
-        except ImportError:
-            raise UserError("--sink needs the redis extra: pip install 'shardmgr[redis]'") from None
-        SinkConfig.parse(s.sink)
+    _validate_redis(s)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise UserError(f"--log-level must be debug, info, warning or error, not {s.log_level!r}")
+
+
+def _validate_redis(s: Settings) -> None:
+    if s.identify_limiter != "local":
+        if not s.identify_limiter.startswith(("redis://", "rediss://", "unix://")):
+            raise UserError(
+                "--identify-limiter must be 'local' or a redis:// URL, not "
+                f"{safe_url(s.identify_limiter)!r}"
+            )
+        try:
+            import shardmgr.identify_redis  # noqa: F401 - only to know it can be imported
+        except ImportError:
+            raise UserError(
+                "--identify-limiter redis://... needs the redis extra: "
+                "pip install 'shardmgr[redis]'"
+            ) from None
+    if s.sink is None:
+        return
+    if not s.sink.startswith(("redis-stream://", "rediss-stream://")):
+        raise UserError(f"--sink must be a redis-stream:// URL, not {safe_url(s.sink)!r}")
+    if s.handler != DEFAULT_HANDLER:
+        raise UserError("--sink replaces the handler: give either --sink or --handler, not both")
+    # Check stream=/maxlen=/batch= now: found in the workers, a typo would crash-loop them.
+    try:
+        from shardmgr.sinks.redis_stream import SinkConfig
+    except ImportError:
+        raise UserError("--sink needs the redis extra: pip install 'shardmgr[redis]'") from None
+    SinkConfig.parse(s.sink)
 
 
 def parse_shard_ids(text: str) -> tuple[int, int]:
@@ -283,10 +329,5 @@ def check_token_shape(token: str, source: str = "the token") -> None:
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         raise UserError(f"{source} is malformed: a bot token has three dot-separated parts")
-    head = parts[0]
-    try:
-        decoded = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        decoded = ""
-    if not decoded.isdigit():
+    if bot_id_from_token(token) is None:
         raise UserError(f"{source} is malformed: its first part is not the bot's id in base64")

@@ -21,6 +21,7 @@ MAX_CONCURRENCY = 4
 IDENTIFY_WINDOW_S = 2.0
 HEARTBEAT_INTERVAL_S = 5.0
 EVENT_RATE = 50.0
+FAKE_TOKEN_ENV = "SHARDMGR_FAKE_TOKEN"
 
 
 def demo_token() -> str:
@@ -49,22 +50,26 @@ async def _start_fake(shards: int, token: str) -> tuple[asyncio.subprocess.Proce
         str(HEARTBEAT_INTERVAL_S),
         "--event-rate",
         str(EVENT_RATE),
-        "--token",
-        token,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         # Ctrl-C goes to the demo only; the demo then stops the fake in order.
         start_new_session=True,
+        # The token travels in the environment: on argv, `ps` would show it.
+        env={**os.environ, FAKE_TOKEN_ENV: token},
     )
-    assert proc.stdout is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30.0)
-    except TimeoutError:
-        line = b""
-    url = line.decode().strip()
-    if not url.startswith("http://"):
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30.0)
+        except TimeoutError:
+            line = b""
+        url = line.decode().strip()
+        if not url.startswith("http://"):
+            raise UserError("the fake gateway did not start (see its messages above)")
+    except BaseException:
+        # Cancelled (Ctrl-C) or failed: never leave the fake running on its own.
         await _stop_fake(proc)
-        raise UserError("the fake gateway did not start (see its messages above)")
+        raise
     return proc, url
 
 

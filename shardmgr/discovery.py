@@ -11,6 +11,7 @@ import msgspec
 
 from shardmgr.errors import UserError
 from shardmgr.identify import SessionStartLimit
+from workers.backoff import Backoff
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
 
@@ -100,7 +101,7 @@ async def fetch_gateway_bot(
     """Fetch with retries: 429 waits ``retry_after``, 5xx and network errors back off
     exponentially with full jitter, 401 fails at once (retrying would only count toward
     Cloudflare's invalid-request ban)."""
-    rng = rng or random.Random()
+    backoff = Backoff(base_s=backoff_base_s, cap_s=backoff_cap_s, clock=clock, rng=rng)
     url = api_base.rstrip("/") + "/gateway/bot"
     headers = {"Authorization": f"Bot {token}", "User-Agent": USER_AGENT}
     timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -131,7 +132,7 @@ async def fetch_gateway_bot(
             if attempt == attempts - 1:
                 break
             if delay is None:
-                delay = rng.uniform(0, min(backoff_cap_s, backoff_base_s * 2**attempt))
+                delay = backoff.next_delay()
             # DEBUG: when discovery finally fails, its one-line error says why; a retry that
             # succeeds is not worth a line.
             log.debug(

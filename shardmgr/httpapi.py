@@ -1,7 +1,12 @@
-"""The supervisor's HTTP port: /metrics, /healthz, /readyz, /status, and POST /restart."""
+"""The supervisor's HTTP port: /metrics, /livez, /healthz, /readyz, /status, POST /restart.
+
+/livez answers whenever the supervisor's event loop does (a liveness probe for the
+supervisor process); /healthz (every worker up) and /readyz (every shard connected) are
+about the bot, and fail during ordinary worker restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hmac
 import logging
@@ -41,6 +46,7 @@ class HttpApi:
         self.address: tuple[str, int] | None = None
         app = web.Application()
         app.router.add_get("/metrics", self._get_metrics)
+        app.router.add_get("/livez", self._get_livez)
         app.router.add_get("/healthz", self._get_healthz)
         app.router.add_get("/readyz", self._get_readyz)
         app.router.add_get("/status", self._get_status)
@@ -79,10 +85,16 @@ class HttpApi:
             self._runner = None
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
-        body, content_type = self._metrics.render()
+        # Rendering thousands of per-shard series takes a while; off the event loop, it
+        # cannot delay IPC, pings or identify grants (prometheus-client is thread-safe).
+        loop = asyncio.get_running_loop()
+        body, content_type = await loop.run_in_executor(None, self._metrics.render)
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
+
+    async def _get_livez(self, request: web.Request) -> web.Response:
+        return web.Response(text="alive\n")
 
     async def _get_healthz(self, request: web.Request) -> web.Response:
         ok = self._source.healthy()

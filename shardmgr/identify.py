@@ -69,6 +69,11 @@ class IdentifyLimiter(Protocol):
         """Session starts left in the budget, as last known (for metrics and /status)."""
         ...
 
+    @property
+    def available(self) -> bool:
+        """False while the limiter cannot reach its backend (identifies wait meanwhile)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -133,6 +138,10 @@ class LocalIdentifyLimiter:
     @property
     def remaining(self) -> int:
         return self._remaining
+
+    @property
+    def available(self) -> bool:
+        return True
 
     def update(self, limits: SessionStartLimit) -> None:
         now = self._clock.monotonic()

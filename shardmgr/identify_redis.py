@@ -258,6 +258,10 @@ class RedisIdentifyLimiter:
         return self._outage.available
 
     @property
+    def available(self) -> bool:
+        return self._outage.available
+
+    @property
     def waiting_since(self) -> float | None:
         """Wall-clock time (``time.time()``) at which Redis became unreachable, or None."""
         return self._outage.since

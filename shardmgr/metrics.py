@@ -41,6 +41,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from shardmgr.shardtable import SHARD_STATES, state_after, state_without_worker
 from workers import ipc
 from workers.protocol import CloseCode
 
@@ -49,18 +50,6 @@ log = logging.getLogger(__name__)
 PREFIX: Final = "shardmgr"
 OTHER: Final = "other"
 
-SHARD_STATES: Final[tuple[str, ...]] = (
-    "idle",
-    "connecting",
-    "identifying",
-    "resuming",
-    "connected",
-    "reconnecting",
-    "waiting_permit",
-    "stopped",
-)
-# A shard whose worker died has no connection, whatever the worker last reported.
-STATE_WITHOUT_WORKER: Final = "idle"
 
 RECONNECT_REASONS: Final = frozenset(
     {"close_code", "zombie", "op7", "op9", "network", "bad_payload", "timeout"}
@@ -262,9 +251,14 @@ class Metrics:
             "session_start_limit.total: the daily identify budget",
             registry=r,
         )
+        self.identify_limiter_available_gauge = Gauge(
+            f"{p}_identify_limiter_available",
+            "0 while the identify limiter cannot reach its backend (Redis); identifies wait",
+            registry=r,
+        )
         self.budget_exhausted_gauge = Gauge(
             f"{p}_session_start_budget_exhausted",
-            "1 while the supervisor refuses identifies to protect the session-start budget",
+            "1 while identifies wait for the session-start budget to refill",
             registry=r,
         )
 
@@ -447,6 +441,7 @@ class Metrics:
         for state in SHARD_STATES:
             self.shards_by_state.labels(state).set(0)
         self.budget_exhausted_gauge.set(0)
+        self.identify_limiter_available_gauge.set(1)
 
     # ------------------------------------------------------------------ plan and workers
 
@@ -523,8 +518,7 @@ class Metrics:
             # The process is gone: its shards have no connection, whatever they last said,
             # and their last latency would be a lie. A shard stopped for good stays stopped.
             for shard in self._plan.get(worker_id, []):
-                if self._state.get(shard) != "stopped":
-                    self._set_state(shard, worker_id, STATE_WITHOUT_WORKER)
+                self._set_state(shard, worker_id, state_without_worker(self._state.get(shard)))
                 self._drop_latency(shard)
             self.worker_rss.labels(w).set(0)
 
@@ -547,6 +541,9 @@ class Metrics:
         if total is not None:
             self.session_start_total_gauge.set(total)
 
+    def identify_limiter_available(self, available: bool) -> None:
+        self.identify_limiter_available_gauge.set(1 if available else 0)
+
     def budget_exhausted(self, reason: str | None) -> None:
         self.exhausted_reason = reason
         self.budget_exhausted_gauge.set(0 if reason is None else 1)
@@ -559,8 +556,6 @@ class Metrics:
         self.ipc_messages_received.inc()
         if isinstance(msg, ipc.Stats):
             self._on_stats(worker_id, msg)
-        elif isinstance(msg, ipc.ShardStateChanged):
-            self._set_state(msg.shard_id, worker_id, msg.state)
         elif isinstance(msg, ipc.SessionStarted):
             self._on_session_started(worker_id, msg)
         elif isinstance(msg, ipc.Reconnecting):
@@ -569,6 +564,9 @@ class Metrics:
             self._on_stopped(worker_id, msg)
         elif isinstance(msg, ipc.Started):
             self._cpu_seen[worker_id] = (msg.gen, 0.0)
+        implied = state_after(msg)
+        if implied is not None:
+            self._set_state(implied[0], worker_id, implied[1])
 
     def _on_stats(self, worker_id: int, msg: ipc.Stats) -> None:
         w = str(worker_id)
@@ -640,8 +638,6 @@ class Metrics:
         self.shard_guilds.labels(s, w).set(max(0, msg.guilds))
         self._f_session_started.touch(s, w)
         self.shard_session_started.labels(s, w).set(msg.at)
-        # READY/RESUMED means connected even if the state report is still in flight.
-        self._set_state(msg.shard_id, worker_id, "connected")
 
     def _on_reconnecting(self, worker_id: int, msg: ipc.Reconnecting) -> None:
         s, w = str(msg.shard_id), str(worker_id)
@@ -650,14 +646,12 @@ class Metrics:
         self.shard_reconnects.labels(s, w, reason).inc()
         if msg.close_code is not None:
             self._inc(self.worker_close_codes, 1, w, close_code_label(msg.close_code))
-        self._set_state(msg.shard_id, worker_id, "reconnecting")
 
     def _on_stopped(self, worker_id: int, msg: ipc.ShardStopped) -> None:
         w = str(worker_id)
         self._inc(self.worker_shard_stops, 1, w, "true" if msg.fatal else "false")
         if msg.close_code is not None:
             self._inc(self.worker_close_codes, 1, w, close_code_label(msg.close_code))
-        self._set_state(msg.shard_id, worker_id, "stopped")
         self._drop_latency(msg.shard_id)
 
     def _drop_latency(self, shard_id: int) -> None:

@@ -158,9 +158,7 @@ class PermitBroker:
             self._on_exhausted(str(short), msg.shard_id)
 
         try:
-            await self.limiter.acquire(
-                msg.shard_id, reserve=reserve, on_budget_wait=on_budget_wait
-            )
+            await self.limiter.acquire(msg.shard_id, reserve=reserve, on_budget_wait=on_budget_wait)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -24,12 +24,6 @@ class Plan(msgspec.Struct, frozen=True):
     def shard_ids(self) -> list[int]:
         return [s for group in self.groups for s in group]
 
-    def worker_of(self, shard_id: int) -> int | None:
-        for wid, group in enumerate(self.groups):
-            if shard_id in group:
-                return wid
-        return None
-
     def describe(self) -> str:
         ids = self.shard_ids
         windows = identify_windows(ids, self.max_concurrency)

@@ -9,10 +9,6 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from shardmgr.errors import UserError
 from workers import redact
 from workers.backoff import Backoff
@@ -51,6 +47,11 @@ def connect(url: str, *, socket_timeout_s: float, what: str) -> Any:
         raise UserError(f"{what}: bad port in {safe_url(url)!r}") from exc
     if parts.password:
         redact.add_secret(parts.password)
+    # Imported here: the rest of this module (safe_url) must work without the redis extra.
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     try:
         return aioredis.from_url(
             url,

@@ -43,9 +43,6 @@ class SessionStore:
     def snapshot(self) -> dict[int, ipc.SessionInfo]:
         return dict(self._sessions)
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
     def on_message(self, msg: ipc.ToSupervisor) -> None:
         if isinstance(msg, ipc.SessionStarted):
             self._on_started(msg)

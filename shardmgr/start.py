@@ -7,26 +7,35 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from shardmgr import stop as pidfile
-from shardmgr.config import Settings, parse_http_address, parse_shard_ids
+from shardmgr.config import ENV_PREFIX, TOKEN_ENV, Settings, parse_http_address, parse_shard_ids
 from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
 from shardmgr.httpapi import HttpApi
-from shardmgr.identify import IdentifyLimiter, LocalIdentifyLimiter, SessionStartLimit
+from shardmgr.identify import (
+    IdentifyLimiter,
+    LocalIdentifyLimiter,
+    RefreshLimits,
+    SessionStartLimit,
+)
+from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, auto_shard_count, make_plan
 from shardmgr.sessions import SessionStore, read_state, write_state
+from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
 from workers.logsetup import fields
 
 log = logging.getLogger(__name__)
 
 SINK_HANDLER = "shardmgr.sinks.redis_stream:sink"
-IDENTIFY_WINDOW_MARGIN = 0.1
+SINK_URL_ENV = "SHARDMGR_SINK_URL"
+# SHARDMGR_* variables a worker reads itself; every other one (the admin secret, Redis URLs
+# with passwords) stays in the supervisor.
+WORKER_ENV_KEEP = frozenset({SINK_URL_ENV, "SHARDMGR_JSONL"})
 
 
 def effective_handler(settings: Settings) -> str:
@@ -63,21 +72,61 @@ def plan_for(settings: Settings, gateway: GatewayInfo, shards: str | None = None
 def make_limiter(
     settings: Settings,
     token: str,
-    limits: SessionStartLimit,
-    refresh: Callable[[], Any],
+    gateway: GatewayInfo,
+    refresh: RefreshLimits,
+    on_availability: Callable[[bool], None] | None = None,
 ) -> IdentifyLimiter:
-    # A grant is sent over IPC and the IDENTIFY goes out a moment later; without a margin, two
-    # grants a window apart can reach Discord less than a window apart.
-    window = settings.identify_window_s * (1.0 + IDENTIFY_WINDOW_MARGIN)
+    """The limiter named by --identify-limiter; each limiter pads the window itself."""
+    limits = gateway.limits
     if settings.identify_limiter == "local":
-        return LocalIdentifyLimiter(limits, window_s=window, refresh=refresh)
+        return LocalIdentifyLimiter(limits, window_s=settings.identify_window_s, refresh=refresh)
     from shardmgr.identify_redis import RedisIdentifyLimiter
 
     limiter = RedisIdentifyLimiter(
-        settings.identify_limiter, window_s=window, token=token
+        settings.identify_limiter,
+        window_s=settings.identify_window_s,
+        token=token,
+        refresh=refresh,
+        on_availability=on_availability,
     )
     limiter.update(limits)
     return limiter
+
+
+def worker_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """What a worker process inherits: no token (it travels in ``Start``), no admin secret,
+    no supervisor settings that may carry credentials."""
+    out = {
+        k: v
+        for k, v in env.items()
+        if k != TOKEN_ENV and (not k.startswith(ENV_PREFIX) or k in WORKER_ENV_KEEP)
+    }
+    if settings.sink:
+        out[SINK_URL_ENV] = settings.sink
+    return out
+
+
+def warn_if_unshared_slice(settings: Settings, plan: Plan) -> None:
+    """A slice of a bigger bot means other hosts identify too; a local limiter cannot see
+    their identifies, so together they can break the windows."""
+    if settings.identify_limiter == "local" and len(plan.shard_ids) < plan.total_shards:
+        log.warning(
+            "this host runs only part of the bot's shards with the local identify limiter: "
+            "other hosts' identifies are not counted; use --identify-limiter redis://... "
+            "on every host",
+            extra=fields(shards=len(plan.shard_ids), total_shards=plan.total_shards),
+        )
+
+
+def check_state_file(settings: Settings) -> None:
+    """The sessions of a --keep-sessions stop must not be lost to an unwritable path."""
+    parent = settings.state_path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"state file directory {parent}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"state file directory {parent} is not writable")
 
 
 async def run_supervisor(
@@ -97,6 +146,21 @@ async def run_supervisor(
     async def refresh() -> SessionStartLimit:
         return (await discover()).limits
 
+    pidfile = PidFile(settings.pid_path)
+    pidfile.acquire()
+    try:
+        return await _run(settings, token, discover, refresh, announce)
+    finally:
+        pidfile.release()
+
+
+async def _run(
+    settings: Settings,
+    token: str,
+    discover: Callable[[], Awaitable[GatewayInfo]],
+    refresh: RefreshLimits,
+    announce: Callable[[str], None],
+) -> int:
     async def replan(old: Plan) -> tuple[GatewayInfo, Plan] | None:
         gateway = await discover()
         if settings.total_shards is not None:
@@ -115,67 +179,77 @@ async def run_supervisor(
         )
         return gateway, plan_for(settings, gateway, shards=str(total))
 
-    pidfile.refuse_if_running(settings.pid_path)
+    check_state_file(settings)
     gateway = await discover()
     plan = plan_for(settings, gateway)
+    warn_if_unshared_slice(settings, plan)
     announce(plan.describe())
 
     from shardmgr.metrics import Metrics
 
     metrics = Metrics()
     metrics.session_start_remaining(gateway.limits.remaining, gateway.limits.total)
-    limiter = make_limiter(settings, token, gateway.limits, refresh)
-    sessions = SessionStore()
-    worker_env = dict(os.environ)
-    if settings.sink:
-        worker_env["SHARDMGR_SINK_URL"] = settings.sink
-
-    supervisor = Supervisor(
-        options=msgspec.structs.replace(settings, handler=effective_handler(settings)),
-        token=token,
-        gateway=gateway,
-        plan=plan,
-        limiter=limiter,
-        metrics=metrics,
-        sessions=sessions,
-        replan=replan,
-        worker_env=worker_env,
+    limiter = make_limiter(
+        settings, token, gateway, refresh, on_availability=metrics.identify_limiter_available
     )
-    api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
-    host, port = parse_http_address(settings.http)
+    sessions = SessionStore()
     try:
+        supervisor = Supervisor(
+            options=msgspec.structs.replace(settings, handler=effective_handler(settings)),
+            token=token,
+            gateway=gateway,
+            plan=plan,
+            limiter=limiter,
+            metrics=metrics,
+            sessions=sessions,
+            replan=replan,
+            worker_env=worker_environment(settings, os.environ),
+            announce=announce,
+        )
+        api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
+        host, port = parse_http_address(settings.http)
         await api.start(host, port)
-    except UserError:
+    except BaseException:
+        # supervisor.run() owns the limiter from here on; before that, we close it.
         await limiter.aclose()
         raise
-    # Only now that nothing can fail with a user error is the state file consumed.
-    for shard_id, session in read_state(
-        settings.state_path, token, plan.total_shards, settings.resume_window_s
-    ).items():
-        if shard_id in plan.shard_ids:
-            sessions.put(shard_id, session)
-    bound = f"{host}:{api.address[1] if api.address else port}"
-    announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status --http {bound})")
-    loop = asyncio.get_running_loop()
-    installed = _install_signals(loop, supervisor, settings.keep_sessions)
-    pid_path = settings.pid_path
-    pidfile.write_pid(pid_path)
     try:
-        code = await supervisor.run()
-        if supervisor.kept_sessions:
-            saved = supervisor.sessions.snapshot()
-            write_state(settings.state_path, token, supervisor.plan.total_shards, saved)
-            log.info(
-                "sessions saved for the next start",
-                extra=fields(path=str(settings.state_path), sessions=len(saved)),
-            )
+        # Only now that nothing can fail with a user error is the state file consumed.
+        for shard_id, session in read_state(
+            settings.state_path, token, plan.total_shards, settings.resume_window_s
+        ).items():
+            if shard_id in plan.shard_ids:
+                sessions.put(shard_id, session)
+        bound = f"{host}:{api.address[1] if api.address else port}"
+        announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status --http {bound})")
+        loop = asyncio.get_running_loop()
+        installed = _install_signals(loop, supervisor, settings.keep_sessions)
+        try:
+            code = await supervisor.run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        if supervisor.kept_sessions and not _save_sessions(settings, token, supervisor):
+            code = 1
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        pidfile.remove_pid(pid_path)
         await api.stop()
     log.info("supervisor stopped")
     return code
+
+
+def _save_sessions(settings: Settings, token: str, supervisor: Supervisor) -> bool:
+    saved = supervisor.sessions.snapshot()
+    path = settings.state_path
+    try:
+        write_state(path, token, supervisor.plan.total_shards, saved)
+    except OSError as exc:
+        log.error(
+            "cannot save the suspended sessions; the next start identifies every shard",
+            extra=fields(path=str(path), error=exc.strerror or str(exc), sessions=len(saved)),
+        )
+        return False
+    log.info("sessions saved for the next start", extra=fields(path=str(path), sessions=len(saved)))
+    return True
 
 
 def _install_signals(
@@ -185,7 +259,7 @@ def _install_signals(
         signal.SIGTERM: lambda: supervisor.request_stop(keep_default),
         signal.SIGINT: lambda: supervisor.request_stop(keep_default),
         # `shardmgr stop --keep-sessions`
-        pidfile.KEEP_SIGNAL: lambda: supervisor.request_stop(True),
+        KEEP_SIGNAL: lambda: supervisor.request_stop(True),
         signal.SIGHUP: supervisor.request_rolling_restart,
     }
     for sig, handler in handlers.items():

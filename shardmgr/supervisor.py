@@ -18,15 +18,18 @@ from shardmgr.permits import PermitBroker
 from shardmgr.plan import Plan
 from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
+from shardmgr.shardtable import ShardTable
 from shardmgr.workerproc import WorkerProcess
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
 from workers.protocol import CloseCode
+from workers.shard import ShardState
 
 log = logging.getLogger(__name__)
 
-CONNECTED = "connected"
+CONNECTED = ShardState.CONNECTED.value
+STOPPED = ShardState.STOPPED.value
 
 
 class MetricsSink(Protocol):
@@ -79,60 +82,6 @@ class SupervisorOptions(Protocol):
 
 
 Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
-
-
-class ShardView:
-    """What the supervisor knows about one shard, from its worker's reports."""
-
-    __slots__ = (
-        "backlog",
-        "close_code",
-        "guilds",
-        "last_event_at",
-        "latency_s",
-        "reconnects",
-        "session_kind",
-        "session_started_at",
-        "shard_id",
-        "state",
-        "stop_reason",
-        "worker_id",
-    )
-
-    def __init__(self, shard_id: int, worker_id: int) -> None:
-        self.shard_id = shard_id
-        self.worker_id = worker_id
-        self.state = "idle"
-        self.latency_s: float | None = None
-        self.reconnects = 0
-        self.session_started_at: float | None = None
-        self.session_kind: str | None = None
-        self.guilds = 0
-        self.last_event_at: float | None = None
-        self.backlog = 0
-        self.stop_reason: str | None = None
-        self.close_code: int | None = None
-
-    def as_dict(self, now: float, session: ipc.SessionInfo | None) -> dict[str, Any]:
-        return {
-            "id": self.shard_id,
-            "worker": self.worker_id,
-            "state": self.state,
-            "latency_s": self.latency_s,
-            "reconnects": self.reconnects,
-            "session_age_s": _age(now, self.session_started_at),
-            "guilds": self.guilds,
-            "last_event_age_s": _age(now, self.last_event_at),
-            "session_kind": self.session_kind,
-            "seq": session.seq if session else None,
-            "backlog": self.backlog,
-            "stop_reason": self.stop_reason,
-            "close_code": self.close_code,
-        }
-
-
-def _age(now: float, at: float | None) -> float | None:
-    return None if at is None else round(max(0.0, now - at), 3)
 
 
 class WorkerSlot:
@@ -210,7 +159,7 @@ class Supervisor:
         )
         self._gens = itertools.count(1)
         self._slots: dict[int, WorkerSlot] = {}
-        self._shards: dict[int, ShardView] = {}
+        self.shards = ShardTable([])
         self._commands: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._changed = asyncio.Event()
@@ -279,7 +228,7 @@ class Supervisor:
     def _apply_plan(self, plan: Plan) -> None:
         self.plan = plan
         self.permits.new_plan()
-        self._shards = {}
+        self.shards = ShardTable(plan.groups)
         self._slots = {}
         for wid, group in enumerate(plan.groups):
             policy = RestartPolicy(
@@ -289,10 +238,7 @@ class Supervisor:
                 crash_loop_after=self.options.crash_loop_restarts,
                 clock=self._clock,
             )
-            slot = WorkerSlot(wid, list(group), policy)
-            self._slots[wid] = slot
-            for sid in group:
-                self._shards[sid] = ShardView(sid, wid)
+            self._slots[wid] = WorkerSlot(wid, list(group), policy)
         self.metrics.set_plan(len(plan.shard_ids), {w: list(g) for w, g in enumerate(plan.groups)})
         for slot in self._slots.values():
             name = f"worker-{slot.worker_id}"
@@ -511,11 +457,7 @@ class Supervisor:
             slot.up = False
             slot.proc = None
             self.metrics.worker_up(slot.worker_id, False)
-            for sid in slot.shard_ids:
-                view = self._shards.get(sid)
-                if view is not None and view.state != "stopped":
-                    view.state = "idle"
-                    view.latency_s = None
+            self.shards.worker_gone(slot.shard_ids)
         self._pulse()
 
     async def _read_loop(self, slot: WorkerSlot, proc: WorkerProcess) -> None:
@@ -584,57 +526,14 @@ class Supervisor:
             self._on_identify_request(slot, slot.proc, msg)
         elif isinstance(msg, ipc.IdentifyCancel):
             self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
-        elif isinstance(msg, ipc.Stats):
-            self._on_stats(msg)
         else:
-            self._on_shard_event(slot, msg)
+            self.shards.apply(worker_id, msg)
+            if isinstance(msg, ipc.ShardStopped):
+                self._on_shard_stopped(slot, msg)
         self._pulse()
         return True
 
-    def _view(self, shard_id: int) -> ShardView | None:
-        return self._shards.get(shard_id)
-
-    def _on_stats(self, msg: ipc.Stats) -> None:
-        for st in msg.shards:
-            view = self._view(st.shard_id)
-            if view is None:
-                continue
-            if st.latencies_s:
-                view.latency_s = st.latencies_s[-1]
-            view.guilds = st.guilds
-            view.backlog = st.backlog
-            if st.last_event_at is not None:
-                view.last_event_at = st.last_event_at
-
-    def _on_shard_event(self, slot: WorkerSlot, msg: ipc.ToSupervisor) -> None:
-        if isinstance(msg, ipc.ShardStateChanged):
-            if (view := self._view(msg.shard_id)) is not None:
-                view.state = msg.state
-                if msg.state != "stopped":
-                    view.stop_reason = None
-        elif isinstance(msg, ipc.SessionStarted):
-            if (view := self._view(msg.shard_id)) is not None:
-                view.state = CONNECTED
-                view.session_kind = msg.kind
-                view.session_started_at = msg.at
-                view.guilds = msg.guilds
-                view.stop_reason = None
-                view.close_code = None
-        elif isinstance(msg, ipc.Reconnecting):
-            if (view := self._view(msg.shard_id)) is not None:
-                view.reconnects += 1
-                view.state = "reconnecting"
-                view.close_code = msg.close_code
-        elif isinstance(msg, ipc.ShardStopped):
-            self._on_shard_stopped(slot, msg)
-
     def _on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
-        view = self._view(msg.shard_id)
-        if view is not None:
-            view.state = "stopped"
-            view.stop_reason = msg.reason
-            view.close_code = msg.close_code
-            view.latency_s = None
         if msg.close_code == CloseCode.SHARDING_REQUIRED and not self._stopping:
             log.warning(
                 "shard closed with 4011 (sharding required); re-planning",
@@ -663,10 +562,6 @@ class Supervisor:
             )
             self.permits.refuse(msg, "not a shard of this worker", send=proc.send)
             return
-        view = self._view(msg.shard_id)
-        if view is not None:
-            view.state = "waiting_permit"
-
         def wanted() -> bool:
             return (
                 slot.proc is proc
@@ -711,9 +606,7 @@ class Supervisor:
             return (
                 slot.gen != old_gen
                 and slot.up
-                and all(
-                    self._shards[sid].state in (CONNECTED, "stopped") for sid in slot.shard_ids
-                )
+                and self.shards.all_in(slot.shard_ids, CONNECTED, STOPPED)
             )
 
         return back
@@ -774,7 +667,7 @@ class Supervisor:
         return bool(self._slots) and all(s.up for s in self._slots.values())
 
     def ready(self) -> bool:
-        return bool(self._shards) and all(v.state == CONNECTED for v in self._shards.values())
+        return len(self.shards) > 0 and self.shards.count(CONNECTED) == len(self.shards)
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -783,9 +676,9 @@ class Supervisor:
                 "pid": os.getpid(),
                 "uptime_s": round(now - self._started_wall, 3),
                 "total_shards": self.plan.total_shards,
-                "planned_shards": len(self._shards),
+                "planned_shards": len(self.shards),
                 "max_concurrency": self.plan.max_concurrency,
-                "connected_shards": sum(1 for v in self._shards.values() if v.state == CONNECTED),
+                "connected_shards": self.shards.count(CONNECTED),
                 "healthy": self.healthy(),
                 "ready": self.ready(),
                 "stopping": self._stopping,
@@ -793,13 +686,14 @@ class Supervisor:
                 "replans": self.replans,
                 "budget_exhausted": self.exhausted,
                 "session_start_remaining": self.limiter.remaining,
+                "identify_limiter_available": self.limiter.available,
                 "identify_queue": self.limiter.queue_depth,
                 "identifies_granted": self.identifies_granted,
                 "stale_messages": self.stale_messages,
             },
             "workers": [slot.as_dict() for slot in self._slots.values()],
             "shards": [
-                view.as_dict(now, self.sessions.get(sid))
-                for sid, view in sorted(self._shards.items())
+                view.as_dict(now, self.sessions.get(view.shard_id))
+                for view in self.shards.views()
             ],
         }

@@ -35,7 +35,6 @@ class WorkerProcess:
         self.gen = gen
         self._reader = reader
         self._writer = writer
-        self._reaped = False
 
     @property
     def pid(self) -> int:
@@ -133,7 +132,6 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         code = await self.proc.wait()
         self.close_pipe()
-        self._reaped = True
         return code
 
     async def stop(self, within_s: float) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -29,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--port", type=int, default=d.port, help="port to bind; 0 picks a free one (default 0)")
     a(
         "--token",
-        default=None,
-        help="the only token accepted (default: any well-formed token); "
-        "'generate' prints a fresh one to stderr",
+        # From the environment too, so a token need not appear on the command line.
+        default=os.environ.get("SHARDMGR_FAKE_TOKEN"),
+        help="the only token accepted (default: $SHARDMGR_FAKE_TOKEN, else any well-formed "
+        "token); 'generate' prints a fresh one to stderr",
     )
     a("--bot-id", type=int, default=d.bot_id, help="bot user id when --token is not given")
     a("--shards", type=int, default=d.shards, help="recommended shard count (/gateway/bot)")

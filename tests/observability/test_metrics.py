@@ -317,6 +317,12 @@ def test_identify_queue_wait_and_budget_are_exported(metrics: Metrics) -> None:
     assert value(scrape(metrics), "shardmgr_session_start_budget_exhausted") == 0
 
 
+def test_identify_limiter_availability_is_exported(metrics: Metrics) -> None:
+    assert value(scrape(metrics), "shardmgr_identify_limiter_available") == 1
+    metrics.identify_limiter_available(False)
+    assert value(scrape(metrics), "shardmgr_identify_limiter_available") == 0
+
+
 def test_exposition_has_no_created_series(metrics: Metrics) -> None:
     metrics.worker_restarted(0, "exit")
     body, _ = metrics.render()

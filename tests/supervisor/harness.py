@@ -68,7 +68,8 @@ class FakeGatewayProc:
         self.token = token
         self.output: list[str] = []
         self._drain = asyncio.create_task(_drain(proc.stdout, self.output))
-        self.http = aiohttp.ClientSession()
+        # Each request bounded too, so a wedged supervisor cannot outlast a wait deadline.
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     @classmethod
     async def start(
@@ -141,7 +142,8 @@ class SupervisorProc:
         self.stdout = stdout
         self.stderr = stderr
         self._drain = asyncio.create_task(_drain(proc.stdout, stdout))
-        self.http = aiohttp.ClientSession()
+        # Each request bounded too, so a wedged supervisor cannot outlast a wait deadline.
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     @classmethod
     async def start(
@@ -176,7 +178,8 @@ class SupervisorProc:
                 sys.executable, "-m", "shardmgr", "start",
                 "--api-base", fake.api_base,
                 "--http", "127.0.0.1:0",
-                "--handler", "shardmgr.handlers:jsonl",
+                # --sink replaces the handler and may not be combined with one
+                *(() if "--sink" in args else ("--handler", "shardmgr.handlers:jsonl")),
                 *args,
                 env=full_env,
                 stdin=asyncio.subprocess.DEVNULL,

@@ -190,3 +190,19 @@ async def test_status_without_a_running_supervisor_exits_2(tmp_path: Path) -> No
 async def test_stop_without_a_running_supervisor_exits_2(tmp_path: Path) -> None:
     code, lines = await _shardmgr("stop", tmp=tmp_path)
     _assert_user_error(code, lines, "no running supervisor found")
+
+
+async def test_state_dir_that_is_a_file_exits_2_before_discovery(
+    tmp_path: Path, api: dict[str, object]
+) -> None:
+    blocker = tmp_path / "state-is-a-file"
+    blocker.write_text("")
+    code, lines = await _shardmgr(
+        "start",
+        "--api-base",
+        str(api["base"]),
+        env={"DISCORD_TOKEN": make_token(), "SHARDMGR_STATE_DIR": str(blocker)},
+        tmp=tmp_path,
+    )
+    _assert_user_error(code, lines, "--state-dir")
+    assert api["requests"] == 0

@@ -129,3 +129,44 @@ def test_malformed_token_is_a_user_error(bad: str) -> None:
 def test_token_with_bot_prefix_is_rejected_with_a_hint() -> None:
     with pytest.raises(UserError, match="without the 'Bot ' prefix"):
         check_token_shape("Bot " + make_token())
+
+
+def test_ping_timeout_not_longer_than_the_interval_is_rejected() -> None:
+    with pytest.raises(UserError, match="ping-timeout-s"):
+        load_settings({"ping_interval_s": "5", "ping_timeout_s": "5"}, env={})
+
+
+@pytest.mark.parametrize("value", ["49", "251"])
+def test_large_threshold_outside_discords_range_is_rejected(value: str) -> None:
+    with pytest.raises(UserError, match="--large-threshold must be between 50 and 250"):
+        load_settings({"large_threshold": value}, env={})
+
+
+def test_sink_with_an_explicit_handler_is_rejected() -> None:
+    with pytest.raises(UserError, match="either --sink or --handler"):
+        load_settings(
+            {"sink": "redis-stream://127.0.0.1:6379/0", "handler": "shardmgr.handlers:jsonl"},
+            env={},
+        )
+
+
+@pytest.mark.parametrize("name", ["restart_stable_s", "resume_window_s", "crash_loop_restarts"])
+def test_non_positive_restart_and_resume_settings_are_rejected(name: str) -> None:
+    with pytest.raises(UserError, match=name.replace("_", "-")):
+        load_settings({name: "0"}, env={})
+
+
+def test_bad_redis_url_error_does_not_show_the_password() -> None:
+    with pytest.raises(UserError) as info:
+        load_settings({"sink": "http://user:hunter2@redis:6379/0"}, env={})
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+
+def test_default_state_file_is_named_after_the_hosts_slice() -> None:
+    s = load_settings({"total_shards": "16", "shard_ids": "4-7"}, env={})
+    assert s.state_path.name == "sessions-4-7-of-16.json"
+    hosts = load_settings(
+        {"total_shards": "10"}, env={"SHARDMGR_HOST_INDEX": "1", "SHARDMGR_HOST_COUNT": "2"}
+    )
+    assert hosts.state_path.name == "sessions-5-9-of-10.json"
+    assert load_settings({}, env={}).state_path.name == "sessions.json"

@@ -96,6 +96,16 @@ async def test_healthz_and_readyz_follow_the_supervisor(client: aiohttp.ClientSe
         await api.stop()
 
 
+async def test_livez_answers_while_workers_are_down(client: aiohttp.ClientSession) -> None:
+    api, source = await _serve(None)
+    source.is_healthy = False
+    try:
+        async with client.get(api.url + "/livez") as resp:
+            assert resp.status == 200
+    finally:
+        await api.stop()
+
+
 async def test_status_is_json(client: aiohttp.ClientSession) -> None:
     api, _ = await _serve(None)
     try:

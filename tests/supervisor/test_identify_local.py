@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-
-import pytest
+from typing import Any
 
 from shardmgr.identify import BudgetExhausted, LocalIdentifyLimiter, SessionStartLimit
 from workers.clock import FakeClock
@@ -14,6 +13,10 @@ def _limits(remaining: int = 1000, mc: int = 4, reset_after_s: float = 3600.0) -
     return SessionStartLimit(
         total=1000, remaining=remaining, reset_after_s=reset_after_s, max_concurrency=mc
     )
+
+
+def _local(clock: FakeClock, limits: SessionStartLimit, **kw: Any) -> LocalIdentifyLimiter:
+    return LocalIdentifyLimiter(limits, window_s=WINDOW, margin=0.0, clock=clock, **kw)
 
 
 async def _settle() -> None:
@@ -37,7 +40,7 @@ class Recorder:
 
 async def test_one_window_grants_every_bucket_together() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, margin=0.0, clock=clock), clock)
+    rec = Recorder(_local(clock, _limits(mc=4)), clock)
     tasks = [rec.start(s) for s in range(4)]
     await _settle()
     assert sorted(s for s, _ in rec.granted) == [0, 1, 2, 3]
@@ -47,7 +50,7 @@ async def test_one_window_grants_every_bucket_together() -> None:
 
 async def test_startup_of_n_shards_takes_ceil_n_over_mc_windows() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=4), window_s=WINDOW, margin=0.0, clock=clock), clock)
+    rec = Recorder(_local(clock, _limits(mc=4)), clock)
     tasks = [rec.start(s) for s in range(16)]
     await _settle()
     for _ in range(3):
@@ -62,7 +65,7 @@ async def test_startup_of_n_shards_takes_ceil_n_over_mc_windows() -> None:
 
 async def test_same_bucket_waits_a_full_window() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=2), window_s=WINDOW, margin=0.0, clock=clock), clock)
+    rec = Recorder(_local(clock, _limits(mc=2)), clock)
     rec.start(0)
     second = rec.start(2)
     await _settle()
@@ -75,7 +78,7 @@ async def test_same_bucket_waits_a_full_window() -> None:
 
 async def test_each_bucket_is_first_in_first_out() -> None:
     clock = FakeClock(start=0.0)
-    rec = Recorder(LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, margin=0.0, clock=clock), clock)
+    rec = Recorder(_local(clock, _limits(mc=1)), clock)
     order = [3, 1, 2, 0]
     tasks = []
     for s in order:
@@ -89,7 +92,7 @@ async def test_each_bucket_is_first_in_first_out() -> None:
 
 async def test_cancelled_wait_gives_up_its_place_without_spending() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(_limits(remaining=10, mc=1), window_s=WINDOW, margin=0.0, clock=clock)
+    limiter = _local(clock, _limits(remaining=10, mc=1))
     rec = Recorder(limiter, clock)
     rec.start(0)
     doomed = rec.start(1)
@@ -106,9 +109,7 @@ async def test_cancelled_wait_gives_up_its_place_without_spending() -> None:
 
 async def test_never_grants_more_than_remaining() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=2, mc=4), window_s=WINDOW, margin=0.0, clock=clock
-    )
+    limiter = _local(clock, _limits(remaining=2, mc=4))
     await limiter.acquire(0)
     await limiter.acquire(1)
     third = asyncio.create_task(limiter.acquire(2))
@@ -120,9 +121,7 @@ async def test_never_grants_more_than_remaining() -> None:
 
 async def test_reserve_is_not_spent() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=3, mc=4), window_s=WINDOW, margin=0.0, clock=clock
-    )
+    limiter = _local(clock, _limits(remaining=3, mc=4))
     await limiter.acquire(0, reserve=2)
     told: list[BudgetExhausted] = []
     restart = asyncio.create_task(limiter.acquire(1, reserve=2, on_budget_wait=told.append))
@@ -137,9 +136,9 @@ async def test_reserve_is_not_spent() -> None:
 
 async def test_exhausted_acquire_waits_for_the_reset_and_is_then_granted() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=1, mc=4, reset_after_s=60.0), window_s=WINDOW, margin=0.0,
-        clock=clock,
+    limiter = _local(
+        clock,
+        _limits(remaining=1, mc=4, reset_after_s=60.0),
     )
     await limiter.acquire(0)
     told: list[BudgetExhausted] = []
@@ -156,9 +155,7 @@ async def test_exhausted_acquire_waits_for_the_reset_and_is_then_granted() -> No
 
 async def test_update_wakes_acquires_waiting_for_the_budget() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=0, mc=4), window_s=WINDOW, margin=0.0, clock=clock
-    )
+    limiter = _local(clock, _limits(remaining=0, mc=4))
     waiting = asyncio.create_task(limiter.acquire(0))
     await _settle()
     assert not waiting.done()
@@ -177,8 +174,9 @@ async def test_budget_refreshes_from_discovery_after_reset_passes() -> None:
         calls += 1
         return refreshed
 
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=1, mc=4, reset_after_s=60.0), window_s=WINDOW, margin=0.0, clock=clock,
+    limiter = _local(
+        clock,
+        _limits(remaining=1, mc=4, reset_after_s=60.0),
         refresh=refresh,
     )
     await limiter.acquire(0)
@@ -192,9 +190,7 @@ async def test_budget_refreshes_from_discovery_after_reset_passes() -> None:
 
 async def test_update_while_a_bucket_is_granting_keeps_one_identify_per_window() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=0, mc=1), window_s=WINDOW, margin=0.0, clock=clock
-    )
+    limiter = _local(clock, _limits(remaining=0, mc=1))
     rec = Recorder(limiter, clock)
     rec.start(0)  # holds bucket 0's lock, waiting for the budget
     await _settle()
@@ -210,7 +206,7 @@ async def test_update_while_a_bucket_is_granting_keeps_one_identify_per_window()
 
 async def test_update_changes_max_concurrency_without_reopening_windows() -> None:
     clock = FakeClock(start=0.0)
-    limiter = LocalIdentifyLimiter(_limits(mc=1), window_s=WINDOW, margin=0.0, clock=clock)
+    limiter = _local(clock, _limits(mc=1))
     rec = Recorder(limiter, clock)
     await limiter.acquire(0)
     limiter.update(_limits(mc=2))
@@ -231,8 +227,9 @@ async def test_budget_is_refreshed_once_its_reset_passes_even_when_not_low() -> 
         calls += 1
         return _limits(remaining=700, mc=4, reset_after_s=86400.0)
 
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=900, mc=4, reset_after_s=60.0), window_s=WINDOW, margin=0.0, clock=clock,
+    limiter = _local(
+        clock,
+        _limits(remaining=900, mc=4, reset_after_s=60.0),
         refresh=refresh,
     )
     await limiter.acquire(0)
@@ -251,8 +248,9 @@ async def test_failed_refresh_keeps_the_local_count_and_retries_later() -> None:
         calls += 1
         raise OSError("api unreachable")
 
-    limiter = LocalIdentifyLimiter(
-        _limits(remaining=10, mc=4, reset_after_s=1.0), window_s=WINDOW, margin=0.0, clock=clock,
+    limiter = _local(
+        clock,
+        _limits(remaining=10, mc=4, reset_after_s=1.0),
         refresh=refresh,
     )
     await clock.advance(1.0)

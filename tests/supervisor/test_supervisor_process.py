@@ -16,8 +16,10 @@ from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
 from shardmgr.identify import LocalIdentifyLimiter, SessionStartLimit
 from shardmgr.metrics import Metrics
-from shardmgr.plan import make_plan
+from shardmgr.plan import Plan, make_plan
+from shardmgr.restarts import RestartPolicy
 from shardmgr.supervisor import Supervisor
+from shardmgr.workerproc import WorkerProcess
 from tests.supervisor.conftest import make_token
 from workers import ipc
 
@@ -33,6 +35,14 @@ def _closed_port() -> int:
 @pytest.fixture
 def remaining() -> int:
     return 1000
+
+
+async def _replan_to_six(old: Plan) -> tuple[GatewayInfo, Plan] | None:
+    limits = SessionStartLimit(total=1000, remaining=1000, reset_after_s=1e5, max_concurrency=2)
+    gateway = GatewayInfo(
+        url=f"ws://127.0.0.1:{_closed_port()}", recommended_shards=6, limits=limits
+    )
+    return gateway, make_plan(shards="6", recommended=6, max_concurrency=2, shards_per_worker=2)
 
 
 @pytest.fixture
@@ -59,6 +69,8 @@ async def sup(remaining: int) -> AsyncIterator[Supervisor]:
         plan=plan,
         limiter=LocalIdentifyLimiter(limits, window_s=0.2),
         metrics=Metrics(),
+        replan=_replan_to_six,
+        announce=lambda text: None,
     )
     run = asyncio.create_task(supervisor.run())
     assert await supervisor.wait_for(supervisor.healthy, 30.0), supervisor.status()
@@ -68,7 +80,8 @@ async def sup(remaining: int) -> AsyncIterator[Supervisor]:
 
 
 def _worker(sup: Supervisor, wid: int) -> dict[str, Any]:
-    return sup.status()["workers"][wid]
+    worker: dict[str, Any] = sup.status()["workers"][wid]
+    return worker
 
 
 def _replaced(sup: Supervisor, wid: int, old_pid: object) -> bool:
@@ -123,7 +136,8 @@ async def test_messages_from_a_stale_generation_are_ignored(sup: Supervisor) -> 
     )
     assert sup.handle_message(0, stale) is False
     assert sup.sessions.get(0) is None
-    assert sup.status()["shards"][0]["state"] != "connected"
+    shard = sup.status()["shards"][0]
+    assert shard["session_kind"] is None and shard["guilds"] == 0
     assert sup.status()["supervisor"]["stale_messages"] >= 1
     # The same report from the current generation is applied: the check is on gen alone.
     await sup.wait_for(lambda: bool(_worker(sup, 0)["up"]), 30.0)
@@ -152,13 +166,30 @@ async def test_only_a_shards_first_identify_may_spend_the_reserve(sup: Superviso
 
     ask(0, 1)  # first identify of shard 0: granted, 2 starts left
     assert await sup.wait_for(lambda: sup.identifies_granted == 1, 10.0)
-    ask(0, 2)  # shard 0 again (a re-identify): only the reserve of 2 is left, refused
+    ask(0, 2)  # shard 0 again (a re-identify): only the reserve of 2 is left, it waits
     assert await sup.wait_for(lambda: sup.exhausted is not None, 10.0)
     status = sup.status()["supervisor"]
     assert "reserve" in status["budget_exhausted"] and status["session_start_remaining"] == 2
     ask(1, 3)  # first identify of shard 1: may dig into the reserve
     assert await sup.wait_for(lambda: sup.identifies_granted == 2, 10.0)
     assert sup.status()["supervisor"]["session_start_remaining"] == 1
+
+
+def _crashy_supervisor(settings: Settings) -> Supervisor:
+    """One worker whose handler exits at once: a crash loop on demand."""
+    limits = SessionStartLimit(total=1000, remaining=1000, reset_after_s=1e5, max_concurrency=1)
+    url = f"ws://127.0.0.1:{_closed_port()}"
+    gateway = GatewayInfo(url=url, recommended_shards=1, limits=limits)
+    return Supervisor(
+        options=settings,
+        token=make_token(),
+        gateway=gateway,
+        plan=make_plan(shards="1", recommended=1, max_concurrency=1),
+        limiter=LocalIdentifyLimiter(limits, window_s=0.2),
+        metrics=Metrics(),
+        replan=_replan_to_six,
+        announce=lambda text: None,
+    )
 
 
 async def test_crash_loop_is_reported_and_slowed_down(caplog: pytest.LogCaptureFixture) -> None:
@@ -169,22 +200,13 @@ async def test_crash_loop_is_reported_and_slowed_down(caplog: pytest.LogCaptureF
         crash_loop_restarts=3,
         shutdown_timeout_s=3.0,
     )
-    limits = SessionStartLimit(total=1000, remaining=1000, reset_after_s=1e5, max_concurrency=1)
-    url = f"ws://127.0.0.1:{_closed_port()}"
-    gateway = GatewayInfo(url=url, recommended_shards=1, limits=limits)
-    supervisor = Supervisor(
-        options=settings,
-        token=make_token(),
-        gateway=gateway,
-        plan=make_plan(shards="1", recommended=1, max_concurrency=1),
-        limiter=LocalIdentifyLimiter(limits, window_s=0.2),
-        metrics=Metrics(),
-    )
+    supervisor = _crashy_supervisor(settings)
     run = asyncio.create_task(supervisor.run())
     try:
         assert await supervisor.wait_for(
-            lambda: bool(supervisor.status()["workers"])
-            and _worker(supervisor, 0)["restarts"] >= 5,
+            lambda: (
+                bool(supervisor.status()["workers"]) and _worker(supervisor, 0)["restarts"] >= 5
+            ),
             60.0,
         )
         worker = _worker(supervisor, 0)
@@ -194,3 +216,106 @@ async def test_crash_loop_is_reported_and_slowed_down(caplog: pytest.LogCaptureF
     finally:
         supervisor.request_stop(False)
         assert await asyncio.wait_for(run, 30.0) == 0
+
+
+class _HourLongBackoff(RestartPolicy):
+    def next_delay(self) -> float:
+        super().next_delay()
+        return 0.0 if self.failures == 1 else 3600.0
+
+
+async def test_replan_does_not_wait_for_a_worker_in_restart_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shardmgr.supervisor.RestartPolicy", _HourLongBackoff)
+    supervisor = _crashy_supervisor(
+        Settings(handler="tests.supervisor.crashy:crash", shutdown_timeout_s=3.0)
+    )
+    run = asyncio.create_task(supervisor.run())
+    try:
+        assert await supervisor.wait_for(
+            lambda: bool(supervisor.status()["workers"])
+            and _worker(supervisor, 0)["state"] == "backoff",
+            30.0,
+        )
+        supervisor._queue("replan")
+        assert await supervisor.wait_for(lambda: supervisor.plan.total_shards == 6, 20.0)
+        assert supervisor.replans == 1
+    finally:
+        supervisor.request_stop(False)
+        assert await asyncio.wait_for(run, 30.0) == 0
+
+
+def _stopped_at(pid: int) -> str:
+    return "reaped" if not _alive(pid) else "alive"
+
+
+async def test_identify_request_for_another_workers_shard_is_refused(
+    sup: Supervisor, caplog: pytest.LogCaptureFixture
+) -> None:
+    gen = int(_worker(sup, 0)["gen"])
+    assert sup.handle_message(0, ipc.IdentifyRequest(gen=gen, shard_id=2, nonce=7))
+    assert "does not run" in caplog.text
+    assert sup.permits.pending == 0 and sup.identifies_granted == 0
+
+
+async def test_a_failing_report_does_not_get_a_healthy_worker_killed(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _worker(sup, 0)
+
+    def broken(worker_id: int, msg: ipc.ToSupervisor) -> bool:
+        raise RuntimeError("supervisor bug")
+
+    monkeypatch.setattr(sup, "handle_message", broken)
+    # Every worker answers pings, so reports keep failing while the worker stays healthy.
+    assert await sup.wait_for(lambda: sup.message_errors >= 5, 20.0)
+    monkeypatch.undo()
+    after = _worker(sup, 0)
+    assert after["pid"] == before["pid"] and after["restarts"] == 0
+
+
+async def test_old_process_is_reaped_before_its_replacement_spawns(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = _worker(sup, 0)
+    seen_at_spawn: list[str] = []
+    original = WorkerProcess.spawn
+
+    async def spawn(**kwargs: Any) -> WorkerProcess:
+        if kwargs["worker_id"] == 0:
+            seen_at_spawn.append(_stopped_at(int(old["pid"])))
+        return await original(**kwargs)
+
+    monkeypatch.setattr(WorkerProcess, "spawn", spawn)
+    os.kill(int(old["pid"]), signal.SIGKILL)
+    assert await sup.wait_for(lambda: _replaced(sup, 0, old["pid"]), 30.0)
+    assert seen_at_spawn == ["reaped"]
+
+
+def _shard_stopped_4011(gen: int) -> ipc.ShardStopped:
+    return ipc.ShardStopped(
+        gen=gen, shard_id=0, reason="sharding required", close_code=4011, fatal=True
+    )
+
+
+async def test_4011_replans_to_the_new_shard_count(sup: Supervisor) -> None:
+    gen = int(_worker(sup, 0)["gen"])
+    assert sup.handle_message(0, _shard_stopped_4011(gen))
+    assert await sup.wait_for(
+        lambda: sup.plan.total_shards == 6 and len(sup.status()["workers"]) == 3 and sup.healthy(),
+        30.0,
+    ), sup.status()
+    assert sup.replans == 1
+    assert [w["shards"] for w in sup.status()["workers"]] == [[0, 1], [2, 3], [4, 5]]
+
+
+async def test_stop_during_a_replan_closes_workers_cleanly(sup: Supervisor) -> None:
+    gen = int(_worker(sup, 0)["gen"])
+    slots = list(sup._slots.values())
+    assert sup.handle_message(0, _shard_stopped_4011(gen))
+    assert await sup.wait_for(lambda: any(s.state == "stopping" for s in slots), 30.0)
+    sup.request_stop(True)
+    assert await sup.wait_for(lambda: all(s.state == "stopped" for s in slots), 30.0)
+    for slot in slots:
+        assert str(slot.last_exit).startswith("stopped (exit status 0)"), slot.last_exit
