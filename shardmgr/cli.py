@@ -13,6 +13,8 @@ from shardmgr.errors import UserError
 # A secret typed on a command line is visible to everyone through ps.
 _NO_FLAG = frozenset({"admin_secret"})
 _BOOL_FLAGS = frozenset({"keep_sessions", "log_json"})
+# on by default: --NAME / --no-NAME
+_ON_BY_DEFAULT = frozenset({"heartbeat_ack_check"})
 
 _HELP: dict[str, str] = {
     "shards": "'auto' (Discord's recommendation, rounded up to max_concurrency) or a count",
@@ -22,7 +24,15 @@ _HELP: dict[str, str] = {
     "workers": "number of worker processes (W), instead of --shards-per-worker",
     "handler": "your event handler, module:attribute",
     "intents": "intent names (GUILDS,GUILD_MESSAGES), 'default', 'all' or an integer",
-    "compress": "zlib-stream, zstd-stream or none",
+    "compress": "zlib-stream, zstd-stream, payload (per-message zlib, Identify compress) or none",
+    "heartbeat_ack_check": "reconnect a zombie connection (no heartbeat ACK); "
+    "--no-heartbeat-ack-check turns the check off",
+    "identify_browser": "Identify properties.browser",
+    "identify_device": "Identify properties.device",
+    "presence_status": "initial status sent in Identify: online, dnd, idle or invisible",
+    "presence_activity": "initial activity text sent in Identify",
+    "presence_activity_type": "playing, streaming, listening, watching, custom or competing",
+    "max_message_bytes": "largest inflated gateway message accepted (at least 1 MiB)",
     "api_base": "REST API base for discovery (point it at a fake gateway for tests)",
     "http": "metrics/status address HOST:PORT (port 0 picks a free one)",
     "token_file": "read the bot token from this file (instead of DISCORD_TOKEN)",
@@ -64,6 +74,15 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="a TOML settings file")
     for name in FIELD_TYPES:
         if name in _NO_FLAG:
+            continue
+        if name in _ON_BY_DEFAULT:
+            parser.add_argument(
+                _flag(name),
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=_HELP.get(name),
+            )
             continue
         if name in _BOOL_FLAGS:
             parser.add_argument(
@@ -119,6 +138,18 @@ def _run_status(args: argparse.Namespace) -> int:
     return status.show(f"{host}:{port}")
 
 
+def _run_presence(args: argparse.Namespace) -> int:
+    from shardmgr import presence
+    from shardmgr.config import load_settings
+
+    settings = load_settings({"http": args.http}, config_path=args.config)
+    host, port = settings.http.rsplit(":", 1)
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    print(presence.send(f"{host}:{port}", args.status, args.activity, args.activity_type, args.url))
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from shardmgr import demo
 
@@ -148,6 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--http", default=None, help="the supervisor's --http address")
     status.add_argument("--config", metavar="FILE", help="a TOML settings file")
     status.set_defaults(run=_run_status)
+
+    presence = sub.add_parser(
+        "presence",
+        help="set every shard's status (needs SHARDMGR_ADMIN_SECRET)",
+        description="Sends op 3 to every shard through the supervisor's POST /presence.",
+    )
+    presence.add_argument("--status", required=True, help="online, dnd, idle or invisible")
+    presence.add_argument("--activity", default=None, metavar="TEXT", help="activity text")
+    presence.add_argument(
+        "--activity-type",
+        default="playing",
+        help="playing, streaming, listening, watching, custom or competing",
+    )
+    presence.add_argument("--url", default=None, help="stream URL (with --activity-type streaming)")
+    presence.add_argument("--http", default=None, help="the supervisor's --http address")
+    presence.add_argument("--config", metavar="FILE", help="a TOML settings file")
+    presence.set_defaults(run=_run_presence)
 
     demo = sub.add_parser("demo", help="a fake gateway plus `shardmgr start` (`make run`)")
     demo.add_argument("--shards", type=int, default=16, help="the fake's recommended shard count")

@@ -19,7 +19,19 @@ from workers.protocol import parse_intents
 ENV_PREFIX: Final = "SHARDMGR_"
 TOKEN_ENV: Final = "DISCORD_TOKEN"
 DISCORD_API: Final = "https://discord.com/api/v10"
-COMPRESS_MODES: Final = ("zlib-stream", "zstd-stream", "none")
+COMPRESS_MODES: Final = ("zlib-stream", "zstd-stream", "payload", "none")
+PRESENCE_STATUSES: Final = ("online", "dnd", "idle", "invisible")
+# Discord's activity types by name (bots may not use 4 "custom" with a name only: it shows
+# ``state``, so a custom activity's text goes there).
+ACTIVITY_TYPES: Final = {
+    "playing": 0,
+    "streaming": 1,
+    "listening": 2,
+    "watching": 3,
+    "custom": 4,
+    "competing": 5,
+}
+MIN_MESSAGE_BYTES: Final = 1024 * 1024
 DEFAULT_HANDLER: Final = "shardmgr.handlers:null"
 LARGE_THRESHOLD_RANGE: Final = (50, 250)
 
@@ -68,6 +80,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     resume_window_s: float = 120.0
     log_level: str = "INFO"
     log_json: bool = False
+    # --- gateway session options (discordrb's Gateway equivalents) ---
+    heartbeat_ack_check: bool = True
+    identify_browser: str = "shardmgr"
+    identify_device: str = "shardmgr"
+    presence_status: str | None = None
+    presence_activity: str | None = None
+    presence_activity_type: str = "playing"
+    max_message_bytes: int = 64 * 1024 * 1024
 
     @property
     def state_path(self) -> Path:
@@ -98,6 +118,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def intents_mask(self) -> int:
         return parse_intents(self.intents)
+
+    @property
+    def identify_properties(self) -> dict[str, str]:
+        """Identify ``properties`` beyond ``os``, which the worker fills in (its platform)."""
+        return {"browser": self.identify_browser, "device": self.identify_device}
+
+    @property
+    def presence(self) -> dict[str, object] | None:
+        """The initial presence sent in Identify (op 3's shape), or None to send none."""
+        if self.presence_status is None and self.presence_activity is None:
+            return None
+        return presence_payload(
+            self.presence_status or "online", self.presence_activity, self.presence_activity_type
+        )
+
+
+def presence_payload(
+    status: str, activity: str | None, activity_type: str = "playing", url: str | None = None
+) -> dict[str, object]:
+    """Op 3's ``d``: one activity named ``activity`` (or none)."""
+    activities: list[dict[str, object]] = []
+    if activity is not None:
+        kind = ACTIVITY_TYPES[activity_type]
+        entry: dict[str, object] = {"name": activity, "type": kind}
+        if kind == ACTIVITY_TYPES["custom"]:
+            # Discord shows a custom status's ``state``; ``name`` must still be present.
+            entry = {"name": "Custom Status", "type": kind, "state": activity}
+        if url is not None:
+            entry["url"] = url
+        activities.append(entry)
+    return {"since": None, "activities": activities, "status": status, "afk": False}
 
 
 FIELD_TYPES: Final[dict[str, Any]] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
@@ -244,8 +295,32 @@ def validate(s: Settings) -> None:
     if s.identify_reserve < 0:
         raise UserError("identify-reserve must be 0 or more")
     _validate_redis(s)
+    _validate_gateway_options(s)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise UserError(f"--log-level must be debug, info, warning or error, not {s.log_level!r}")
+
+
+def _validate_gateway_options(s: Settings) -> None:
+    if s.max_message_bytes < MIN_MESSAGE_BYTES:
+        raise UserError(
+            f"--max-message-bytes must be at least {MIN_MESSAGE_BYTES} (1 MiB): READY and "
+            f"GUILD_CREATE messages are often that large, not {s.max_message_bytes}"
+        )
+    if s.presence_status is not None and s.presence_status not in PRESENCE_STATUSES:
+        raise UserError(
+            f"--presence-status must be one of {', '.join(PRESENCE_STATUSES)}, "
+            f"not {s.presence_status!r}"
+        )
+    if s.presence_activity_type not in ACTIVITY_TYPES:
+        raise UserError(
+            f"--presence-activity-type must be one of {', '.join(ACTIVITY_TYPES)}, "
+            f"not {s.presence_activity_type!r}"
+        )
+    if s.presence_activity is not None and not 1 <= len(s.presence_activity) <= 128:
+        raise UserError("--presence-activity must be 1 to 128 characters")
+    for name in ("identify_browser", "identify_device"):
+        if not getattr(s, name).strip():
+            raise UserError(f"--{name.replace('_', '-')} must not be empty")
 
 
 def _validate_redis(s: Settings) -> None:

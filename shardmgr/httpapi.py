@@ -1,4 +1,5 @@
-"""The supervisor's HTTP port: /metrics, /livez, /healthz, /readyz, /status, POST /restart.
+"""The supervisor's HTTP port: /metrics, /livez, /healthz, /readyz, /status, POST /restart,
+POST /presence and POST /shards/{id}/send.
 
 /livez answers whenever the supervisor's event loop does (a liveness probe for the
 supervisor process); /healthz (every worker up) and /readyz (every shard connected) are
@@ -10,12 +11,50 @@ import asyncio
 import errno
 import hmac
 import logging
-from typing import Any, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from shardmgr.errors import UserError
 from workers.logsetup import fields
+from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op
+
+PRESENCE_STATUSES: Final = ("online", "dnd", "idle", "invisible")
+# The shard owns its session: an operator's Identify or Resume would fight it.
+_SESSION_OPS: Final = frozenset({Op.IDENTIFY, Op.RESUME})
+_SENDABLE_OPS: Final = sorted(int(op) for op in CLIENT_OPS - _SESSION_OPS)
+_MAX_BODY: Final = 64 * 1024
+_T = TypeVar("_T")
+
+
+class _Activity(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    type: int = 0
+    url: str | None = None
+    state: str | None = None
+
+
+class _Presence(msgspec.Struct, forbid_unknown_fields=True):
+    status: str = "online"
+    activities: list[_Activity] = []
+    afk: bool = False
+    since: int | None = None
+
+
+class _Packet(msgspec.Struct, forbid_unknown_fields=True):
+    op: int
+    d: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class CommandSource(Protocol):
+    def runs_shard(self, shard_id: int) -> bool: ...
+    async def send_command(self, shard_id: int, op: int, d: bytes) -> bool: ...
+    async def broadcast_command(self, op: int, d: bytes) -> tuple[int, int]: ...
+
+
+class _BadRequest(Exception):
+    """A request body or path the operator must fix; the message is one line."""
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +90,8 @@ class HttpApi:
         app.router.add_get("/readyz", self._get_readyz)
         app.router.add_get("/status", self._get_status)
         app.router.add_post("/restart", self._post_restart)
+        app.router.add_post("/presence", self._post_presence)
+        app.router.add_post("/shards/{shard_id}/send", self._post_send)
         self.app = app
 
     @property
@@ -107,18 +148,133 @@ class HttpApi:
     async def _get_status(self, request: web.Request) -> web.Response:
         return web.json_response(self._source.status())
 
-    async def _post_restart(self, request: web.Request) -> web.Response:
+    def _refused(self, request: web.Request, what: str) -> web.Response | None:
+        """403 unless the request carries the admin secret (None: allowed)."""
         if self._secret is None:
             return web.json_response(
-                {"error": "restart over HTTP is disabled: set SHARDMGR_ADMIN_SECRET to enable it"},
+                {"error": f"{what} over HTTP is disabled: set SHARDMGR_ADMIN_SECRET to enable it"},
                 status=403,
             )
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {self._secret}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
-            log.warning("refused POST /restart: bad or missing admin secret",
+            log.warning(f"refused POST {request.path}: bad or missing admin secret",
                         extra=fields(peer=request.remote))
             return web.json_response({"error": "bad or missing admin secret"}, status=403)
+        return None
+
+    async def _post_restart(self, request: web.Request) -> web.Response:
+        refused = self._refused(request, "restart")
+        if refused is not None:
+            return refused
         if not self._source.request_rolling_restart():
             return web.json_response({"error": "a restart is already in progress"}, status=409)
         return web.json_response({"restart": "rolling"}, status=202)
+
+    def _commands(self) -> CommandSource | None:
+        source = self._source
+        if all(hasattr(source, m) for m in ("runs_shard", "send_command", "broadcast_command")):
+            return source  # type: ignore[return-value]
+        return None
+
+    async def _post_presence(self, request: web.Request) -> web.Response:
+        refused = self._refused(request, "presence")
+        if refused is not None:
+            return refused
+        commands = self._commands()
+        if commands is None:
+            return web.json_response({"error": "this server cannot send commands"}, status=501)
+        try:
+            presence = await _body(request, _Presence)
+            if presence.status not in PRESENCE_STATUSES:
+                raise _BadRequest(
+                    f"status must be one of {', '.join(PRESENCE_STATUSES)}, not {presence.status!r}"
+                )
+            if any(not a.name for a in presence.activities):
+                raise _BadRequest("every activity needs a non-empty name")
+            if any(not 0 <= a.type <= 5 for a in presence.activities):
+                raise _BadRequest("activity type must be 0 to 5 (playing ... competing)")
+            d = msgspec.json.encode(
+                {
+                    "since": presence.since,
+                    "activities": [_activity(a) for a in presence.activities],
+                    "status": presence.status,
+                    "afk": presence.afk,
+                }
+            )
+            _check_size(Op.PRESENCE_UPDATE, d)
+        except _BadRequest as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        sent, planned = await commands.broadcast_command(int(Op.PRESENCE_UPDATE), d)
+        log.info("presence sent", extra=fields(status=presence.status, shards=sent))
+        status = 202 if sent == planned else 503
+        return web.json_response(
+            {"presence": presence.status, "shards": sent, "planned": planned}, status=status
+        )
+
+    async def _post_send(self, request: web.Request) -> web.Response:
+        refused = self._refused(request, "sending commands")
+        if refused is not None:
+            return refused
+        commands = self._commands()
+        if commands is None:
+            return web.json_response({"error": "this server cannot send commands"}, status=501)
+        try:
+            raw_id = request.match_info["shard_id"]
+            try:
+                shard_id = int(raw_id)
+            except ValueError:
+                raise _BadRequest(f"shard id must be a number, not {raw_id!r}") from None
+            if not commands.runs_shard(shard_id):
+                raise _BadRequest(f"shard {shard_id} is not run by this supervisor")
+            packet = await _body(request, _Packet)
+            if packet.op in _SESSION_OPS:
+                raise _BadRequest(
+                    f"op {packet.op} (identify/resume) is managed by the shard itself"
+                )
+            if packet.op not in CLIENT_OPS:
+                raise _BadRequest(
+                    f"op {packet.op} is not a client opcode; use one of "
+                    f"{', '.join(map(str, _SENDABLE_OPS))}"
+                )
+            d = bytes(packet.d)
+            _check_size(packet.op, d)
+        except _BadRequest as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        if not await commands.send_command(shard_id, packet.op, d):
+            return web.json_response(
+                {"error": f"shard {shard_id}'s worker is not running right now; retry shortly"},
+                status=503,
+            )
+        log.info("command sent", extra=fields(shard=shard_id, op=packet.op))
+        return web.json_response({"shard": shard_id, "op": packet.op}, status=202)
+
+
+async def _body(request: web.Request, kind: type[_T]) -> _T:
+    if request.content_length is not None and request.content_length > _MAX_BODY:
+        raise _BadRequest(f"request body above {_MAX_BODY} bytes")
+    data = await request.read()
+    if len(data) > _MAX_BODY:
+        raise _BadRequest(f"request body above {_MAX_BODY} bytes")
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.ValidationError as exc:
+        raise _BadRequest(f"bad request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _activity(activity: _Activity) -> dict[str, Any]:
+    # ``type`` is required on the wire even when it is 0 (playing); unset extras are left out.
+    out: dict[str, Any] = {"name": activity.name, "type": activity.type}
+    if activity.url is not None:
+        out["url"] = activity.url
+    if activity.state is not None:
+        out["state"] = activity.state
+    return out
+
+
+def _check_size(op: int, d: bytes) -> None:
+    size = len(b'{"op":%d,"d":}' % op) + len(d)
+    if size > MAX_CLIENT_PAYLOAD:
+        raise _BadRequest(f"payload of {size} bytes exceeds the gateway's {MAX_CLIENT_PAYLOAD}")

@@ -79,6 +79,14 @@ class SupervisorOptions(Protocol):
     def log_json(self) -> bool: ...
     @property
     def intents_mask(self) -> int: ...
+    @property
+    def max_message_bytes(self) -> int: ...
+    @property
+    def heartbeat_ack_check(self) -> bool: ...
+    @property
+    def identify_properties(self) -> dict[str, str]: ...
+    @property
+    def presence(self) -> dict[str, object] | None: ...
 
 
 Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
@@ -332,22 +340,7 @@ class Supervisor:
         slot.replace = asyncio.get_running_loop().create_future()
         slot.state = "starting"
         slot.up = False
-        config = ipc.WorkerConfig(
-            worker_id=slot.worker_id,
-            token=self._token,
-            gateway_url=self.gateway.url,
-            num_shards=self.plan.total_shards,
-            shards=[
-                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
-                for sid in slot.shard_ids
-            ],
-            intents=self.options.intents_mask,
-            handler=self.options.handler,
-            compress=self.options.compress,
-            large_threshold=self.options.large_threshold,
-            log_level=self.options.log_level.upper(),
-            log_json=self.options.log_json,
-        )
+        config = self.worker_config(slot)
         resuming = sum(1 for a in config.shards if a.session is not None)
         proc = await WorkerProcess.spawn(worker_id=slot.worker_id, gen=gen, env=self._worker_env)
         slot.proc = proc
@@ -662,6 +655,55 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
         return True
+
+    def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
+        """What a new process for ``slot`` is started with (its shards resume if they can)."""
+        return ipc.WorkerConfig(
+            worker_id=slot.worker_id,
+            token=self._token,
+            gateway_url=self.gateway.url,
+            num_shards=self.plan.total_shards,
+            shards=[
+                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
+                for sid in slot.shard_ids
+            ],
+            intents=self.options.intents_mask,
+            handler=self.options.handler,
+            compress=self.options.compress,
+            large_threshold=self.options.large_threshold,
+            log_level=self.options.log_level.upper(),
+            log_json=self.options.log_json,
+            max_message_bytes=self.options.max_message_bytes,
+            check_heartbeat_acks=self.options.heartbeat_ack_check,
+            identify_properties=self.options.identify_properties,
+            presence=self.options.presence,
+        )
+
+    # ---------------------------------------------------------------- operator commands
+
+    def runs_shard(self, shard_id: int) -> bool:
+        """Whether this supervisor's plan includes ``shard_id`` (running or not)."""
+        return any(shard_id in slot.shard_ids for slot in self._slots.values())
+
+    async def send_command(self, shard_id: int, op: int, d: bytes) -> bool:
+        """Forward a gateway command (``d`` as JSON bytes) to the worker running
+        ``shard_id``. False when no live worker runs it right now (unplanned shard, worker
+        starting or restarting); the worker queues it until the shard's connection is ready."""
+        for slot in self._slots.values():
+            if shard_id in slot.shard_ids:
+                proc = slot.proc
+                if proc is None or proc.returncode is not None or not slot.up:
+                    return False
+                return await proc.send(
+                    ipc.SendCommand(gen=proc.gen, shard_id=shard_id, op=op, d=d)
+                )
+        return False
+
+    async def broadcast_command(self, op: int, d: bytes) -> tuple[int, int]:
+        """``send_command`` to every planned shard: (shards reached, shards planned)."""
+        shard_ids = [sid for slot in self._slots.values() for sid in slot.shard_ids]
+        results = await asyncio.gather(*(self.send_command(sid, op, d) for sid in shard_ids))
+        return sum(results), len(shard_ids)
 
     def healthy(self) -> bool:
         return bool(self._slots) and all(s.up for s in self._slots.values())

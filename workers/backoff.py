@@ -9,7 +9,16 @@ from workers.clock import REAL_CLOCK, Clock
 
 
 class Backoff:
-    __slots__ = ("_clock", "_connected_at", "_rng", "attempt", "base_s", "cap_s", "stable_s")
+    __slots__ = (
+        "_clock",
+        "_connected_at",
+        "_rng",
+        "attempt",
+        "base_s",
+        "cap_s",
+        "quick_s",
+        "stable_s",
+    )
 
     def __init__(
         self,
@@ -18,8 +27,10 @@ class Backoff:
         stable_s: float = 60.0,
         clock: Clock = REAL_CLOCK,
         rng: random.Random | None = None,
+        quick_s: float = 1.0,
     ) -> None:
         self.base_s = base_s
+        self.quick_s = quick_s
         self.cap_s = cap_s
         self.stable_s = stable_s
         self._clock = clock
@@ -31,14 +42,20 @@ class Backoff:
         """The connection reached READY/RESUMED."""
         self._connected_at = self._clock.monotonic()
 
-    def next_delay(self) -> float:
-        """Delay before the next attempt; call once per disconnect."""
+    def next_delay(self, quick: bool = False) -> float:
+        """Delay before the next attempt; call once per disconnect. ``quick``: the server
+        asked us to go (op 7) or the peer went silent (zombie); after a connection that
+        reached READY/RESUMED that is no failure of ours, so it neither waits out the
+        exponential backoff nor raises it (protocol §5.6)."""
+        reached = self._connected_at is not None
         if (
             self._connected_at is not None
             and self._clock.monotonic() - self._connected_at >= self.stable_s
         ):
             self.attempt = 0
         self._connected_at = None
+        if quick and reached:
+            return self._rng.uniform(0.0, self.quick_s)
         ceiling = min(self.cap_s, self.base_s * (2.0 ** min(self.attempt, 62)))
         self.attempt += 1
         return self._rng.uniform(0.0, ceiling)

@@ -13,9 +13,11 @@ import zstandard
 
 from workers.protocol import ZLIB_SUFFIX
 
-COMPRESS_MODES: Final = ("zlib-stream", "zstd-stream", "none")
+COMPRESS_MODES: Final = ("zlib-stream", "zstd-stream", "payload", "none")
 # The reassembly buffer is dropped rather than kept at its peak after a big message.
 _SHRINK_ABOVE: Final = 1 << 20
+# Compressed bytes handed to the zstd decompressor at a time for large messages.
+_ZSTD_PIECE: Final = 16 * 1024
 
 
 class CodecError(Exception):
@@ -78,8 +80,26 @@ class ZstdStreamInflater:
         self._inflate = zstandard.ZstdDecompressor().decompressobj()
 
     def feed(self, chunk: bytes) -> bytes | None:
+        decompress = self._inflate.decompress
         try:
-            out: bytes = self._inflate.decompress(chunk)
+            if len(chunk) <= _ZSTD_PIECE:
+                out: bytes = decompress(chunk)
+            else:
+                # The decompressor has no output cap: feed a big message in pieces and
+                # stop as soon as the output passes the limit, so a decompression bomb
+                # costs at most one piece's expansion, not the whole message's.
+                parts: list[bytes] = []
+                size = 0
+                view = memoryview(chunk)
+                for start in range(0, len(view), _ZSTD_PIECE):
+                    part = decompress(view[start : start + _ZSTD_PIECE])
+                    size += len(part)
+                    if size > self.max_bytes:
+                        break
+                    parts.append(part)
+                if size > self.max_bytes:
+                    raise CodecError("oversized", f"inflated message above {self.max_bytes} bytes")
+                out = b"".join(parts)
         except zstandard.ZstdError as exc:
             raise CodecError("bad_compression", str(exc)) from exc
         if len(out) > self.max_bytes:
@@ -102,16 +122,43 @@ class PlainInflater:
         return chunk
 
 
+class PayloadInflater:
+    """Identify's ``compress: true`` (no transport compression): each binary frame is one
+    complete zlib stream with no context shared between messages; text frames are plain
+    JSON and never reach an inflater."""
+
+    __slots__ = ("max_bytes",)
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        # A fresh context per message, capped, so a decompression bomb stops at the limit.
+        inflate = zlib.decompressobj()
+        try:
+            out = inflate.decompress(chunk, self.max_bytes)
+        except zlib.error as exc:
+            raise CodecError("bad_compression", str(exc)) from exc
+        if inflate.unconsumed_tail:
+            raise CodecError("oversized", f"inflated message above {self.max_bytes} bytes")
+        if not inflate.eof:
+            raise CodecError("bad_compression", "payload frame is not a complete zlib stream")
+        return out
+
+
 def make_inflater(mode: str, max_bytes: int) -> Inflater:
     if mode == "zlib-stream":
         return ZlibStreamInflater(max_bytes)
     if mode == "zstd-stream":
         return ZstdStreamInflater(max_bytes)
+    if mode == "payload":
+        return PayloadInflater(max_bytes)
     if mode == "none":
         return PlainInflater(max_bytes)
     raise ValueError(f"unknown compress mode {mode!r}; use one of {', '.join(COMPRESS_MODES)}")
 
 
 def query_value(mode: str) -> str | None:
-    """The ``compress`` query parameter for a mode (None: leave it out)."""
-    return None if mode == "none" else mode
+    """The ``compress`` query parameter for a mode (None: leave it out; payload compression
+    is asked for in Identify, not in the URL)."""
+    return None if mode in ("none", "payload") else mode

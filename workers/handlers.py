@@ -90,15 +90,28 @@ class Handler:
         if method is not None:
             await method(event)
 
-    async def start(self) -> None:
+    async def start(self, gateway: object | None = None) -> None:
+        """``start(gateway)`` for a ``start`` that takes one parameter, else ``start()``."""
         start = getattr(self.target, "start", None)
         if self._function is None and start is not None and inspect.iscoroutinefunction(start):
-            await start()
+            if gateway is not None and _takes_one_argument(start):
+                await start(gateway)
+            else:
+                await start()
 
     async def close(self) -> None:
         close = getattr(self.target, "close", None)
         if self._function is None and close is not None and inspect.iscoroutinefunction(close):
             await close()
+
+
+def _takes_one_argument(function: Callable[..., object]) -> bool:
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    accepted = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in accepted or p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def _event_methods(target: object) -> list[str]:
@@ -145,6 +158,11 @@ def as_handler(target: object) -> Handler:
     if isinstance(target, str):
         return load_handler(target)
     return Handler(target)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class Delivery:
@@ -212,6 +230,10 @@ class Delivery:
             self.checkpoint = (event._epoch, event.seq)
         self.delivered += 1
 
+    def _failed(self, message: str, extra: dict[str, Any]) -> None:
+        self.counters.handler_errors += 1
+        log.exception(message, extra={"shard": self.shard_id, **extra})
+
     async def run(self) -> None:
         queue = self._queue
         handler = self.handler
@@ -230,11 +252,11 @@ class Delivery:
                 try:
                     await handler.batch(batch)
                 except Exception:
-                    self.counters.handler_errors += 1
-                    log.exception(
-                        "handler batch failed",
-                        extra={"shard": self.shard_id, "events": n, "first_seq": batch[0].seq},
-                    )
+                    self._failed("handler batch failed", {"events": n, "first_seq": batch[0].seq})
+                except asyncio.CancelledError:
+                    if _being_cancelled():
+                        raise
+                    self._failed("handler batch raised CancelledError", {"events": n})
                 self.in_flight = 0
                 self._finished(batch[-1])
                 self.delivered += n - 1
@@ -252,10 +274,15 @@ class Delivery:
                     function = handler.function
                     await (function(event) if function is not None else handler.handle(event))
                 except Exception:
-                    self.counters.handler_errors += 1
-                    log.exception(
-                        "handler failed",
-                        extra={"shard": self.shard_id, "seq": event.seq, "event": event.name},
+                    self._failed("handler failed", {"seq": event.seq, "event": event.name})
+                except asyncio.CancelledError:
+                    # A handler's own ``raise CancelledError`` (or a cancelled future it
+                    # awaited) is the handler's failure; only a cancel of *this* task
+                    # ends delivery, otherwise the shard would stall with a full backlog.
+                    if _being_cancelled():
+                        raise
+                    self._failed(
+                        "handler raised CancelledError", {"seq": event.seq, "event": event.name}
                     )
                 self.in_flight = 0
                 self._finished(event)

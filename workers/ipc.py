@@ -45,7 +45,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     shards: list[ShardAssignment]
     intents: int
     handler: str = "shardmgr.handlers:null"
-    compress: str = "zlib-stream"  # "zlib-stream" | "zstd-stream" | "none"
+    compress: str = "zlib-stream"  # "zlib-stream" | "zstd-stream" | "payload" | "none"
     large_threshold: int = 250
     max_message_bytes: int = 64 * 1024 * 1024
     handler_backlog: int = 1000
@@ -72,6 +72,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     handler_batch: int = 100
     # on stop/suspend: how long queued events may take to reach the handler
     drain_timeout_s: float = 5.0
+    # op 7 / zombie after a connection that reached READY/RESUMED: reconnect within this
+    # (full jitter) instead of the exponential backoff, which is for failing connections
+    reconnect_quick_s: float = 1.0
 
 
 # ---------------------------------------------------------------- supervisor -> worker
@@ -203,6 +206,14 @@ class ShardStats(msgspec.Struct, kw_only=True):
     last_event_at: float | None = None
     # the checkpoint: seq of the last event the handler finished (at-least-once delivery)
     session: SessionInfo | None = None
+    # --- added by the worker (review): deltas like the counters above ---
+    # replayed dispatches dropped as already received
+    duplicates: int = 0
+    # events dropped after their replay failed to decode again and again (logged)
+    skipped: int = 0
+    # IDENTIFY / RESUME payloads sent
+    identifies: int = 0
+    resumes: int = 0
 
 
 class Stats(msgspec.Struct, tag="stats", kw_only=True):

@@ -66,5 +66,7 @@ def configure(level: str = "INFO", as_json: bool = False) -> None:
     handler.setFormatter(KeyValueFormatter(as_json))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    redact.install(root)
+    # No RedactingFilter on this handler: KeyValueFormatter redacts the whole finished line
+    # (message, extra fields and traceback), which the filter cannot see all of; one pass
+    # per record. ``redact.install`` remains for handlers with other formatters.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

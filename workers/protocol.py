@@ -123,7 +123,8 @@ class Envelope(msgspec.Struct, array_like=False, gc=False):
 
 
 class Hello(msgspec.Struct):
-    heartbeat_interval: int
+    # A zero or negative interval would make the heartbeat task spin (or never beat).
+    heartbeat_interval: Annotated[int, msgspec.Meta(gt=0)]
 
 
 class UnavailableGuild(msgspec.Struct, omit_defaults=True):
@@ -153,6 +154,15 @@ class Ready(msgspec.Struct, omit_defaults=True):
     resume_gateway_url: str
     application: PartialApplication | None = None
     shard: list[int] | None = None
+
+
+class ReadySession(msgspec.Struct):
+    """The part of READY a shard uses: decoding the whole of it (user, application) only
+    adds ways for a valid session to be rejected. Guild entries are counted, not parsed."""
+
+    session_id: str
+    resume_gateway_url: str
+    guilds: list[msgspec.Raw] = []
 
 
 class Resumed(msgspec.Struct):

@@ -15,6 +15,10 @@ from workers.clock import REAL_CLOCK, Clock
 from workers.protocol import SEND_LIMIT, SEND_WINDOW_S
 
 MAX_RESERVE: Final = 10
+# Our clock starts a send's window when we write it; the server's starts when the frame
+# arrives. Counting the window a second longer keeps a send delayed in transit (or a burst
+# queued in the kernel) from landing inside the server's previous window.
+NETWORK_SLACK_S: Final = 1.0
 
 
 def heartbeat_reserve(interval_s: float, window_s: float = SEND_WINDOW_S) -> int:
@@ -31,7 +35,7 @@ class SendLimiter:
     def __init__(
         self,
         limit: int = SEND_LIMIT,
-        window_s: float = SEND_WINDOW_S,
+        window_s: float = SEND_WINDOW_S + NETWORK_SLACK_S,
         reserve: int = 3,
         clock: Clock = REAL_CLOCK,
     ) -> None:

@@ -46,10 +46,14 @@ class ShardCounters:
         "bad_payloads",
         "bytes_compressed",
         "bytes_inflated",
+        "duplicates",
         "events",
         "handler_errors",
+        "identifies",
         "last_event_at",
         "latencies_s",
+        "resumes",
+        "skipped",
     )
 
     def __init__(self) -> None:
@@ -60,6 +64,12 @@ class ShardCounters:
         self.bad_payloads = 0
         self.latencies_s: list[float] = []
         self.last_event_at: float | None = None
+        # Replayed dispatches dropped as already received; events skipped after their
+        # replay failed again and again; IDENTIFY and RESUME payloads sent.
+        self.duplicates = 0
+        self.skipped = 0
+        self.identifies = 0
+        self.resumes = 0
 
     def take(self) -> ShardCounters:
         """Swap out the counters gathered so far (the deltas) and start afresh."""
@@ -72,6 +82,10 @@ class ShardCounters:
             out.bad_payloads,
             out.latencies_s,
             out.last_event_at,
+            out.duplicates,
+            out.skipped,
+            out.identifies,
+            out.resumes,
         ) = (
             self.events,
             self.bytes_compressed,
@@ -80,10 +94,15 @@ class ShardCounters:
             self.bad_payloads,
             self.latencies_s,
             self.last_event_at,
+            self.duplicates,
+            self.skipped,
+            self.identifies,
+            self.resumes,
         )
         self.events = {}
         self.bytes_compressed = self.bytes_inflated = 0
         self.handler_errors = self.bad_payloads = 0
+        self.duplicates = self.skipped = self.identifies = self.resumes = 0
         self.latencies_s = []
         return out
 
@@ -132,6 +151,10 @@ def snapshot(sources: Iterable[StatsSource]) -> list[ipc.ShardStats]:
                 guilds=src.guilds,
                 last_event_at=c.last_event_at,
                 session=src.checkpoint_session(),
+                duplicates=c.duplicates,
+                skipped=c.skipped,
+                identifies=c.identifies,
+                resumes=c.resumes,
             )
         )
     return out

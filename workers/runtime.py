@@ -5,11 +5,13 @@ each runs in its own task and a crash in one is logged and contained."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 
 import aiohttp
 
+from workers import gateway as gateway_api
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.handlers import Delivery, Handler, as_handler
@@ -37,7 +39,6 @@ class WorkerRuntime:
         self.clock = clock
         self._rng = rng or random.Random()
         self.shards: dict[int, Shard] = {}
-        self._deliveries: dict[int, Delivery] = {}
         self._shard_tasks: dict[int, asyncio.Task[None]] = {}
         self._delivery_tasks: list[asyncio.Task[None]] = []
         self._stats_task: asyncio.Task[None] | None = None
@@ -48,7 +49,10 @@ class WorkerRuntime:
         self._closed = False
 
     async def start(self) -> None:
-        await self.handler.start()
+        # Filled in below; the handler may keep it and use it once shards are connected.
+        self.gateway = gateway_api.Gateway(self.shards, self.config.num_shards)
+        gateway_api.install(self.gateway)
+        await self.handler.start(self.gateway)
         # aiohttp's default connector allows 100 connections per session: a worker with more
         # shards than that would leave the rest waiting for a slot until their connect
         # timeout, forever. Every shard holds exactly one websocket, so no cap here.
@@ -74,22 +78,34 @@ class WorkerRuntime:
                 clock=self.clock,
                 rng=random.Random(self._rng.random()),
             )
-            self._deliveries[sid] = delivery
             self.shards[sid] = shard
-            self._delivery_tasks.append(loop.create_task(delivery.run()))
+            delivery_task = loop.create_task(delivery.run())
+            delivery_task.add_done_callback(functools.partial(self._task_done, sid, "delivery"))
+            self._delivery_tasks.append(delivery_task)
             task = loop.create_task(shard.run())
-            task.add_done_callback(self._shard_done)
+            task.add_done_callback(functools.partial(self._task_done, sid, "shard"))
             self._shard_tasks[sid] = task
         self._stats_task = loop.create_task(self.collector.run())
 
-    def _shard_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("shard task crashed", exc_info=task.exception())
-
-    async def wait_stopped(self) -> None:
-        """Until every shard has stopped (fatal codes, or stop/suspend)."""
-        if self._shard_tasks:
-            await asyncio.wait(self._shard_tasks.values())
+    def _task_done(self, sid: int, what: str, task: asyncio.Task[None]) -> None:
+        """A shard or delivery task ended on its own. A delivery task only returns when
+        cancelled by ``_close``; ending any other way leaves the shard connected but
+        delivering nothing, so it is reported as a crash for the supervisor to restart the
+        worker and resume from the checkpoint (nothing in flight is lost)."""
+        if self._closed:
+            return
+        if task.cancelled():
+            if what == "shard":
+                return
+            exc: BaseException | None = asyncio.CancelledError()
+        else:
+            exc = task.exception()
+            if exc is None and what == "shard":
+                return  # stopped, suspended or fatal: already reported by the shard
+        log.error("%s task crashed", what, extra={"shard": sid}, exc_info=exc)
+        shard = self.shards.get(sid)
+        session = shard.checkpoint_session() if shard is not None else None
+        self.reporter.stopped(sid, "crashed", None, False, session)
 
     async def stop(self) -> None:
         """Close every shard with 1000 (sessions end)."""

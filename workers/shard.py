@@ -41,10 +41,9 @@ from workers.protocol import (
     IdentifyProperties,
     Op,
     PresenceUpdate,
-    Ready,
+    ReadySession,
     RequestGuildMembers,
     Resume,
-    Resumed,
     VoiceStateUpdate,
     decode_envelope,
     encode,
@@ -58,13 +57,18 @@ _TEXT: Final = aiohttp.WSMsgType.TEXT
 _BINARY: Final = aiohttp.WSMsgType.BINARY
 _CLOSE: Final = aiohttp.WSMsgType.CLOSE
 _decode_hello: Final = msgspec.json.Decoder(Hello).decode
-_decode_ready: Final = msgspec.json.Decoder(Ready).decode
-_decode_resumed: Final = msgspec.json.Decoder(Resumed).decode
+_decode_ready: Final = msgspec.json.Decoder(ReadySession).decode
 _decode_bool: Final = msgspec.json.Decoder(bool).decode
 # Text frames arrive as bytes (``decode_text=False``): msgspec decodes bytes directly.
 _WebSocket = aiohttp.ClientWebSocketResponse[Literal[False]]
 _RESUME_URL_ATTEMPTS: Final = 3
-_NETWORK_ERRORS: Final = (aiohttp.ClientError, OSError, RuntimeError)
+# Bad payloads at the same (session, seq) before the event there is skipped. More than
+# two, so that two unrelated faults in a row (a cut, then corrupt data) never lose an event.
+_SKIP_AFTER_FAILURES: Final = 3
+_IDENTIFY_REJECTED: Final = (int(CloseCode.UNKNOWN_OPCODE), int(CloseCode.DECODE_ERROR))
+# aiohttp raises ClientConnectionResetError (a ClientError and an OSError) for a write to a
+# closing socket. RuntimeError is deliberately absent: it would hide our own bugs.
+_NETWORK_ERRORS: Final = (aiohttp.ClientError, OSError)
 
 
 # A plain int: ``Op.DISPATCH`` is an attribute lookup on the enum class for every message.
@@ -131,7 +135,12 @@ class Shard:
         self._clock = clock
         self._rng = rng or random.Random()
         self.backoff = Backoff(
-            config.backoff_base_s, config.backoff_cap_s, config.backoff_stable_s, clock, self._rng
+            config.backoff_base_s,
+            config.backoff_cap_s,
+            config.backoff_stable_s,
+            clock,
+            self._rng,
+            config.reconnect_quick_s,
         )
         if not decisions.keeps_session(config.zombie_close_code):
             raise ValueError(
@@ -142,6 +151,11 @@ class Shard:
         self._presence = (
             msgspec.convert(config.presence, PresenceUpdate) if config.presence else None
         )
+        # Encoded once: it never changes, and an over-size one is a configuration mistake
+        # (a huge presence or properties) to report at start, not a close 4002 loop later.
+        self._identify_payload = self._encode_identify()
+        # Our Identify closed with 4001/4002 in a row: past two, identifying is hopeless.
+        self._identify_rejects = 0
 
         # The session: what RESUME needs. ``seq`` is the last seq *received*.
         self.session_id: str | None = session.session_id if session else None
@@ -155,7 +169,9 @@ class Shard:
         self.duplicates = 0
         # Events dropped because even their replay exceeded max_message_bytes.
         self.skipped = 0
-        self._oversized_at: tuple[str | None, int] | None = None
+        # Where (session, seq) the last bad payload hit, and how many times in a row.
+        self._bad_at: tuple[str | None, int] | None = None
+        self._bad_repeats = 0
         self._skip_one = False
         # Connect failures on resume_gateway_url in a row; past a few, RESUME is tried on
         # the main URL instead (it accepts resumes, it only drops them sooner).
@@ -239,7 +255,8 @@ class Shard:
 
     def feed(self, frame: bytes | str) -> None:
         """One websocket message: binary frames go through the connection's inflater,
-        text frames are plain JSON."""
+        text frames are plain JSON (the socket loop calls ``feed_text`` for those directly;
+        ``str`` stays accepted for callers such as tests/reliability that drive this API)."""
         if isinstance(frame, str):
             self.feed_text(frame.encode())
             return
@@ -273,20 +290,26 @@ class Shard:
         if op == _DISPATCH:
             name = envelope.t or ""
             seq = envelope.s
-            if seq is not None and seq <= self.seq:
+            if name == "READY" or name == "RESUMED":
+                # Before the duplicate check: these end the handshake whatever their seq
+                # (a RESUMED may carry the last seq we already have).
+                stale = name == "RESUMED" and seq is not None and seq <= self.seq
+                if not self._on_session_event(name, envelope.d, None if stale else seq):
+                    return
+                if stale:
+                    seq = None  # delivered, but never moves the checkpoint backwards
+            elif seq is not None and seq <= self.seq:
                 # Already received in this session (a replay overlapping what we have):
                 # delivering it again would be a duplicate.
                 self.duplicates += 1
+                self.counters.duplicates += 1
                 return
-            if self._deadline is not None:
-                # A long replay is progress, not a stuck handshake.
-                self._deadline = self._clock.monotonic() + self.config.ready_timeout_s
-            if name == "READY" or name == "RESUMED":
-                # The seq only moves once the body proved valid: a bad one is replayed.
-                if not self._on_session_event(name, envelope.d, seq):
-                    return
-            elif seq is not None:
-                self.seq = seq
+            else:
+                if self._deadline is not None:
+                    # A long replay is progress, not a stuck handshake.
+                    self._deadline = self._clock.monotonic() + self.config.ready_timeout_s
+                if seq is not None:
+                    self.seq = seq
             events = counters.events
             events[name] = events.get(name, 0) + 1
             counters.last_event_at = time.time()
@@ -301,8 +324,10 @@ class Shard:
         elif op == Op.HELLO:
             self._on_hello(envelope.d)
         elif op == Op.HEARTBEAT:
-            if self._heartbeater is not None:
-                self._heartbeater.request()
+            # Owned by this connection's task list: cancelled with it, never beating on
+            # the next socket.
+            if self._heartbeater is not None and self._ws is not None:
+                self._spawn(self._beat(requested=True))
         elif op == Op.RECONNECT:
             self._end(decisions.decide_reconnect_request(self.has_session))
         elif op == Op.INVALID_SESSION:
@@ -319,22 +344,24 @@ class Shard:
 
     def _bad_payload(self, kind: str, detail: str) -> None:
         self.counters.bad_payloads += 1
-        if kind == "oversized":
-            here = (self.session_id, self.seq)
-            if self._oversized_at == here and self.session_id is not None:
-                # The same point failed twice: the replay keeps sending an event larger
-                # than max_message_bytes, and resuming would loop on it forever. Resume
-                # past it; the loss is logged and counted, never silent.
-                self._skip_one = True
-                log.error(
-                    "dropping an event larger than max_message_bytes",
-                    extra={
-                        "shard": self.shard_id,
-                        "seq": self.seq + 1,
-                        "max_message_bytes": self.config.max_message_bytes,
-                    },
-                )
-            self._oversized_at = here
+        here = (self.session_id, self.seq)
+        if self.session_id is not None and self._bad_at == here:
+            self._bad_repeats += 1
+        else:
+            self._bad_at = here
+            self._bad_repeats = 1
+        if self._bad_repeats >= _SKIP_AFTER_FAILURES:
+            # The same point failed again and again: the replay keeps sending an event we
+            # cannot take (too large, bad JSON, corrupt, an invalid seq), and resuming
+            # would loop on it forever. Resume past it; the loss is logged and counted,
+            # never silent.
+            self._skip_one = True
+            self._bad_repeats = 0
+            self._bad_at = None
+            log.error(
+                "dropping an event the gateway keeps replaying undecodable",
+                extra={"shard": self.shard_id, "seq": self.seq + 1, "kind": kind},
+            )
         log.warning(
             "bad payload from gateway",
             extra={"shard": self.shard_id, "kind": kind, "detail": detail[:200]},
@@ -366,24 +393,22 @@ class Shard:
             try:
                 ready = _decode_ready(body)
             except msgspec.DecodeError as exc:
+                # The seq has not moved: the READY is replayed or identify is retried.
                 self._bad_payload("bad_json", f"READY: {exc}")
                 return False
             if seq is not None:
                 self.seq = seq
             self._on_ready(ready)
             return True
-        try:
-            _decode_resumed(body)
-        except msgspec.DecodeError as exc:
-            self._bad_payload("bad_json", f"RESUMED: {exc}")
-            return False
+        # RESUMED's body is undocumented and unused: never a reason to reject it.
         if seq is not None:
             self.seq = seq
         if self._state is ShardState.RESUMING:
             self._connected("resume")
         return True
 
-    def _on_ready(self, ready: Ready) -> None:
+    def _on_ready(self, ready: ReadySession) -> None:
+        self._identify_rejects = 0
         self.session_id = ready.session_id
         self.resume_url = ready.resume_gateway_url
         self._epoch += 1
@@ -419,14 +444,22 @@ class Shard:
         await self.limiter.acquire(priority)
         await ws.send_frame(data, _TEXT)
 
-    async def _beat(self) -> None:
+    async def _beat(self, requested: bool = False) -> None:
+        # Bound to this connection's socket, monitor and limiter for the whole send.
+        ws = self._ws
+        monitor = self.monitor
+        limiter = self.limiter
         try:
-            ws = self._ws
             if ws is None or ws.closed:
                 return
-            await self.limiter.acquire(True)
+            await limiter.acquire(True)
+            if ws is not self._ws:
+                return
             # Marked before the write so an ACK racing the write is still matched.
-            self.monitor.on_sent()
+            if requested:
+                monitor.on_requested_sent()
+            else:
+                monitor.on_sent()
             await ws.send_frame(encode(Op.HEARTBEAT, self.seq or None), _TEXT)
         except _NETWORK_ERRORS as exc:
             self._end(decisions.decide_network(self.has_session, f"heartbeat send: {exc}"))
@@ -452,27 +485,38 @@ class Shard:
                 )
             )
             return
-        self._drop_session()
         self._set_state(ShardState.IDENTIFYING)
-        props = self.config.identify_properties
+        self._deadline = self._clock.monotonic() + self.config.ready_timeout_s
+        self.identifies += 1
+        self.counters.identifies += 1
+        try:
+            await self._send_now(self._identify_payload, priority=True)
+        except _NETWORK_ERRORS as exc:
+            self._end(decisions.decide_network(False, f"identify send: {exc}"))
+
+    def _encode_identify(self) -> bytes:
+        config = self.config
+        props = config.identify_properties
         payload = Identify(
-            token=self.config.token,
+            token=config.token,
             properties=IdentifyProperties(
                 os=props.get("os", sys.platform),
                 browser=props.get("browser", "shardmgr"),
                 device=props.get("device", "shardmgr"),
             ),
-            intents=self.config.intents,
-            large_threshold=self.config.large_threshold,
-            shard=[self.shard_id, self.config.num_shards],
+            intents=config.intents,
+            compress=config.compress == "payload",
+            large_threshold=config.large_threshold,
+            shard=[self.shard_id, config.num_shards],
             presence=self._presence,
         )
-        self._deadline = self._clock.monotonic() + self.config.ready_timeout_s
-        self.identifies += 1
-        try:
-            await self._send_now(encode(Op.IDENTIFY, payload), priority=True)
-        except _NETWORK_ERRORS as exc:
-            self._end(decisions.decide_network(False, f"identify send: {exc}"))
+        data = encode(Op.IDENTIFY, payload)
+        if len(data) > MAX_CLIENT_PAYLOAD:
+            raise ValueError(
+                f"identify payload is {len(data)} bytes, above the gateway's "
+                f"{MAX_CLIENT_PAYLOAD}: shorten the presence or identify_properties"
+            )
+        return data
 
     async def _resume(self) -> None:
         assert self.session_id is not None
@@ -481,9 +525,11 @@ class Shard:
             self._skip_one = False
             self.seq += 1
             self.skipped += 1
+            self.counters.skipped += 1
         payload = Resume(token=self.config.token, session_id=self.session_id, seq=self.seq)
         self._deadline = self._clock.monotonic() + self.config.ready_timeout_s
         self.resumes += 1
+        self.counters.resumes += 1
         try:
             await self._send_now(encode(Op.RESUME, payload), priority=True)
         except _NETWORK_ERRORS as exc:
@@ -596,9 +642,16 @@ class Shard:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.append(task)
 
-    def _end(self, action: Action, kill: bool = False) -> None:
-        """End the current connection for ``action``; the first reason wins."""
+    def _end(self, action: Action, kill: bool = False, override: bool = False) -> None:
+        """End the current connection for ``action``; the first reason wins, except that
+        ``override`` (a stop/suspend/kill request) replaces a reason whose close frame has
+        not gone out yet, and a kill always drops the socket at once."""
         if self._action is not None:
+            ws = self._ws
+            if kill and ws is not None:
+                _abort(ws)
+            if override and self._closer is None:
+                self._action = action
             return
         self._action = action
         self._action_event.set()
@@ -623,7 +676,6 @@ class Shard:
     def _new_connection(self) -> None:
         self._inflater = make_inflater(self.config.compress, self.config.max_message_bytes)
         self.monitor = HeartbeatMonitor(self._clock, self._check_acks)
-        self.limiter = SendLimiter(clock=self._clock)
         self._action = None
         self._action_event.clear()
         self._ready_event.clear()
@@ -645,7 +697,10 @@ class Shard:
                     url,
                     autoclose=False,
                     autoping=True,
-                    max_msg_size=self.config.max_message_bytes,
+                    # No cap in aiohttp: an over-size frame there closes the socket
+                    # itself (1009) and bypasses the bad-payload rules. The cap is
+                    # enforced after inflation, in the inflater and ``feed_text``.
+                    max_msg_size=0,
                     decode_text=False,
                     timeout=aiohttp.ClientWSTimeout(
                         ws_receive=None, ws_close=self.config.close_timeout_s
@@ -708,8 +763,7 @@ class Shard:
             else:
                 if self._action is None:
                     if kind is aiohttp.WSMsgType.ERROR:
-                        self.counters.bad_payloads += 1
-                        self._end(decisions.decide_bad_payload(self.has_session, f"{msg.data}"))
+                        self._bad_payload("bad_frame", f"{msg.data}")
                     else:
                         self._end(decisions.decide_network(self.has_session, "connection lost"))
                 return
@@ -720,6 +774,7 @@ class Shard:
         """The handler is behind: stop reading (the backlog stays bounded, nothing is
         dropped) while heartbeats keep flowing from their own task."""
         self.monitor.paused = True
+        paused_at = self._clock.monotonic()
         room = asyncio.ensure_future(self.delivery.wait_room())
         ended = asyncio.ensure_future(self._action_event.wait())
         try:
@@ -727,11 +782,25 @@ class Shard:
         finally:
             room.cancel()
             ended.cancel()
+            if self._deadline is not None:
+                # Time spent not reading says nothing about a slow READY/RESUMED.
+                self._deadline += self._clock.monotonic() - paused_at
             self.monitor.paused = False
             self.monitor.received_since_beat = True
 
     def _server_closed(self, code: int | None, reason: str | None) -> None:
         action = decisions.decide_close(code, self.has_session)
+        if code in _IDENTIFY_REJECTED and self._state is ShardState.IDENTIFYING:
+            self._identify_rejects += 1
+            if self._identify_rejects >= 2:
+                # The gateway rejects the very payload we send; sending it again can only
+                # loop (and spend identify budget).
+                action = Action(
+                    Next.STOP,
+                    Reason.CLOSE_CODE,
+                    close_code=code,
+                    detail=f"gateway rejected our identify twice in a row (close {code})",
+                )
         level = logging.ERROR if action.next is Next.STOP else logging.INFO
         log.log(
             level,
@@ -764,7 +833,8 @@ class Shard:
 
     async def run(self) -> None:
         """Connect, reconnect and resume until stopped or a fatal close. Owned by the
-        runtime's task; cancelling it drops the connection without a close frame."""
+        runtime's task; cancelling it closes the connection with a session-keeping code
+        (use ``stop()`` to end the session, ``kill()`` to drop without a close frame)."""
         self._running = True
         own_http = self._http is None
         http = self._http or aiohttp.ClientSession()
@@ -784,9 +854,11 @@ class Shard:
                 if action.next is Next.STOP:
                     self._fatal(action)
                     return
-                if action.next is Next.IDENTIFY:
-                    self._drop_session()
-                delay = self.backoff.next_delay()
+                # An IDENTIFY action has already dropped the session where it was decided
+                # (op 9, close code, inject_reconnect).
+                delay = self.backoff.next_delay(
+                    quick=action.reason is Reason.OP7 or action.reason is Reason.ZOMBIE
+                )
                 low, high = action.min_delay
                 if high > 0:
                     delay = max(delay, self._rng.uniform(low, high))
@@ -859,7 +931,7 @@ class Shard:
         if self._stop is None:
             self._stop = kind
         self._stop_event.set()
-        self._end(self._stop_action(), kill=kind is _Stop.KILL)
+        self._end(self._stop_action(), kill=kind is _Stop.KILL, override=True)
 
     async def _wait_done(self) -> None:
         if self._running:

@@ -36,6 +36,7 @@ def answer(state: FakeState, session: Session | None, op: int, d: msgspec.Raw) -
         presence = inbound.PRESENCE.decode(d)
         if presence.status not in _PRESENCE_STATUSES:
             raise ValueError(f"bad status {presence.status!r}")
+        state.stats.presence_by_shard[str(session.shard_id)] = presence.status
         return []
     if op == Op.VOICE_STATE_UPDATE:
         return voice_state(state, session, inbound.VOICE_STATE.decode(d))

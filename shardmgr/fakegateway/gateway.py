@@ -336,7 +336,9 @@ class Connection:
             elif op not in client_requests.ANSWERED_OPS:
                 self.close(CloseCode.UNKNOWN_OPCODE, b"Unknown opcode.")
             else:
-                self._answer(client_requests.answer(state, self.session, op, d))
+                answers = client_requests.answer(state, self.session, op, d)
+                state.stats.requests_by_op[str(op)] += 1
+                self._answer(answers)
         except (msgspec.ValidationError, ValueError):
             # A known opcode with a payload of the wrong shape.
             self.close(CloseCode.UNKNOWN_OPCODE, b"Invalid payload for opcode.")

@@ -74,6 +74,10 @@ class Stats:
         self.closes_by_code: collections.Counter[str] = collections.Counter()
         self.client_closes_by_code: collections.Counter[str] = collections.Counter()
         self.faults_injected: collections.Counter[str] = collections.Counter()
+        # client requests (op 3/4/8/31/43) accepted, by opcode, and each shard's last
+        # presence status: what a bot's commands actually reached the gateway as
+        self.requests_by_op: collections.Counter[str] = collections.Counter()
+        self.presence_by_shard: dict[str, str] = {}
 
 
 class FakeState:
@@ -187,6 +191,8 @@ class FakeState:
             "closes_by_code": dict(st.closes_by_code),
             "client_closes_by_code": dict(st.client_closes_by_code),
             "faults_injected": dict(st.faults_injected),
+            "requests_by_op": dict(st.requests_by_op),
+            "presence_by_shard": dict(st.presence_by_shard),
             "session_start_remaining": self.budget.snapshot()["remaining"],
             "session_start_total": self.budget.total,
             "token_reset": self.token_reset,

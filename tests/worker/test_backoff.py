@@ -45,3 +45,21 @@ async def test_attempts_keep_growing_after_a_short_lived_connection() -> None:
     backoff.connected()
     await clock.advance(5)
     assert backoff.next_delay() == 8
+
+
+async def test_op7_or_zombie_after_a_connected_session_waits_only_the_quick_delay() -> None:
+    clock = FakeClock()
+    backoff = Backoff(base_s=1, cap_s=60, stable_s=30, clock=clock, rng=Top(), quick_s=1.5)
+    for _ in range(4):
+        backoff.next_delay()
+    backoff.connected()
+    await clock.advance(5)
+    assert backoff.next_delay(quick=True) == 1.5
+    assert backoff.attempt == 4  # not raised by a reconnect the server asked for
+
+
+def test_quick_reconnect_of_a_connection_that_never_connected_backs_off() -> None:
+    backoff = Backoff(base_s=1, cap_s=60, stable_s=30, clock=FakeClock(), rng=Top(), quick_s=1)
+    for _ in range(3):
+        backoff.next_delay()
+    assert backoff.next_delay(quick=True) == 8

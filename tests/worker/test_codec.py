@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import zlib
 
 import pytest
@@ -94,3 +95,23 @@ def test_none_passes_messages_through() -> None:
 def test_unknown_mode_is_rejected() -> None:
     with pytest.raises(ValueError, match="compress mode"):
         make_inflater("gzip", 10)
+
+
+def test_zstd_large_message_above_the_limit_is_oversized() -> None:
+    rng = random.Random(2)
+    payload = bytes(rng.getrandbits(8) for _ in range(100_000))  # spans several pieces
+    compressor = zstandard.ZstdCompressor().compressobj()
+    frame = compressor.compress(payload) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    inflater = make_inflater("zstd-stream", 50_000)
+    with pytest.raises(CodecError) as err:
+        inflater.feed(frame)
+    assert err.value.kind == "oversized"
+
+
+def test_zstd_large_message_within_the_limit_inflates_whole() -> None:
+    rng = random.Random(3)
+    payload = bytes(rng.getrandbits(8) for _ in range(100_000))
+    compressor = zstandard.ZstdCompressor().compressobj()
+    frame = compressor.compress(payload) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    assert len(frame) > 16 * 1024
+    assert make_inflater("zstd-stream", 200_000).feed(frame) == payload

@@ -11,6 +11,7 @@ import pytest
 from shardmgr.fakegateway import FakeGateway
 from tests.worker.gateway_harness import (
     INTERVAL_S,
+    WAIT_S,
     Recorder,
     connected,
     eventually,
@@ -203,7 +204,7 @@ async def test_fatal_close_code_stops_the_shard_without_retrying(code: int) -> N
         connections = fg.stats()["connections_total"]
         # the other shard is untouched and keeps heartbeating
         acks = fg.stats()["heartbeat_acks"]
-        await eventually(lambda: fg.stats()["heartbeat_acks"] >= acks + 2)
+        await fg.wait_for(lambda fg: fg.stats()["heartbeat_acks"] >= acks + 2, WAIT_S)
         assert fg.stats()["connections_total"] == connections
         assert reporter.reconnects == []
         assert runtime.shards[1].state is ShardState.CONNECTED
@@ -278,7 +279,7 @@ async def test_blocked_handler_does_not_stop_heartbeats() -> None:
         await connected(reporter, 1)
         await rec.wait_for(lambda: bool(rec.events))
         acks = fg.stats()["heartbeat_acks"]
-        await eventually(lambda: fg.stats()["heartbeat_acks"] >= acks + 5)
+        await fg.wait_for(lambda fg: fg.stats()["heartbeat_acks"] >= acks + 5, WAIT_S)
         assert shard.backlog <= 21
         assert shard.state is ShardState.CONNECTED
         assert reporter.reconnects == []
@@ -300,7 +301,7 @@ async def test_raising_handler_is_counted_and_the_shard_goes_on() -> None:
             lambda: sum(s.handler_errors for r in reporter.stats_reports for s in r) >= 1
         )
         acks = fg.stats()["heartbeat_acks"]
-        await eventually(lambda: fg.stats()["heartbeat_acks"] >= acks + 3)
+        await fg.wait_for(lambda fg: fg.stats()["heartbeat_acks"] >= acks + 3, WAIT_S)
         await delivered_everything(fg, rec, 0)
         assert runtime.shards[0].state is ShardState.CONNECTED
 
@@ -317,7 +318,7 @@ async def test_send_limiter_holds_commands_while_heartbeats_flow() -> None:
         reserve = shard.limiter.reserve
         await eventually(lambda: shard.limiter.in_window() >= shard.limiter.limit - reserve)
         acks = fg.stats()["heartbeat_acks"]
-        await eventually(lambda: fg.stats()["heartbeat_acks"] >= acks + 3)
+        await fg.wait_for(lambda fg: fg.stats()["heartbeat_acks"] >= acks + 3, WAIT_S)
         assert shard.limiter.in_window() <= shard.limiter.limit
         assert sum(s.done() for s in sends) < 130
         assert "4008" not in fg.stats()["closes_by_code"]
@@ -343,7 +344,7 @@ async def test_identify_waits_for_a_permit_while_heartbeating() -> None:
         async with asyncio.timeout(5):
             await asked.wait()
         assert runtime.shards[0].state is ShardState.WAITING_PERMIT
-        await eventually(lambda: fg.stats()["heartbeat_acks"] >= 3)
+        await fg.wait_for(lambda fg: fg.stats()["heartbeat_acks"] >= 3, WAIT_S)
         assert fg.stats()["identifies"] == 0
         gate.set()
         await connected(reporter, 1)
@@ -404,7 +405,9 @@ async def test_stop_closes_with_1000_and_ends_the_session() -> None:
         await runtime.start()
         await rec.wait_for(lambda: bool(rec.events.get(0)))
         await runtime.stop()
-        await eventually(lambda: fg.stats()["client_closes_by_code"].get("1000", 0) == 1)
+        await fg.wait_for(
+            lambda fg: fg.stats()["client_closes_by_code"].get("1000", 0) == 1, WAIT_S
+        )
         assert all(s["state"] == "ended" for s in fg.sessions())
         assert runtime.shards[0].state is ShardState.STOPPED
 
@@ -419,7 +422,9 @@ async def test_kill_drops_the_connection_and_keeps_the_session_resumable() -> No
         runtime.shards[0].kill()
         await reporter.wait_for(lambda: bool(reporter.stops))
         assert reporter.stops[0].session is not None
-        await eventually(lambda: all(s["state"] == "disconnected" for s in fg.sessions()))
+        await fg.wait_for(
+            lambda fg: all(s["state"] == "disconnected" for s in fg.sessions()), WAIT_S
+        )
         await runtime.stop()
 
 
@@ -472,9 +477,9 @@ async def test_server_heartbeat_request_is_answered_at_once() -> None:
         running(worker_config(fg), rec.on_event) as (_runtime, reporter),
     ):
         await connected(reporter, 1)
-        await eventually(lambda: fg.stats()["heartbeats"] >= 1)
+        await fg.wait_for(lambda fg: fg.stats()["heartbeats"] >= 1, WAIT_S)
         await fg.inject("heartbeat_request", 0)
         # the next scheduled beat is about 3 s away
         async with asyncio.timeout(1):
-            await eventually(lambda: fg.stats()["heartbeats"] >= 2)
+            await fg.wait_for(lambda fg: fg.stats()["heartbeats"] >= 2, WAIT_S)
         assert reporter.reconnects == []

@@ -186,3 +186,47 @@ async def test_object_with_async_call_is_used_as_a_function_handler() -> None:
     target = Callable_()
     await Handler(target).handle(event(1, "READY"))
     assert target.names == ["READY"]
+
+
+async def test_handler_raising_cancelled_error_is_counted_and_delivery_goes_on() -> None:
+    class Cancels:
+        def __init__(self) -> None:
+            self.seqs: list[int | None] = []
+
+        async def on_message_create(self, e: Event) -> None:
+            if e.seq == 2:
+                raise asyncio.CancelledError
+            self.seqs.append(e.seq)
+
+    handler = Cancels()
+    counters = ShardCounters()
+    d = Delivery(0, Handler(handler), counters)
+    task = await run_delivery(d)
+    for s in (1, 2, 3):
+        d.push(event(s))
+    async with asyncio.timeout(5):
+        await d.wait_idle()
+    assert handler.seqs == [1, 3]
+    assert counters.handler_errors == 1
+    assert not task.done()
+    await stop(task)
+
+
+async def test_cancelling_the_delivery_task_still_ends_it_while_a_handler_runs() -> None:
+    class Blocks:
+        def __init__(self) -> None:
+            self.started = asyncio.Event()
+
+        async def on_message_create(self, e: Event) -> None:
+            self.started.set()
+            await asyncio.Event().wait()
+
+    handler = Blocks()
+    d = Delivery(0, Handler(handler), ShardCounters())
+    task = await run_delivery(d)
+    d.push(event(1))
+    async with asyncio.timeout(5):
+        await handler.started.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()

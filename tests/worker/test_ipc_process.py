@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shardmgr.fakegateway import FakeGateway
-from tests.worker.gateway_harness import eventually, fake_config
+from tests.worker.gateway_harness import WAIT_S, fake_config
 from tests.worker.gateway_harness import worker_config as gateway_worker_config
 from workers import ipc
 
@@ -166,7 +166,7 @@ async def test_identify_goes_through_a_permit_over_ipc_and_sessions_are_reported
         before = fg.stats()["payloads_received"]
         w.send(ipc.SendCommand(gen=4, shard_id=0, op=3, d=PRESENCE))
         w.send(ipc.SendCommand(gen=4, shard_id=0, op=3, d=PRESENCE))
-        await eventually(lambda: fg.stats()["payloads_received"] >= before + 2)
+        await fg.wait_for(lambda fg: fg.stats()["payloads_received"] >= before + 2, WAIT_S)
         assert fg.stats()["closes_by_code"] == {}
 
         w.send(ipc.Shutdown(gen=4, keep_sessions=True))
@@ -175,7 +175,7 @@ async def test_identify_goes_through_a_permit_over_ipc_and_sessions_are_reported
         assert suspended.sessions[0].session_id == started.session.session_id
         async with asyncio.timeout(10):
             assert await w.proc.wait() == 0
-        await eventually(lambda: fg.active_sessions() == {})
+        await fg.wait_for(lambda fg: fg.active_sessions() == {}, WAIT_S)
         assert fg.sessions()[0]["state"] == "disconnected"  # resumable by a successor
 
 

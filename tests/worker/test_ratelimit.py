@@ -61,3 +61,9 @@ def test_queued_command_waits_until_the_oldest_send_leaves_the_window() -> None:
 def test_heartbeat_reserve_follows_the_interval_and_is_capped() -> None:
     assert heartbeat_reserve(41.25) == 3
     assert heartbeat_reserve(0.2) == 10
+
+
+def test_default_window_keeps_a_second_of_slack_for_network_delay() -> None:
+    clock = FakeClock()
+    limiter = SendLimiter(reserve=0, clock=clock)
+    assert limiter.window_s > 60

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from typing import Any
 
 import msgspec
+import pytest
 
 from workers import ipc
+from workers.clock import REAL_CLOCK, Clock, FakeClock
 from workers.decisions import Next, Reason
 from workers.handlers import Delivery, Handler
 from workers.permits import InProcessPermits
-from workers.reporter import RecordingReporter, ShardCounters
+from workers.reporter import RecordingReporter, ShardCounters, snapshot
 from workers.shard import Shard, ShardState
 
 
@@ -19,8 +23,14 @@ async def nothing(event: object) -> None:
 
 
 def make_shard(
-    compress: str = "none", session: ipc.SessionInfo | None = None
+    compress: str = "none",
+    session: ipc.SessionInfo | None = None,
+    *,
+    clock: Clock = REAL_CLOCK,
+    backlog: int = 1000,
+    **config_overrides: Any,
 ) -> tuple[Shard, RecordingReporter]:
+    settings: dict[str, Any] = {"max_message_bytes": 10_000, **config_overrides}
     config = ipc.WorkerConfig(
         worker_id=0,
         token="token",
@@ -29,12 +39,18 @@ def make_shard(
         shards=[ipc.ShardAssignment(0, session)],
         intents=1,
         compress=compress,
-        max_message_bytes=10_000,
+        **settings,
     )
     reporter = RecordingReporter()
-    delivery = Delivery(0, Handler(nothing), ShardCounters())
+    delivery = Delivery(0, Handler(nothing), ShardCounters(), maxsize=backlog)
     shard = Shard(
-        0, config, permits=InProcessPermits(), reporter=reporter, delivery=delivery, session=session
+        0,
+        config,
+        permits=InProcessPermits(),
+        reporter=reporter,
+        delivery=delivery,
+        session=session,
+        clock=clock,
     )
     return shard, reporter
 
@@ -79,7 +95,7 @@ async def test_dispatch_seq_is_tracked_and_a_replayed_seq_is_not_delivered_twice
 
 async def test_text_frames_are_plain_json() -> None:
     shard, _ = make_shard(compress="zlib-stream")
-    shard.feed(dispatch(1, "READY", READY).decode())
+    shard.feed_text(dispatch(1, "READY", READY))
     assert shard.session_id == "abc"
 
 
@@ -177,3 +193,143 @@ async def test_resumed_connects_a_resuming_shard() -> None:
     assert shard.state is ShardState.CONNECTED
     assert reporter.sessions[-1][1] == "resume"
     assert reporter.sessions[-1][2] == ipc.SessionInfo("old", 42, "ws://127.0.0.1:3")
+
+
+def replayed_failing(frame: bytes, times: int, text: bool = False) -> Shard:
+    """A resumed shard whose every connection fails on the same replayed ``frame``."""
+    shard, _ = make_shard(session=ipc.SessionInfo("old", 40, "ws://127.0.0.1:3"))
+    for _ in range(times):
+        shard._new_connection()
+        (shard.feed_text if text else shard.feed)(frame)
+        assert shard._action is not None and shard._action.next is Next.RESUME
+    return shard
+
+
+async def test_bad_json_replayed_at_the_same_seq_three_times_skips_that_event() -> None:
+    shard = replayed_failing(b'{"op":0,"s":41,"t":"MESSAGE_CREATE","d":{', 3)
+    assert shard.counters.bad_payloads == 3
+    assert shard._skip_one
+
+
+async def test_two_bad_payloads_at_the_same_seq_do_not_skip_an_event() -> None:
+    shard = replayed_failing(b"\xff\xfe not json", 2)
+    assert not shard._skip_one
+
+
+async def test_oversized_text_frame_is_a_bad_payload_counted_toward_the_skip() -> None:
+    shard = replayed_failing(dispatch(41, "MESSAGE_CREATE", {"x": "a" * 20_000}), 3, text=True)
+    assert shard.counters.bad_payloads == 3
+    assert shard._skip_one
+
+
+async def test_resumed_carrying_an_already_received_seq_still_connects() -> None:
+    given = ipc.SessionInfo("old", 40, "ws://127.0.0.1:3")
+    shard, _ = make_shard(session=given)
+    shard._set_state(ShardState.RESUMING)
+    shard.feed(dispatch(40, "RESUMED", {}))
+    assert shard.state is ShardState.CONNECTED
+    assert shard.seq == 40
+    assert shard.duplicates == 0
+
+
+async def test_resumed_with_an_unexpected_body_still_connects() -> None:
+    given = ipc.SessionInfo("old", 40, "ws://127.0.0.1:3")
+    shard, _ = make_shard(session=given)
+    shard._set_state(ShardState.RESUMING)
+    shard.feed(dispatch(41, "RESUMED", None))
+    assert shard.state is ShardState.CONNECTED
+    assert shard.counters.bad_payloads == 0
+
+
+async def test_ready_without_user_or_application_fields_starts_the_session() -> None:
+    shard, _ = make_shard()
+    shard.feed(
+        dispatch(1, "READY", {"session_id": "s", "resume_gateway_url": "ws://x", "guilds": []})
+    )
+    assert shard.state is ShardState.CONNECTED
+    assert shard.session_id == "s"
+
+
+def test_identify_payload_above_4096_bytes_is_rejected_at_shard_creation() -> None:
+    with pytest.raises(ValueError, match="4096"):
+        make_shard(identify_properties={"os": "x" * 5000})
+
+
+async def test_our_identify_rejected_with_4002_twice_in_a_row_stops_the_shard() -> None:
+    shard, _ = make_shard()
+    shard._set_state(ShardState.IDENTIFYING)
+    shard._server_closed(4002, "decode error")
+    assert shard._action is not None and shard._action.next is not Next.STOP
+    shard._new_connection()
+    shard._set_state(ShardState.IDENTIFYING)
+    shard._server_closed(4002, "decode error")
+    assert shard._action is not None and shard._action.next is Next.STOP
+    assert shard._action.close_code == 4002
+
+
+async def test_4001_while_connected_does_not_count_as_a_rejected_identify() -> None:
+    shard, _ = make_shard()
+    shard.feed(dispatch(1, "READY", READY))
+    for _ in range(2):
+        shard._new_connection()
+        shard._server_closed(4001, "unknown opcode")
+        assert shard._action is not None and shard._action.next is not Next.STOP
+
+
+async def test_duplicates_identifies_resumes_and_skips_are_reported_in_shard_stats() -> None:
+    shard, _ = make_shard()
+    shard.feed(dispatch(1, "READY", READY))
+    shard.feed(dispatch(1, "MESSAGE_CREATE", {}))
+    (stats,) = snapshot([shard])
+    assert stats.duplicates == 1
+    (stats,) = snapshot([shard])
+    assert stats.duplicates == 0  # a delta, like the other counters
+
+
+async def test_hello_with_a_zero_interval_is_a_bad_payload() -> None:
+    shard, _ = make_shard()
+    shard.feed(b'{"op":10,"d":{"heartbeat_interval":0}}')
+    assert shard.counters.bad_payloads == 1
+    assert shard._heartbeater is None
+
+
+class FakeSocket:
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_frame(self, data: bytes, kind: object) -> None:
+        self.sent.append(data)
+
+
+async def test_server_requested_beat_is_owned_by_the_connection_and_keeps_proof_of_life() -> None:
+    shard, _ = make_shard()
+    shard.feed(b'{"op":10,"d":{"heartbeat_interval":41250}}')
+    socket = FakeSocket()
+    shard._ws = socket  # type: ignore[assignment]
+    shard.monitor.received_since_beat = False
+    shard.feed(b'{"op":1,"d":null}')
+    assert len(shard._tasks) == 1  # cancelled and awaited when the connection ends
+    await shard._tasks[0]
+    assert socket.sent == [b'{"op":1,"d":null}']
+    assert shard.monitor.received_since_beat
+    assert shard.monitor.awaiting_ack
+
+
+async def test_ready_deadline_moves_forward_by_the_time_reading_was_paused() -> None:
+    clock = FakeClock()
+    shard, _ = make_shard(clock=clock, backlog=1)
+    delivery = shard.delivery
+    shard.feed(dispatch(1, "MESSAGE_CREATE", {}))  # fills the backlog
+    shard._deadline = clock.monotonic() + 15
+    waiting = asyncio.ensure_future(shard._wait_for_room())
+    await asyncio.sleep(0)  # one loop turn: the reader is now paused
+    assert shard.monitor.paused
+    await clock.advance(20)
+    runner = asyncio.ensure_future(delivery.run())
+    async with asyncio.timeout(5):
+        await waiting
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert shard._deadline == 1000 + 15 + 20

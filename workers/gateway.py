@@ -1,0 +1,136 @@
+"""``Gateway``: what the bot's handler code uses to talk to Discord from inside a worker.
+
+A handler object whose ``start`` takes one parameter receives it as ``start(gateway)``;
+anything else running in the worker reaches it through ``current()``. Every method routes
+to one of this worker's shards; commands queue through the shard's send limiter and
+survive reconnects (see ``Shard.send_raw``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from workers.protocol import Op
+
+if TYPE_CHECKING:
+    from workers.shard import Shard, ShardState
+
+PRESENCE_STATUSES = ("online", "dnd", "idle", "invisible")
+
+_current: Gateway | None = None
+
+
+def shard_for_guild(guild_id: str | int, num_shards: int) -> int:
+    """Discord's routing rule: ``(guild_id >> 22) % num_shards``."""
+    return (int(guild_id) >> 22) % num_shards
+
+
+class Gateway:
+    """The worker's shards as seen by the bot. ``shards`` is the runtime's live mapping."""
+
+    def __init__(self, shards: Mapping[int, Shard], num_shards: int) -> None:
+        self._shards = shards
+        self.num_shards = num_shards
+
+    @property
+    def shard_ids(self) -> list[int]:
+        return sorted(self._shards)
+
+    def shard_for_guild(self, guild_id: str | int) -> int:
+        return shard_for_guild(guild_id, self.num_shards)
+
+    def _shard(self, shard_id: int) -> Shard:
+        try:
+            return self._shards[shard_id]
+        except KeyError:
+            raise LookupError(
+                f"shard {shard_id} does not run in this worker (it runs {self.shard_ids})"
+            ) from None
+
+    def _guild_shard(self, guild_id: str | int) -> Shard:
+        sid = self.shard_for_guild(guild_id)
+        shard = self._shards.get(sid)
+        if shard is None:
+            raise LookupError(
+                f"guild {guild_id} belongs to shard {sid}, which does not run in this worker "
+                f"(it runs {self.shard_ids})"
+            )
+        return shard
+
+    def latency(self, shard_id: int) -> float | None:
+        """The last heartbeat round trip in seconds (None before the first ACK)."""
+        return self._shard(shard_id).latency_s
+
+    def state(self, shard_id: int) -> ShardState:
+        return self._shard(shard_id).state
+
+    async def update_presence(
+        self,
+        status: str = "online",
+        activities: list[dict[str, Any]] | None = None,
+        afk: bool = False,
+        since: int | None = None,
+        shard_id: int | None = None,
+    ) -> None:
+        """Op 3 on one shard, or on every shard of this worker when ``shard_id`` is None."""
+        if status not in PRESENCE_STATUSES:
+            allowed = ", ".join(PRESENCE_STATUSES)
+            raise ValueError(f"status must be one of {allowed}, not {status!r}")
+        shards = [self._shard(shard_id)] if shard_id is not None else list(self._shards.values())
+        # Concurrently: a shard that is reconnecting must not hold up its healthy siblings.
+        await asyncio.gather(
+            *(
+                shard.update_presence(status=status, activities=activities, since=since, afk=afk)
+                for shard in shards
+            )
+        )
+
+    async def update_voice_state(
+        self,
+        guild_id: str | int,
+        channel_id: str | int | None,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> None:
+        """Op 4 on the guild's shard; ``channel_id=None`` leaves the voice channel."""
+        await self._guild_shard(guild_id).update_voice_state(
+            guild_id, channel_id, self_mute=self_mute, self_deaf=self_deaf
+        )
+
+    async def request_members(
+        self,
+        guild_id: str | int,
+        query: str | None = None,
+        limit: int = 0,
+        presences: bool = False,
+        user_ids: list[str | int] | str | int | None = None,
+        nonce: str | None = None,
+    ) -> None:
+        """Op 8 on the guild's shard: exactly one of ``query`` (with ``limit``) or ``user_ids``."""
+        await self._guild_shard(guild_id).request_members(
+            guild_id, query=query, limit=limit, presences=presences, user_ids=user_ids, nonce=nonce
+        )
+
+    async def send_packet(self, shard_id: int, op: int | Op, d: Any) -> None:
+        """Any client opcode, ``d`` encoded as JSON (for opcodes this API does not wrap)."""
+        await self._shard(shard_id).send_packet(int(op), d)
+
+    async def send_raw(self, shard_id: int, data: bytes) -> None:
+        """An already-encoded gateway payload, sent as is."""
+        await self._shard(shard_id).send_raw(data)
+
+
+def install(gateway: Gateway | None) -> None:
+    """Called by the worker runtime: makes ``gateway`` the process's ``current()``."""
+    global _current
+    _current = gateway
+
+
+def current() -> Gateway:
+    """The worker process's Gateway; RuntimeError anywhere else (e.g. in the supervisor)."""
+    if _current is None:
+        raise RuntimeError(
+            "no gateway here: workers.gateway.current() works only inside a running shardmgr worker"
+        )
+    return _current
