@@ -19,7 +19,8 @@ from typing import Final
 REPO: Final = Path(__file__).resolve().parents[2]
 # Discord's token shape (base64 of a numeric id . timestamp . hmac), recognisable in any output.
 SECRET_TOKEN: Final = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.SeCrEt.LeakCanaryToken_xyzzy_9f8e7d6c5b4a"
-MARKER_ENV: Final = "SHARDMGR_TEST_MARKER"
+# Not SHARDMGR_*: the supervisor scrubs those from worker environments.
+MARKER_ENV: Final = "SMGR_TEST_PROCESS_MARKER"
 
 
 def free_port() -> int:
