@@ -319,7 +319,7 @@ def _event(g: _Gen, kind: str, guild: _Guild, recent: list[tuple[str, str]]) -> 
             d["attachments"].append(
                 {
                     "width": 1920,
-                    "url": f"https://cdn.discordapp.com/attachments/{cid}/{fid}/image.png",
+                    "url": f"https://cdn.example.invalid/attachments/{cid}/{fid}/image.png",
                     "size": r.randint(10_000, 8_000_000),
                     "proxy_url": f"https://media.discordapp.net/attachments/{cid}/{fid}/image.png",
                     "placeholder_version": 1,

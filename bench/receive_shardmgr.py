@@ -63,7 +63,7 @@ def _config(compress: str) -> ipc.WorkerConfig:
     return ipc.WorkerConfig(
         worker_id=0,
         token="bench",
-        gateway_url="wss://gateway.discord.gg",
+        gateway_url="ws://127.0.0.1:1",
         num_shards=1,
         shards=[ipc.ShardAssignment(shard_id=0)],
         intents=0,

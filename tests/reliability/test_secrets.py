@@ -55,7 +55,7 @@ class Bot:
     async def on_message_create(self, event):
         if self.raised < 2:
             self.raised += 1
-            log.warning("calling https://discord.com/api/v10/x?token=%s with Bot %s", TOKEN, TOKEN)
+            log.warning("calling http://127.0.0.1:1/api/v10/x?token=%s with Bot %s", TOKEN, TOKEN)
             raise RuntimeError("handler failed while holding " + TOKEN)
 
 
