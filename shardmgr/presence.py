@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from shardmgr.adminclient import request_json
 from shardmgr.config import ACTIVITY_TYPES, PRESENCE_STATUSES, presence_payload
 from shardmgr.errors import UserError
 
@@ -53,26 +54,9 @@ def send(
     secret = env.get(SECRET_ENV, "")
     if not secret:
         raise UserError(f"set {SECRET_ENV} to the supervisor's admin secret")
-    target = f"http://{address}/presence"
-    request = urllib.request.Request(
-        target,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"},
-        method="POST",
+    doc = request_json(
+        address, "/presence", body=body, secret=secret, timeout_s=timeout_s, http_error=_error_of
     )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-            doc = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise UserError(f"{target} answered {exc.code}: {_error_of(exc)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise UserError(
-            f"no supervisor answers at {address} ({reason}); is `shardmgr start` running, and "
-            "on which --http address?"
-        ) from None
-    except ValueError:
-        raise UserError(f"{target} did not return JSON; is that a shardmgr supervisor?") from None
     what = status if activity is None else f"{status}, {activity_type} {activity!r}"
     return f"presence {what} sent to {doc.get('shards')} of {doc.get('planned')} shards"
 

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
+from shardmgr.adminclient import request_json
 from shardmgr.errors import UserError
 
 
 def fetch_status(address: str, timeout_s: float = 5.0) -> dict[str, Any]:
     url = f"http://{address}/status"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            doc = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise UserError(f"{url} answered {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise UserError(
-            f"no supervisor answers at {address} ({reason}); is `shardmgr start` running, and "
-            "on which --http address?"
-        ) from None
-    except ValueError:
-        raise UserError(f"{url} did not return JSON; is that a shardmgr supervisor?") from None
+    doc = request_json(address, "/status", timeout_s=timeout_s)
     if not isinstance(doc, dict) or "shards" not in doc:
         raise UserError(f"{url} did not return a shardmgr status document")
     return doc
