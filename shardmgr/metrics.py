@@ -10,10 +10,11 @@ bounded by the plan; event types, reasons and close codes are folded into ``othe
 unknown), so a misbehaving gateway or worker cannot blow up the series count.
 
 Series cost at 1000 shards: the per-shard state Enum is 8 series per shard (8000), the
-per-shard gauges (latency, guilds, backlog, last event, session start) 5000 more, and the
-per-shard counters (sessions by kind, reconnects by reason) only exist once they happened,
-at most 9 per shard. That is ~15-20k series per supervisor: comfortable for one Prometheus
-target. Dashboards that need fleet-wide numbers use the cheap aggregates
+per-shard gauges (latency, guilds, backlog, last event, session start) 5000 more, the
+counters from the shards' stats (duplicates, skipped, identifies and resumes sent) 4000, and
+the per-shard counters by label (sessions by kind, reconnects by reason) only exist once they
+happened, at most 9 per shard. That is ~17-26k series per supervisor: comfortable for one
+Prometheus target. Dashboards that need fleet-wide numbers use the cheap aggregates
 (``shardmgr_shards{state}``, per-worker histograms) rather than summing per-shard series.
 """
 
@@ -23,7 +24,7 @@ import importlib.metadata
 import logging
 import math
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from prometheus_client import (
@@ -58,6 +59,27 @@ RESTART_REASONS: Final = frozenset({"exit", "hung", "rolling", "replan"})
 SESSION_KINDS: Final = frozenset({"identify", "resume"})
 BYTE_FORMS: Final = ("compressed", "inflated")
 CLOSE_CODES: Final = frozenset(str(int(code)) for code in CloseCode)
+SHARD_LABELS: Final = ("shard", "worker")
+WORKER_LABELS: Final = ("worker",)
+
+# Per-shard counters fed from ``ipc.ShardStats``: field -> (metric name, help). Created at
+# zero with the plan, so the first skipped event is an increase that alerts can see.
+SHARD_STAT_COUNTERS: Final = {
+    "duplicates": (
+        "shard_duplicate_events",
+        "Replayed dispatches each shard dropped because it had already received them",
+    ),
+    "skipped": (
+        "shard_skipped_events",
+        "Events each shard gave up on after their replay failed to decode again and again "
+        "(never delivered to the handler)",
+    ),
+    "identifies": (
+        "shard_identifies_sent",
+        "IDENTIFY payloads each shard sent (each one spends a session start)",
+    ),
+    "resumes": ("shard_resumes_sent", "RESUME payloads each shard sent"),
+}
 
 # Dispatch names documented in the protocol reference (section 9). Anything else is "other".
 EVENT_TYPES: Final = frozenset(
@@ -218,174 +240,135 @@ class Metrics:
         r = self.registry
         p = PREFIX
 
+        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+            return Counter(f"{p}_{name}", doc, labels, registry=r)
+
+        def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+            return Gauge(f"{p}_{name}", doc, labels, registry=r)
+
         self.build = Info(f"{p}_build", "shardmgr version", registry=r)
         self.build.info({"version": _version()})
 
         # ---- fleet-wide
-        self.shards_planned = Gauge(
-            f"{p}_shards_planned", "Shards this supervisor runs", registry=r
-        )
-        self.shards_connected = Gauge(
-            f"{p}_shards_connected", "Shards whose state is connected", registry=r
-        )
-        self.shards_by_state = Gauge(
-            f"{p}_shards", "Shards in each lifecycle state", ["state"], registry=r
-        )
-        self.workers_planned = Gauge(f"{p}_workers_planned", "Worker processes planned", registry=r)
-        self.identify_queue_depth = Gauge(
-            f"{p}_identify_queue_depth", "Identifies waiting for a permit", registry=r
-        )
+        self.shards_planned = gauge("shards_planned", "Shards this supervisor runs")
+        self.shards_connected = gauge("shards_connected", "Shards whose state is connected")
+        self.shards_by_state = gauge("shards", "Shards in each lifecycle state", ["state"])
+        self.workers_planned = gauge("workers_planned", "Worker processes planned")
+        self.identify_queue_depth = gauge("identify_queue_depth", "Identifies waiting for a permit")
         self.identify_wait = Histogram(
             f"{p}_identify_wait_seconds",
             "Time a shard waited for its identify permit",
             buckets=IDENTIFY_WAIT_BUCKETS,
             registry=r,
         )
-        self.session_start_remaining_gauge = Gauge(
-            f"{p}_session_start_remaining",
+        self.session_start_remaining_gauge = gauge(
+            "session_start_remaining",
             "session_start_limit.remaining: identifies left in Discord's daily window",
-            registry=r,
         )
-        self.session_start_total_gauge = Gauge(
-            f"{p}_session_start_limit",
-            "session_start_limit.total: the daily identify budget",
-            registry=r,
+        self.session_start_total_gauge = gauge(
+            "session_start_limit", "session_start_limit.total: the daily identify budget"
         )
-        self.identify_limiter_available_gauge = Gauge(
-            f"{p}_identify_limiter_available",
+        self.identify_limiter_available_gauge = gauge(
+            "identify_limiter_available",
             "0 while the identify limiter cannot reach its backend (Redis); identifies wait",
-            registry=r,
         )
-        self.budget_exhausted_gauge = Gauge(
-            f"{p}_session_start_budget_exhausted",
+        self.budget_exhausted_gauge = gauge(
+            "session_start_budget_exhausted",
             "1 while identifies wait for the session-start budget to refill",
-            registry=r,
         )
 
         # ---- per shard
+        shard = SHARD_LABELS
         self.shard_state = Enum(
             f"{p}_shard_state",
             "Lifecycle state of each shard",
-            ["shard", "worker"],
+            shard,
             states=list(SHARD_STATES),
             registry=r,
         )
-        self.shard_latency = Gauge(
-            f"{p}_shard_heartbeat_latency_seconds",
-            "Latest heartbeat ACK latency of each shard",
-            ["shard", "worker"],
-            registry=r,
+        self.shard_latency = gauge(
+            "shard_heartbeat_latency_seconds", "Latest heartbeat ACK latency of each shard", shard
         )
-        self.shard_reconnects = Counter(
-            f"{p}_shard_reconnects",
-            "Reconnects of each shard by reason",
-            ["shard", "worker", "reason"],
-            registry=r,
+        self.shard_reconnects = counter(
+            "shard_reconnects", "Reconnects of each shard by reason", [*shard, "reason"]
         )
-        self.shard_sessions = Counter(
-            f"{p}_shard_sessions_started",
+        self.shard_sessions = counter(
+            "shard_sessions_started",
             "Sessions started by each shard: identify (READY) or resume (RESUMED)",
-            ["shard", "worker", "kind"],
-            registry=r,
+            [*shard, "kind"],
         )
-        self.shard_guilds = Gauge(
-            f"{p}_shard_guilds", "Guilds on each shard", ["shard", "worker"], registry=r
-        )
-        self.shard_last_event = Gauge(
-            f"{p}_shard_last_event_timestamp_seconds",
+        self.shard_guilds = gauge("shard_guilds", "Guilds on each shard", shard)
+        self.shard_last_event = gauge(
+            "shard_last_event_timestamp_seconds",
             "Unix time of the last gateway event each shard received",
-            ["shard", "worker"],
-            registry=r,
+            shard,
         )
-        self.shard_session_started = Gauge(
-            f"{p}_shard_session_start_timestamp_seconds",
+        self.shard_session_started = gauge(
+            "shard_session_start_timestamp_seconds",
             "Unix time the current session of each shard started (READY or RESUMED)",
-            ["shard", "worker"],
-            registry=r,
+            shard,
         )
-        self.shard_backlog = Gauge(
-            f"{p}_shard_handler_backlog",
-            "Events of each shard waiting for the bot's handler",
-            ["shard", "worker"],
-            registry=r,
+        self.shard_backlog = gauge(
+            "shard_handler_backlog", "Events of each shard waiting for the bot's handler", shard
         )
+        # ShardStats field -> its counter; the stats carry deltas, added up here.
+        self.shard_stat_counters: dict[str, Counter] = {
+            field: counter(name, doc, shard) for field, (name, doc) in SHARD_STAT_COUNTERS.items()
+        }
 
         # ---- per worker
-        self.worker_up_gauge = Gauge(
-            f"{p}_worker_up", "1 while the worker process is alive", ["worker"], registry=r
+        worker = WORKER_LABELS
+        self.worker_up_gauge = gauge("worker_up", "1 while the worker process is alive", worker)
+        self.worker_restarts = counter(
+            "worker_restarts", "Worker process restarts by reason", [*worker, "reason"]
         )
-        self.worker_restarts = Counter(
-            f"{p}_worker_restarts",
-            "Worker process restarts by reason",
-            ["worker", "reason"],
-            registry=r,
+        self.worker_rss = gauge(
+            "worker_resident_memory_bytes", "Resident memory of the worker process", worker
         )
-        self.worker_rss = Gauge(
-            f"{p}_worker_resident_memory_bytes",
-            "Resident memory of the worker process",
-            ["worker"],
-            registry=r,
-        )
-        self.worker_cpu = Counter(
-            f"{p}_worker_cpu_seconds",
+        self.worker_cpu = counter(
+            "worker_cpu_seconds",
             "User and system CPU time of the worker processes (survives restarts)",
-            ["worker"],
-            registry=r,
+            worker,
         )
-        self.worker_shards = Gauge(
-            f"{p}_worker_shards", "Shards planned on each worker", ["worker"], registry=r
+        self.worker_shards = gauge("worker_shards", "Shards planned on each worker", worker)
+        self.worker_events = counter(
+            "worker_events", "Gateway dispatch events received, by type", [*worker, "type"]
         )
-        self.worker_events = Counter(
-            f"{p}_worker_events",
-            "Gateway dispatch events received, by type",
-            ["worker", "type"],
-            registry=r,
-        )
-        self.worker_bytes = Counter(
-            f"{p}_worker_received_bytes",
+        self.worker_bytes = counter(
+            "worker_received_bytes",
             "Gateway bytes received: on the wire (compressed) and after inflation",
-            ["worker", "form"],
-            registry=r,
+            [*worker, "form"],
         )
-        self.worker_handler_errors = Counter(
-            f"{p}_worker_handler_errors",
-            "Exceptions raised by the bot's event handler",
-            ["worker"],
-            registry=r,
+        self.worker_handler_errors = counter(
+            "worker_handler_errors", "Exceptions raised by the bot's event handler", worker
         )
-        self.worker_bad_payloads = Counter(
-            f"{p}_worker_bad_payloads",
-            "Gateway messages that could not be inflated or decoded",
-            ["worker"],
-            registry=r,
+        self.worker_bad_payloads = counter(
+            "worker_bad_payloads", "Gateway messages that could not be inflated or decoded", worker
         )
         self.worker_latency = Histogram(
             f"{p}_worker_heartbeat_latency_seconds",
             "Heartbeat ACK latency of all shards of the worker",
-            ["worker"],
+            worker,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.worker_close_codes = Counter(
-            f"{p}_worker_close_codes",
+        self.worker_close_codes = counter(
+            "worker_close_codes",
             "Gateway close codes seen by the worker's shards",
-            ["worker", "code"],
-            registry=r,
+            [*worker, "code"],
         )
-        self.ipc_messages_received = Counter(
-            f"{p}_ipc_messages_received",
+        self.ipc_messages_received = counter(
+            "ipc_messages_received",
             "IPC messages the supervisor received from workers (stats are batched, so this "
             "must not grow with the event rate)",
-            registry=r,
         )
-        self.worker_shard_stops = Counter(
-            f"{p}_worker_shard_stops",
+        self.worker_shard_stops = counter(
+            "worker_shard_stops",
             "Shards that stopped for good (fatal=true: a fatal close or refused identify)",
-            ["worker", "fatal"],
-            registry=r,
+            [*worker, "fatal"],
         )
 
-        self._per_shard: tuple[_Family, ...] = tuple(
+        named = tuple(
             _Family(m)
             for m in (
                 self.shard_state,
@@ -407,7 +390,11 @@ class Metrics:
             self._f_last_event,
             self._f_session_started,
             self._f_backlog,
-        ) = self._per_shard
+        ) = named
+        self._per_shard: tuple[_Family, ...] = (
+            *named,
+            *(_Family(c) for c in self.shard_stat_counters.values()),
+        )
         self._per_worker: tuple[_Family, ...] = tuple(
             _Family(m)
             for m in (
@@ -425,7 +412,7 @@ class Metrics:
                 self.worker_shard_stops,
             )
         )
-        self._worker_family = {id(f.metric): f for f in self._per_worker}
+        self._families = {id(f.metric): f for f in (*self._per_shard, *self._per_worker)}
 
         self._plan: dict[int, list[int]] = {}
         self._worker_of: dict[int, int] = {}
@@ -477,6 +464,8 @@ class Metrics:
                 self.shard_guilds.labels(s, w)
                 self._f_backlog.touch(s, w)
                 self.shard_backlog.labels(s, w)
+                for metric in self.shard_stat_counters.values():
+                    self._inc(metric, 0, s, w)
                 if shard not in self._state:
                     self._set_state(shard, worker, "idle")
                 else:
@@ -508,7 +497,7 @@ class Metrics:
             self.worker_shard_stops.labels(w, fatal)
 
     def _fam(self, metric: Counter | Gauge | Histogram | Enum) -> _Family:
-        return self._worker_family[id(metric)]
+        return self._families[id(metric)]
 
     def worker_up(self, worker_id: int, up: bool) -> None:
         w = str(worker_id)
@@ -594,6 +583,8 @@ class Metrics:
             if st.last_event_at is not None:
                 self._f_last_event.touch(s, w)
                 self.shard_last_event.labels(s, w).set(st.last_event_at)
+            for field, metric in self.shard_stat_counters.items():
+                self._inc(metric, getattr(st, field), s, w)
         events_family = self._fam(self.worker_events)
         for label, count in events.items():
             events_family.touch(w, label)

@@ -43,13 +43,17 @@ class ShardView:
     __slots__ = (
         "backlog",
         "close_code",
+        "duplicates",
         "guilds",
+        "identifies",
         "last_event_at",
         "latency_s",
         "reconnects",
+        "resumes",
         "session_kind",
         "session_started_at",
         "shard_id",
+        "skipped",
         "state",
         "stop_reason",
         "worker_id",
@@ -61,6 +65,11 @@ class ShardView:
         self.state: str = ShardState.IDLE.value
         self.latency_s: float | None = None
         self.reconnects = 0
+        # Totals of the stats' deltas since this supervisor planned the shard.
+        self.duplicates = 0
+        self.skipped = 0
+        self.identifies = 0
+        self.resumes = 0
         self.session_started_at: float | None = None
         self.session_kind: str | None = None
         self.guilds = 0
@@ -76,6 +85,10 @@ class ShardView:
             "state": self.state,
             "latency_s": self.latency_s,
             "reconnects": self.reconnects,
+            "identifies": self.identifies,
+            "resumes": self.resumes,
+            "duplicates": self.duplicates,
+            "skipped": self.skipped,
             "session_age_s": _age(now, self.session_started_at),
             "guilds": self.guilds,
             "last_event_age_s": _age(now, self.last_event_at),
@@ -151,6 +164,10 @@ class ShardTable:
                 view.latency_s = st.latencies_s[-1]
             view.guilds = st.guilds
             view.backlog = st.backlog
+            view.duplicates += max(0, st.duplicates)
+            view.skipped += max(0, st.skipped)
+            view.identifies += max(0, st.identifies)
+            view.resumes += max(0, st.resumes)
             if st.last_event_at is not None:
                 view.last_event_at = st.last_event_at
 

@@ -153,6 +153,58 @@ def test_stats_deltas_accumulate_into_worker_counters(metrics: Metrics) -> None:
     assert value(s, "shardmgr_shard_last_event_timestamp_seconds", shard="0", worker="0") == 1234.5
 
 
+def test_shard_stats_counters_accumulate_per_shard(metrics: Metrics) -> None:
+    for _ in range(2):
+        metrics.on_worker_message(
+            1,
+            ipc.Stats(
+                gen=1,
+                shards=[
+                    ipc.ShardStats(shard_id=2, duplicates=4, skipped=1, identifies=1, resumes=2),
+                    ipc.ShardStats(shard_id=3, resumes=1),
+                ],
+            ),
+        )
+    s = scrape(metrics)
+    assert value(s, "shardmgr_shard_duplicate_events_total", shard="2", worker="1") == 8
+    assert value(s, "shardmgr_shard_skipped_events_total", shard="2", worker="1") == 2
+    assert value(s, "shardmgr_shard_identifies_sent_total", shard="2", worker="1") == 2
+    assert value(s, "shardmgr_shard_resumes_sent_total", shard="2", worker="1") == 4
+    assert value(s, "shardmgr_shard_resumes_sent_total", shard="3", worker="1") == 2
+    assert value(s, "shardmgr_shard_skipped_events_total", shard="3", worker="1") == 0
+
+
+def test_shard_stats_counters_start_at_zero_for_every_planned_shard(metrics: Metrics) -> None:
+    # Present before the first report, so the first skipped event is an increase that
+    # rate() and the alert can see.
+    s = scrape(metrics)
+    for name in (
+        "shardmgr_shard_duplicate_events_total",
+        "shardmgr_shard_skipped_events_total",
+        "shardmgr_shard_identifies_sent_total",
+        "shardmgr_shard_resumes_sent_total",
+    ):
+        assert sorted(series(s, name), key=lambda labels: labels["shard"]) == [
+            {"shard": str(shard), "worker": str(shard // 2)} for shard in range(4)
+        ]
+        assert all(value(s, name, shard=str(n), worker=str(n // 2)) == 0 for n in range(4))
+
+
+def test_shard_stats_counters_ignore_negative_deltas(metrics: Metrics) -> None:
+    metrics.on_worker_message(0, ipc.Stats(gen=1, shards=[ipc.ShardStats(shard_id=0, skipped=2)]))
+    metrics.on_worker_message(0, ipc.Stats(gen=1, shards=[ipc.ShardStats(shard_id=0, skipped=-5)]))
+    assert value(scrape(metrics), "shardmgr_shard_skipped_events_total", shard="0", worker="0") == 2
+
+
+def test_replan_removes_stats_counters_of_shards_that_left(metrics: Metrics) -> None:
+    metrics.on_worker_message(
+        1, ipc.Stats(gen=1, shards=[ipc.ShardStats(shard_id=3, duplicates=1)])
+    )
+    metrics.set_plan(2, {0: [0, 1]})
+    labels = series(scrape(metrics), "shardmgr_shard_duplicate_events_total")
+    assert {label["shard"] for label in labels} == {"0", "1"}
+
+
 def test_reconnect_counts_reason_per_shard_and_close_code_per_worker(metrics: Metrics) -> None:
     metrics.on_worker_message(
         0,

@@ -20,6 +20,17 @@ def test_session_started_means_connected() -> None:
     assert table.count("connected") == 1
 
 
+def test_stats_counters_add_up_in_the_status_of_the_shard() -> None:
+    table = ShardTable([[0, 1]])
+    for _ in range(2):
+        stats = ipc.ShardStats(shard_id=1, duplicates=3, skipped=1, identifies=1, resumes=2)
+        table.apply(0, ipc.Stats(gen=1, shards=[stats]))
+    view = table.get(1)
+    assert view is not None
+    doc = view.as_dict(now=0.0, session=None)
+    assert (doc["duplicates"], doc["skipped"], doc["identifies"], doc["resumes"]) == (6, 2, 2, 4)
+
+
 def test_worker_gone_leaves_its_shards_idle_unless_stopped() -> None:
     table = ShardTable([[0, 1]])
     table.apply(0, _started(0))
