@@ -23,9 +23,9 @@ from workers.shard import Shard
 try:
     import uvloop
 
-    _new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
 except ImportError:  # pragma: no cover - uvloop is a dependency; keep the bench usable
-    _new_loop = asyncio.new_event_loop
+    new_loop = asyncio.new_event_loop
 
 
 async def _noop(event: Event) -> None:
@@ -79,9 +79,9 @@ async def _drive(config: ipc.WorkerConfig, frames: list[bytes]) -> int:
         feed = shard.feed
         for frame in frames:
             feed(frame)
-            if delivery.full:
-                # What the socket loop does when the handler is behind.
-                await shard._wait_for_room()
+            if delivery.hold:
+                # What the socket loop does when the backlog asks it to hold.
+                await shard.give_handler_a_turn()
         await delivery.wait_idle()
         if shard.counters.bad_payloads:
             raise RuntimeError(f"the shard rejected {shard.counters.bad_payloads} messages")
@@ -96,7 +96,7 @@ def make_loop(compress: str) -> Callable[[list[bytes]], int]:
     """A callable that pushes all frames through a fresh shard and returns how many
     dispatches the handler received."""
     config = _config(compress)
-    loop = _new_loop()
+    loop = new_loop()
 
     def run(frames: list[bytes]) -> int:
         return loop.run_until_complete(_drive(config, frames))

@@ -2,7 +2,13 @@
 
 One small interface (in the spirit of twilight's queue): ``acquire`` waits until the
 shard's bucket (``shard_id % max_concurrency``) has a free window and the daily session
-budget can pay for one more start. A local implementation serves one host; a Redis one
+budget can pay for one more start. A grant *holds* its bucket until the worker reports that
+the gateway read the IDENTIFY (``sent``: its READY or op 9 arrived, or the connection is
+gone). Discord times the window from when it reads the IDENTIFY, and a busy worker may send
+late or a busy gateway read late, so the next grant of the bucket comes one window after
+that report, never after the grant.
+A grant that is never used (``release``), or not reported within ``hold_timeout_s``, falls
+back to a window from the grant. A local implementation serves one host; a Redis one
 (``shardmgr/identify_redis.py``) serves several. RESUME never goes through here.
 """
 
@@ -16,6 +22,7 @@ from typing import Protocol
 import msgspec
 
 from workers.clock import REAL_CLOCK, Clock
+from workers.logsetup import fields
 
 
 class SessionStartLimit(msgspec.Struct, frozen=True):
@@ -55,6 +62,16 @@ class IdentifyLimiter(Protocol):
         spending anything. Any exception means the limiter itself failed."""
         ...
 
+    async def sent(self, shard_id: int) -> None:
+        """The gateway read the IDENTIFY of this shard's grant: its bucket's next window
+        counts from now. A report for a grant no longer held (its hold timed out) still counts."""
+        ...
+
+    async def release(self, shard_id: int) -> None:
+        """This shard's grant will not be used (socket closed first, process gone): its
+        bucket's next window counts from the grant, as if it had been sent at once."""
+        ...
+
     def update(self, limits: SessionStartLimit) -> None:
         """Fresh numbers from discovery (startup, or after ``reset_after`` passed)."""
         ...
@@ -82,19 +99,51 @@ REFRESH_RETRY_S = 60.0
 # A refresh that still reports an empty budget with no reset time must not be asked again
 # in a tight loop.
 MIN_BUDGET_WAIT_S = 1.0
-# A grant travels supervisor -> worker -> gateway before the IDENTIFY is sent; without a
-# margin two grants a window apart could reach Discord slightly less than a window apart.
+# The window counts from the moment the supervisor hears that the gateway answered the
+# IDENTIFY, which is already after Discord read it; the margin is a reserve for clock
+# rounding and for Discord's own accounting, not for latency.
 WINDOW_MARGIN = 0.1
+# How long a grant may stay unreported before its bucket moves on. A worker that cannot send
+# for this long stops answering pings too and is killed (which releases its grants sooner).
+HOLD_TIMEOUT_S = 20.0
 log = logging.getLogger(__name__)
 
 
 class _Bucket:
-    __slots__ = ("lock", "next_at")
+    __slots__ = ("held", "lock", "next_at", "released")
 
     def __init__(self, next_at: float) -> None:
         # asyncio.Lock wakes waiters in arrival order, which makes each bucket a FIFO.
         self.lock = asyncio.Lock()
         self.next_at = next_at
+        # Shards granted whose IDENTIFY is not reported sent yet (more than one only after
+        # a max_concurrency change merged buckets).
+        self.held: set[int] = set()
+        self.released = asyncio.Event()
+
+    def wake(self) -> None:
+        self.released.set()
+        self.released = asyncio.Event()
+
+
+class _Hold:
+    __slots__ = ("bucket", "until")
+
+    def __init__(self, bucket: _Bucket, until: float) -> None:
+        self.bucket = bucket
+        self.until = until
+
+
+async def wait_event(event: asyncio.Event, seconds: float, clock: Clock) -> None:
+    """Until ``event`` is set or ``seconds`` pass on ``clock``, whichever comes first."""
+    changed = asyncio.ensure_future(event.wait())
+    sleep = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({changed, sleep}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (changed, sleep):
+            fut.cancel()
+        await asyncio.gather(changed, sleep, return_exceptions=True)
 
 
 RefreshLimits = Callable[[], Awaitable[SessionStartLimit]]
@@ -108,6 +157,7 @@ class LocalIdentifyLimiter:
     When the budget is spent and its ``reset_after`` has passed, ``refresh`` (a discovery
     call) supplies the new numbers; without one the budget is assumed refilled to ``total``.
     ``window_s`` is Discord's window; the limiter pads it by ``margin`` (a fraction) itself.
+    A grant holds its bucket until ``sent`` or ``release``, at most ``hold_timeout_s``.
     """
 
     def __init__(
@@ -116,13 +166,16 @@ class LocalIdentifyLimiter:
         *,
         window_s: float = 5.0,
         margin: float = WINDOW_MARGIN,
+        hold_timeout_s: float = HOLD_TIMEOUT_S,
         clock: Clock = REAL_CLOCK,
         refresh: RefreshLimits | None = None,
     ) -> None:
         self._clock = clock
         self._window = window_s * (1.0 + margin)
+        self._hold_timeout = hold_timeout_s
         self._refresh = refresh
         self._buckets: dict[int, _Bucket] = {}
+        self._holds: dict[int, _Hold] = {}
         self._floor = 0.0  # no bucket may open before this (after a max_concurrency change)
         self._waiting = 0
         self._budget_lock = asyncio.Lock()
@@ -152,8 +205,18 @@ class LocalIdentifyLimiter:
             latest = max((b.next_at for b in self._buckets.values()), default=0.0)
             if any(b.lock.locked() for b in self._buckets.values()):
                 latest = max(latest, now + self._window)
+            old_buckets = list(self._buckets.values())
             self._buckets = {}
             self._floor = latest
+            self._limits = limits
+            # An unsent grant holds whichever new bucket its shard falls into; waiters
+            # already queued in an old bucket go on under the old numbering.
+            for shard_id, hold in self._holds.items():
+                hold.bucket = self._bucket(shard_id)
+                hold.bucket.held.add(shard_id)
+            for bucket in old_buckets:
+                bucket.held.clear()
+                bucket.wake()
         self._limits = limits
         self._remaining = limits.remaining
         self._reset_at = now + limits.reset_after_s
@@ -190,14 +253,7 @@ class LocalIdentifyLimiter:
 
     async def _wait_budget(self, seconds: float) -> None:
         """Sleep until the reset (on the injected clock), or until ``update`` brings news."""
-        changed = asyncio.ensure_future(self._budget_changed.wait())
-        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait({changed, sleep}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for fut in (changed, sleep):
-                fut.cancel()
-            await asyncio.gather(changed, sleep, return_exceptions=True)
+        await wait_event(self._budget_changed, seconds, self._clock)
 
     async def _refill(self) -> None:
         """The budget's window ended: ask discovery for the real numbers (other processes
@@ -220,12 +276,62 @@ class LocalIdentifyLimiter:
         try:
             bucket = self._bucket(shard_id)
             async with bucket.lock:
-                while (wait := bucket.next_at - self._clock.monotonic()) > 0:
-                    await self._clock.sleep(wait)
+                await self._wait_turn(bucket)
                 await self._spend(reserve, on_budget_wait)
-                bucket.next_at = self._clock.monotonic() + self._window
+                now = self._clock.monotonic()
+                bucket.next_at = now + self._window
+                older = self._holds.get(shard_id)
+                if older is not None:
+                    older.bucket.held.discard(shard_id)
+                bucket.held.add(shard_id)
+                self._holds[shard_id] = _Hold(bucket, now + self._hold_timeout)
         finally:
             self._waiting -= 1
 
+    async def _wait_turn(self, bucket: _Bucket) -> None:
+        """Until no grant of the bucket is outstanding and its window has passed."""
+        while True:
+            now = self._clock.monotonic()
+            bucket.held.intersection_update(self._holds)
+            if bucket.held:
+                until = min(self._holds[s].until for s in bucket.held)
+                if until <= now:
+                    self._expire_holds(bucket, now)
+                    continue
+                await wait_event(bucket.released, until - now, self._clock)
+                continue
+            # A late ``sent`` may have pushed next_at while this waiter slept: look again.
+            if (wait := bucket.next_at - now) <= 0:
+                return
+            await self._clock.sleep(wait)
+
+    def _expire_holds(self, bucket: _Bucket, now: float) -> None:
+        for shard_id in [s for s in bucket.held if self._holds[s].until <= now]:
+            bucket.held.discard(shard_id)
+            del self._holds[shard_id]
+            log.warning(
+                "an identify permit was neither used nor released in time; its bucket's "
+                "window now counts from the grant",
+                extra=fields(shard=shard_id, hold_timeout_s=self._hold_timeout),
+            )
+
+    async def sent(self, shard_id: int) -> None:
+        now = self._clock.monotonic()
+        hold = self._holds.pop(shard_id, None)
+        current = self._bucket(shard_id)
+        # After a max_concurrency change the grant's bucket may not be the shard's any more;
+        # the send binds both.
+        for bucket in {current} if hold is None else {current, hold.bucket}:
+            bucket.held.discard(shard_id)
+            bucket.next_at = max(bucket.next_at, now + self._window)
+            bucket.wake()
+
+    async def release(self, shard_id: int) -> None:
+        hold = self._holds.pop(shard_id, None)
+        if hold is not None:
+            hold.bucket.held.discard(shard_id)
+            hold.bucket.wake()
+
     async def aclose(self) -> None:
         self._buckets.clear()
+        self._holds.clear()

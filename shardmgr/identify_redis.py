@@ -5,9 +5,15 @@ Every supervisor of one bot shares three things in Redis, all under one hash tag
 stay atomic:
 
 ``identify:bucket:<n>``
-    The lease of bucket ``n`` (``shard_id % max_concurrency``): ``SET NX PX window``. Holding
-    it *is* the permission to identify; nobody deletes it, it simply expires one window
-    later, so a supervisor that dies while holding it cannot block the bucket for longer.
+    The lease of bucket ``n`` (``shard_id % max_concurrency``). Holding it *is* the
+    permission to identify. A grant takes it (``SET NX``) with the holder's id for up to
+    ``hold_timeout_s``: Discord times the window from when it reads the IDENTIFY, so the
+    lease lasts until the worker reports that the gateway answered it (``sent``), which
+    resets it to expire one window later.
+    A grant that will not be used (``release``) shortens it to one window from the grant.
+    Nobody deletes a lease that was used; it simply expires, so a supervisor that dies while
+    holding one blocks the bucket for one window after the send, or ``hold_timeout_s`` if it
+    died before the send was reported.
 ``identify:budget``
     ``session_start_limit.remaining``, with the key's TTL as ``reset_after``. The first
     supervisor seeds it from discovery; every grant decrements it in the same script that
@@ -21,10 +27,12 @@ stay atomic:
     A capped stream with one entry per grant (shard, bucket, holder, remaining); the entry
     ids are Redis' own clock, so operators and tests can audit identify timing.
 
-Waiting never polls: a busy bucket answers with its lease's remaining TTL and the waiter
+Waiting barely polls: a busy bucket answers with its lease's remaining TTL and the waiter
 sleeps exactly that long (plus a little jitter), so each waiter asks Redis about once per
-window. Within one process, waiters of a bucket queue FIFO behind a local lock and only
-the head talks to Redis.
+window. Only a lease still waiting for its answer (usually one round trip) is asked again every
+tenth of a window, since its expiry will move. Within one process, waiters of a bucket queue
+FIFO behind a local lock and only the head talks to Redis; this process's own ``sent`` and
+``release`` wake it at once.
 
 If Redis cannot be reached, ``acquire`` keeps waiting (never grants without Redis), logs
 one warning, exposes ``redis_available``/``waiting_since`` for metrics, and retries with
@@ -50,11 +58,13 @@ from redis.exceptions import RedisError, ResponseError
 
 from shardmgr.errors import UserError
 from shardmgr.identify import (
+    HOLD_TIMEOUT_S,
     MIN_BUDGET_WAIT_S,
     BudgetExhausted,
     BudgetWait,
     RefreshLimits,
     SessionStartLimit,
+    wait_event,
 )
 from shardmgr.redisconn import Outage, connect, safe_url
 from shardmgr.token import bot_id_from_token as _bot_id
@@ -77,7 +87,12 @@ _EXHAUSTED: Final = -1
 _NEED_BUDGET: Final = -2
 _EPOCH_CHANGED: Final = -3
 
-# KEYS: epoch, budget, bucket, grants. ARGV: epoch, holder, window_ms, reserve, shard, bucket.
+# A lease whose value starts with this is a grant whose IDENTIFY has not been reported sent.
+_HELD_PREFIX: Final = "hold:"
+
+# KEYS: epoch, budget, bucket, grants.
+# ARGV: epoch, holder, hold_ms, reserve, shard, bucket, grant log length.
+# Busy: {0, 1 if the lease still waits for its send, its TTL}.
 _ACQUIRE_LUA: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {-3}
@@ -91,7 +106,10 @@ if budget < tonumber(ARGV[4]) + 1 then
   return {-1, budget, redis.call('PTTL', KEYS[2])}
 end
 if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return {0, redis.call('PTTL', KEYS[3])}
+  local cur = redis.call('GET', KEYS[3])
+  local held = 0
+  if cur and string.sub(cur, 1, 5) == 'hold:' then held = 1 end
+  return {0, held, redis.call('PTTL', KEYS[3])}
 end
 local left = redis.call('DECR', KEYS[2])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
@@ -143,6 +161,36 @@ return 0
 """
 
 
+# KEYS: bucket. ARGV: holder ('' if our hold already timed out), lease_ms. The IDENTIFY went
+# out now: the bucket stays closed for one lease from now. Another holder's lease is never
+# shortened, only lengthened.
+_SENT_LUA: Final = """
+local cur = redis.call('GET', KEYS[1])
+if not cur or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], 'sent', 'PX', ARGV[2])
+  return 1
+end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: bucket. ARGV: holder, ms left of one lease counted from the grant. The grant will not
+# be used: the bucket opens when a lease from the grant ends, as if it had been used at once.
+_UNUSED_LUA: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], 'unused', 'PX', ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+
 def bot_id_from_token(token: str) -> str:
     """The bot's user id (the key namespace), or a UserError for a malformed token."""
     bot_id = _bot_id(token)
@@ -157,15 +205,29 @@ class _Outcome(msgspec.Struct, frozen=True):
     ttl_ms: int = 0
 
 
+class _Hold:
+    """One of our grants whose IDENTIFY is not reported sent yet."""
+
+    __slots__ = ("bucket", "granted_at", "holder", "until")
+
+    def __init__(self, bucket: int, holder: str, granted_at: float, until: float) -> None:
+        self.bucket = bucket
+        self.holder = holder
+        self.granted_at = granted_at
+        self.until = until
+
+
 class RedisIdentifyLimiter:
     """``IdentifyLimiter`` shared by every supervisor of one bot through Redis.
 
     ``url``: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
     ``window_s``: the identify window per bucket (5 s on Discord).
-    ``margin_s``: added to every lease. A grant still has to travel supervisor -> worker ->
-    gateway, and that trip takes a few ms more or less on different hosts; without a margin
-    two identifies granted exactly one window apart could reach Discord slightly closer.
-    Default: 2% of the window, between 20 ms and 100 ms.
+    ``margin_s``: added to every lease. Timing from the gateway's answer is already late
+    rather than early; the margin is a reserve for clock rounding in Redis' PX expiry and
+    for Discord's own accounting. Default: 2% of the window, between
+    20 ms and 100 ms.
+    ``hold_timeout_s``: how long a grant may wait for ``sent`` or ``release`` (at least one
+    lease); after that its lease expires and the bucket moves on.
     ``bot_id`` or ``token``: namespaces the keys so bots sharing one Redis never collide.
     ``on_availability``: called with False when Redis stops answering and True when it is
     back (the same transitions as ``redis_available``), for metrics that want a push.
@@ -178,6 +240,7 @@ class RedisIdentifyLimiter:
         *,
         window_s: float,
         margin_s: float | None = None,
+        hold_timeout_s: float = HOLD_TIMEOUT_S,
         key_prefix: str = "shardmgr",
         bot_id: str | None = None,
         token: str | None = None,
@@ -203,6 +266,10 @@ class RedisIdentifyLimiter:
         # Every lease, fence and own-grant memory uses the padded window.
         self.lease_s = window_s + margin_s
         self._lease_ms = max(1, math.ceil(self.lease_s * 1000))
+        self.hold_timeout_s = max(hold_timeout_s, self.lease_s)
+        self._hold_ms = max(self._lease_ms, math.ceil(self.hold_timeout_s * 1000))
+        # A lease waiting for its send is asked about again this often.
+        self._hold_poll_s = max(0.01, min(0.25, self.lease_s / 10))
         self.namespace = f"{{{key_prefix}:{bot_id}}}:identify"
         self._clock = clock
         self._refresh = refresh
@@ -210,6 +277,8 @@ class RedisIdentifyLimiter:
         self._acquire_script = self._client.register_script(_ACQUIRE_LUA)
         self._sync_script = self._client.register_script(_SYNC_LUA)
         self._release_script = self._client.register_script(_RELEASE_LUA)
+        self._sent_script = self._client.register_script(_SENT_LUA)
+        self._unused_script = self._client.register_script(_UNUSED_LUA)
         self._holder_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
         self._limits: SessionStartLimit | None = None
@@ -219,8 +288,11 @@ class RedisIdentifyLimiter:
         self._reset_deadline = 0.0
         self._epoch: str | None = None
         self._locks: dict[int, asyncio.Lock] = {}
-        # Our own grants, per bucket: they still bind us if Redis forgets them.
+        # Our own grants (or their sends), per bucket: they still bind us if Redis forgets.
         self._last_grant: dict[int, float] = {}
+        self._holds: dict[int, _Hold] = {}
+        # Set (and replaced) when one of our holds ends, to wake that bucket's head waiter.
+        self._wakes: dict[int, asyncio.Event] = {}
         self._waiting = 0
         self._refunds: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -291,6 +363,43 @@ class RedisIdentifyLimiter:
         finally:
             self._waiting -= 1
 
+    async def sent(self, shard_id: int) -> None:
+        hold = self._holds.pop(shard_id, None)
+        if hold is not None:
+            bucket, holder = hold.bucket, hold.holder
+        elif self._limits is not None:
+            bucket, holder = shard_id % self._limits.max_concurrency, ""
+        else:
+            return
+        self._last_grant[bucket] = self._clock.monotonic()
+        self._wake(bucket)
+        try:
+            await self._sent_script(keys=[self._bucket_key(bucket)], args=[holder, self._lease_ms])
+        except RedisError as exc:
+            # The lease still expires on its own once the hold times out; until then the
+            # bucket stays closed, which is the safe side.
+            log.warning(
+                "could not record an identify's send in redis",
+                extra=fields(shard=shard_id, bucket=bucket, error=str(exc)),
+            )
+
+    async def release(self, shard_id: int) -> None:
+        hold = self._holds.pop(shard_id, None)
+        if hold is None:
+            return
+        self._wake(hold.bucket)
+        elapsed_ms = (self._clock.monotonic() - hold.granted_at) * 1000
+        left_ms = math.ceil(self._lease_ms - elapsed_ms)
+        try:
+            await self._unused_script(
+                keys=[self._bucket_key(hold.bucket)], args=[hold.holder, left_ms]
+            )
+        except RedisError as exc:
+            log.warning(
+                "could not hand back an unused identify grant",
+                extra=fields(shard=shard_id, bucket=hold.bucket, error=str(exc)),
+            )
+
     async def aclose(self) -> None:
         self._closed = True
         if self._refunds:
@@ -308,6 +417,8 @@ class RedisIdentifyLimiter:
     ) -> None:
         told = False
         while True:
+            if await self._wait_own_hold(bucket):
+                continue
             last = self._last_grant.get(bucket)
             if last is not None:
                 left = last + self.lease_s - self._clock.monotonic()
@@ -317,7 +428,8 @@ class RedisIdentifyLimiter:
             try:
                 if self._epoch is None or self._push_limits:
                     await self._sync()
-                outcome = await self._try_grant(shard_id, bucket, reserve)
+                holder = f"{_HELD_PREFIX}{self._holder_prefix}:{shard_id}:{uuid.uuid4().hex[:12]}"
+                outcome = await self._try_grant(holder, shard_id, bucket, reserve)
             except RedisError as exc:
                 await self._clock.sleep(
                     self._outage.failed(exc, redis=self.url, queued=self._waiting)
@@ -325,7 +437,9 @@ class RedisIdentifyLimiter:
                 continue
             self._outage.succeeded(redis=self.url)
             if outcome.code == _GRANTED:
-                self._last_grant[bucket] = self._clock.monotonic()
+                now = self._clock.monotonic()
+                self._last_grant[bucket] = now
+                self._holds[shard_id] = _Hold(bucket, holder, now, now + self.hold_timeout_s)
                 self._note_budget(outcome.value, outcome.ttl_ms)
                 self.grants += 1
                 log.debug(
@@ -334,7 +448,10 @@ class RedisIdentifyLimiter:
                 )
                 return
             if outcome.code == _BUSY:
-                await self._clock.sleep(self._busy_wait_s(outcome.ttl_ms))
+                wait_s = self._busy_wait_s(outcome.ttl_ms)
+                if outcome.value:
+                    wait_s = min(wait_s, self._hold_poll_s)
+                await wait_event(self._wake_event(bucket), wait_s, self._clock)
             elif outcome.code == _EXHAUSTED:
                 # Wait for the shared budget to expire (its TTL is reset_after), then it is
                 # seeded afresh; never fail the identify for a budget that will refill.
@@ -358,6 +475,37 @@ class RedisIdentifyLimiter:
             else:
                 raise RuntimeError(f"unexpected reply from the identify script: {outcome}")
 
+    async def _wait_own_hold(self, bucket: int) -> bool:
+        """Wait (once) while one of our grants of this bucket waits for its send; True if
+        there was one, so the caller looks again."""
+        now = self._clock.monotonic()
+        holds = [(s, h) for s, h in self._holds.items() if h.bucket == bucket]
+        if not holds:
+            return False
+        expired = [s for s, h in holds if h.until <= now]
+        for shard_id in expired:
+            del self._holds[shard_id]
+            log.warning(
+                "an identify permit was neither used nor released in time; its bucket's "
+                "lease expires on its own",
+                extra=fields(shard=shard_id, bucket=bucket, hold_timeout_s=self.hold_timeout_s),
+            )
+        if not expired:
+            until = min(h.until for _, h in holds)
+            await wait_event(self._wake_event(bucket), until - now, self._clock)
+        return True
+
+    def _wake_event(self, bucket: int) -> asyncio.Event:
+        return self._wakes.setdefault(bucket, asyncio.Event())
+
+    def _wake(self, bucket: int) -> None:
+        event = self._wakes.pop(bucket, None)
+        if event is not None:
+            event.set()
+
+    def _bucket_key(self, bucket: int) -> str:
+        return f"{self.namespace}:bucket:{bucket}"
+
     def _busy_wait_s(self, ttl_ms: int) -> float:
         # A lease without a TTL cannot be ours; waiting a window keeps us safe either way.
         base = ttl_ms / 1000 if ttl_ms >= 0 else self.lease_s
@@ -366,8 +514,7 @@ class RedisIdentifyLimiter:
         # Small jitter so waiters on several hosts do not all hit Redis in the same ms.
         return base + random.uniform(0.0, min(0.01, self.window_s * 0.02))
 
-    async def _try_grant(self, shard_id: int, bucket: int, reserve: int) -> _Outcome:
-        holder = f"{self._holder_prefix}:{shard_id}:{uuid.uuid4().hex[:12]}"
+    async def _try_grant(self, holder: str, shard_id: int, bucket: int, reserve: int) -> _Outcome:
         call = asyncio.ensure_future(self._run_acquire(holder, shard_id, bucket, reserve))
         try:
             return await asyncio.shield(call)
@@ -386,7 +533,7 @@ class RedisIdentifyLimiter:
             args=[
                 self._epoch or "",
                 holder,
-                self._lease_ms,
+                self._hold_ms,
                 reserve,
                 shard_id,
                 bucket,

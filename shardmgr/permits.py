@@ -1,5 +1,7 @@
 """Identify permits for worker processes: each ``IdentifyRequest`` waits in the
 ``IdentifyLimiter`` and is answered with a grant (or a refusal when the limiter itself fails).
+A grant holds its bucket until the worker reports the IDENTIFY sent (``IdentifySent``, the
+window starts then) or unused (``IdentifyCancel``), or until its process is gone.
 
 A shard's first identify of a plan may spend the whole session-start budget; any later one is
 a restart or re-identify and must leave ``reserve`` starts alone. While an identify waits for
@@ -10,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from shardmgr.identify import BudgetExhausted, IdentifyLimiter
 from workers import ipc
@@ -42,8 +44,9 @@ class _Pending:
 
 
 class PermitBroker:
-    """Owns every pending identify wait, keyed by (generation, shard): a shard has at most
-    one; a newer request from the same process replaces the older one."""
+    """Owns every pending identify wait and every grant not yet reported sent, keyed by
+    (generation, shard): a shard has at most one of each; a newer request from the same
+    process replaces the older one."""
 
     def __init__(
         self,
@@ -61,7 +64,10 @@ class PermitBroker:
         self._clock = clock
         self._identified: set[int] = set()
         self._pending: dict[tuple[int, int], _Pending] = {}
+        # Grants whose IDENTIFY is not reported sent yet: (gen, shard) -> nonce.
+        self._held: dict[tuple[int, int], int] = {}
         self._replies: set[asyncio.Task[None]] = set()
+        self._limiter_calls: set[asyncio.Task[None]] = set()
         self._budget_waits: set[asyncio.Task[None]] = set()
         self.exhausted: str | None = None
         self.granted = 0
@@ -69,6 +75,11 @@ class PermitBroker:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def held(self) -> int:
+        """Grants whose IDENTIFY is not reported sent (or unused) yet."""
+        return len(self._held)
 
     def new_plan(self) -> None:
         """Every shard of a new plan may spend the budget once more on its first identify."""
@@ -85,6 +96,11 @@ class PermitBroker:
                 extra=fields(gen=msg.gen, shard=msg.shard_id, nonce=msg.nonce),
             )
             older.task.cancel()
+        if key in self._held:
+            # The worker asks again, so the grant it had is settled whatever became of it;
+            # its report went missing, and the window counts from the grant.
+            del self._held[key]
+            self._call_limiter(self.limiter.release(msg.shard_id))
         reserve = self._reserve if msg.shard_id in self._identified else 0
         task = asyncio.create_task(
             self._grant(msg, reserve, send, wanted), name=f"identify-{msg.gen}-{msg.shard_id}"
@@ -101,23 +117,72 @@ class PermitBroker:
         task.add_done_callback(self._replies.discard)
 
     def cancel(self, gen: int, shard_id: int, nonce: int) -> None:
-        pending = self._pending.get((gen, shard_id))
+        """The worker gave up this request: a wait leaves the queue, a grant it will not use
+        frees its bucket (one window after the grant)."""
+        key = (gen, shard_id)
+        pending = self._pending.get(key)
         if pending is not None and pending.nonce == nonce:
-            del self._pending[(gen, shard_id)]
+            del self._pending[key]
             pending.task.cancel()
+        if self._held.get(key) == nonce:
+            del self._held[key]
+            self._call_limiter(self.limiter.release(shard_id))
+
+    def sent(self, gen: int, shard_id: int, nonce: int) -> None:
+        """The worker wrote the granted IDENTIFY to its socket: the bucket's next window
+        counts from now."""
+        key = (gen, shard_id)
+        if self._held.get(key) != nonce:
+            log.debug(
+                "identify sent for a grant no longer held",
+                extra=fields(gen=gen, shard=shard_id, nonce=nonce),
+            )
+            # A send reported after its hold was released still bounds the next one.
+            if key not in self._held:
+                self._call_limiter(self.limiter.sent(shard_id))
+            return
+        del self._held[key]
+        self._call_limiter(self.limiter.sent(shard_id))
 
     def cancel_generation(self, gen: int) -> None:
-        """The process is going away: its waits give up their places unspent."""
+        """The process is going away: its waits give up their places unspent. Its grants
+        stay held: it may still send an IDENTIFY until it is gone (``generation_gone``)."""
         for key in [k for k in self._pending if k[0] == gen]:
             self._pending.pop(key).task.cancel()
         self._metrics.identify_queue(self.limiter.queue_depth)
 
+    def generation_gone(self, gen: int) -> None:
+        """The process has exited: nothing it was granted can be sent any more."""
+        self.cancel_generation(gen)
+        for key in [k for k in self._held if k[0] == gen]:
+            del self._held[key]
+            self._call_limiter(self.limiter.release(key[1]))
+
     async def aclose(self) -> None:
+        if self._limiter_calls:
+            # Sends and releases are one short limiter call each; a shared limiter should
+            # hear of them before it closes.
+            await asyncio.wait(set(self._limiter_calls), timeout=self._send_timeout)
         tasks = [p.task for p in self._pending.values()] + list(self._replies)
+        tasks += list(self._limiter_calls)
         self._pending.clear()
+        self._held.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _call_limiter(self, call: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._report(call), name="identify-report")
+        self._limiter_calls.add(task)
+        task.add_done_callback(self._limiter_calls.discard)
+
+    @staticmethod
+    async def _report(call: Coroutine[Any, Any, None]) -> None:
+        try:
+            await call
+        except Exception:
+            # A hold the limiter never hears about ends with its timeout.
+            log.exception("identify limiter failed to record a send or release")
 
     async def _send(self, send: Send, reply: ipc.ToWorker) -> None:
         # A worker that stopped reading its pipe must not keep this task alive forever; its
@@ -178,9 +243,12 @@ class PermitBroker:
                 "identify permit granted to a process that is going away; not used",
                 extra=fields(gen=msg.gen, shard=msg.shard_id),
             )
+            self._call_limiter(self.limiter.release(msg.shard_id))
             return None
         self._identified.add(msg.shard_id)
         self.granted += 1
+        # Held from before the grant is sent: a cancel racing the grant must find it.
+        self._held[(msg.gen, msg.shard_id)] = msg.nonce
         return ipc.IdentifyGrant(gen=msg.gen, shard_id=msg.shard_id, nonce=msg.nonce)
 
     def _on_exhausted(self, reason: str, shard_id: int) -> None:

@@ -17,6 +17,7 @@ from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
 from shardmgr.httpapi import HttpApi
 from shardmgr.identify import (
+    HOLD_TIMEOUT_S,
     IdentifyLimiter,
     LocalIdentifyLimiter,
     RefreshLimits,
@@ -78,13 +79,19 @@ def make_limiter(
 ) -> IdentifyLimiter:
     """The limiter named by --identify-limiter; each limiter pads the window itself."""
     limits = gateway.limits
+    # A grant unreported for longer belongs to a worker that stopped answering pings: it is
+    # killed by then, which releases the grant anyway.
+    hold_s = max(HOLD_TIMEOUT_S, settings.ping_timeout_s + settings.ping_interval_s)
     if settings.identify_limiter == "local":
-        return LocalIdentifyLimiter(limits, window_s=settings.identify_window_s, refresh=refresh)
+        return LocalIdentifyLimiter(
+            limits, window_s=settings.identify_window_s, hold_timeout_s=hold_s, refresh=refresh
+        )
     from shardmgr.identify_redis import RedisIdentifyLimiter
 
     limiter = RedisIdentifyLimiter(
         settings.identify_limiter,
         window_s=settings.identify_window_s,
+        hold_timeout_s=hold_s,
         token=token,
         refresh=refresh,
         on_availability=on_availability,

@@ -445,7 +445,7 @@ class Supervisor:
         slot.last_exit = f"hung, killed (exit status {code})"
 
     def _worker_gone(self, slot: WorkerSlot, gen: int) -> None:
-        self.permits.cancel_generation(gen)
+        self.permits.generation_gone(gen)
         if slot.gen == gen:
             slot.up = False
             slot.proc = None
@@ -519,6 +519,8 @@ class Supervisor:
             self._on_identify_request(slot, slot.proc, msg)
         elif isinstance(msg, ipc.IdentifyCancel):
             self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
+        elif isinstance(msg, ipc.IdentifySent):
+            self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
         else:
             self.shards.apply(worker_id, msg)
             if isinstance(msg, ipc.ShardStopped):

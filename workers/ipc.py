@@ -145,7 +145,18 @@ class IdentifyRequest(msgspec.Struct, tag="identify_request", kw_only=True):
 
 
 class IdentifyCancel(msgspec.Struct, tag="identify_cancel", kw_only=True):
-    """A pending identify wait was abandoned (socket closed): free its place in the queue."""
+    """A pending identify wait was abandoned, or its grant will not be used (socket closed
+    before the IDENTIFY went out): free its place in the queue or its bucket."""
+
+    gen: int
+    shard_id: int
+    nonce: int
+
+
+class IdentifySent(msgspec.Struct, tag="identify_sent", kw_only=True):
+    """The gateway has read the granted IDENTIFY (its READY or op 9 arrived, or the
+    connection is gone): Discord's window for the bucket started no later than now, so the
+    supervisor times the bucket's next grant from here."""
 
     gen: int
     shard_id: int
@@ -203,6 +214,7 @@ class ShardStats(msgspec.Struct, kw_only=True):
     bad_payloads: int = 0
     backlog: int = 0
     guilds: int = 0
+    # wall time of the last event, to one stats interval; None: none since the last report
     last_event_at: float | None = None
     # the checkpoint: seq of the last event the handler finished (at-least-once delivery)
     session: SessionInfo | None = None
@@ -237,6 +249,7 @@ ToSupervisor = (
     | Pong
     | IdentifyRequest
     | IdentifyCancel
+    | IdentifySent
     | ShardStateChanged
     | SessionStarted
     | Reconnecting

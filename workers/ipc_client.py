@@ -52,12 +52,15 @@ class IpcChannel:
 
 class IpcPermits:
     """``IdentifyPermit`` granted by the supervisor: request with a nonce, wait for the
-    grant or refusal; a cancelled wait tells the supervisor to free the place."""
+    grant or refusal; a cancelled wait tells the supervisor to free the place. A grant is
+    then reported sent (``IdentifySent``) or unused (``IdentifyCancel``) with its nonce."""
 
     def __init__(self, channel: IpcChannel) -> None:
         self._channel = channel
         self._nonces = itertools.count(1)
         self._pending: dict[int, asyncio.Future[None]] = {}
+        # shard -> nonce of its grant not yet reported sent or unused
+        self._granted: dict[int, int] = {}
 
     async def acquire(self, shard_id: int) -> None:
         nonce = next(self._nonces)
@@ -68,11 +71,25 @@ class IpcPermits:
         try:
             await future
         except asyncio.CancelledError:
-            if not future.done() or future.cancelled():
-                self._channel.send(ipc.IdentifyCancel(gen=gen, shard_id=shard_id, nonce=nonce))
+            # Also when the grant raced the cancellation: it will not be used, and the
+            # supervisor holds its bucket until told so.
+            self._channel.send(ipc.IdentifyCancel(gen=gen, shard_id=shard_id, nonce=nonce))
             raise
         finally:
             self._pending.pop(nonce, None)
+        self._granted[shard_id] = nonce
+
+    def sent(self, shard_id: int) -> None:
+        nonce = self._granted.pop(shard_id, None)
+        if nonce is not None:
+            gen = self._channel.gen
+            self._channel.send(ipc.IdentifySent(gen=gen, shard_id=shard_id, nonce=nonce))
+
+    def unused(self, shard_id: int) -> None:
+        nonce = self._granted.pop(shard_id, None)
+        if nonce is not None:
+            gen = self._channel.gen
+            self._channel.send(ipc.IdentifyCancel(gen=gen, shard_id=shard_id, nonce=nonce))
 
     def granted(self, nonce: int) -> None:
         future = self._pending.get(nonce)

@@ -239,14 +239,19 @@ def encode(op: int, d: object) -> bytes:
     return _encoder.encode(Outbound(op=op, d=d))
 
 
+# The bare decoder, for the receive path (a Python call less per message). It raises
+# ``ENVELOPE_ERRORS``: msgspec parses a Raw body's structure too, so hostile nesting
+# (thousands of "[") raises RecursionError, which must be a bad payload like any other.
+decode_envelope_raw: Final = _envelope_decoder.decode
+ENVELOPE_ERRORS: Final = (msgspec.DecodeError, RecursionError)
+
+
 def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
     """Decode a gateway message's envelope; raises ``msgspec.DecodeError`` (or
     ``msgspec.ValidationError``, a subclass) on anything that is not one."""
     try:
         return _envelope_decoder.decode(data)
     except RecursionError:
-        # msgspec parses a Raw body's structure too; hostile nesting (thousands of "[")
-        # must be a bad payload like any other, not an error that escapes the receive path
         raise msgspec.DecodeError("JSON nested too deeply") from None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -50,7 +51,6 @@ class ShardCounters:
         "events",
         "handler_errors",
         "identifies",
-        "last_event_at",
         "latencies_s",
         "resumes",
         "skipped",
@@ -63,7 +63,6 @@ class ShardCounters:
         self.handler_errors = 0
         self.bad_payloads = 0
         self.latencies_s: list[float] = []
-        self.last_event_at: float | None = None
         # Replayed dispatches dropped as already received; events skipped after their
         # replay failed again and again; IDENTIFY and RESUME payloads sent.
         self.duplicates = 0
@@ -81,7 +80,6 @@ class ShardCounters:
             out.handler_errors,
             out.bad_payloads,
             out.latencies_s,
-            out.last_event_at,
             out.duplicates,
             out.skipped,
             out.identifies,
@@ -93,7 +91,6 @@ class ShardCounters:
             self.handler_errors,
             self.bad_payloads,
             self.latencies_s,
-            self.last_event_at,
             self.duplicates,
             self.skipped,
             self.identifies,
@@ -136,6 +133,10 @@ def process_usage() -> tuple[int, float]:
 
 def snapshot(sources: Iterable[StatsSource]) -> list[ipc.ShardStats]:
     out = []
+    # Stamped here, once a report, rather than per dispatch on the receive path: the age
+    # of a shard's last event is then exact to one stats interval, which is all /status
+    # and the dashboard show.
+    now = time.time()
     for src in sources:
         c = src.counters.take()
         out.append(
@@ -149,7 +150,7 @@ def snapshot(sources: Iterable[StatsSource]) -> list[ipc.ShardStats]:
                 bad_payloads=c.bad_payloads,
                 backlog=src.backlog,
                 guilds=src.guilds,
-                last_event_at=c.last_event_at,
+                last_event_at=now if c.events else None,
                 session=src.checkpoint_session(),
                 duplicates=c.duplicates,
                 skipped=c.skipped,

@@ -78,6 +78,12 @@ async def make_limiter(
         await limiter.aclose()
 
 
+async def identify(limiter: RedisIdentifyLimiter, shard_id: int, **kw: Any) -> None:
+    """A grant whose IDENTIFY goes out at once."""
+    await limiter.acquire(shard_id, **kw)
+    await limiter.sent(shard_id)
+
+
 async def redis_time_ms(client: Any) -> int:
     seconds, micros = await client.time()
     return int(seconds) * 1000 + int(micros) // 1000
@@ -92,7 +98,7 @@ async def test_grants_in_one_bucket_are_at_least_one_window_apart(
 ) -> None:
     limiter = make_limiter()
     limiter.update(limits(max_concurrency=1))
-    await asyncio.gather(*(limiter.acquire(shard) for shard in range(4)))
+    await asyncio.gather(*(identify(limiter, shard) for shard in range(4)))
     grants = await grant_log(inspect, limiter.namespace)
     assert [shard for _, shard, _ in grants] == [0, 1, 2, 3]
     assert all(gap >= WINDOW_MS for gap in gaps_ms([t for t, _, _ in grants]))
@@ -103,7 +109,7 @@ async def test_waiters_are_granted_without_idle_windows(
 ) -> None:
     limiter = make_limiter()
     limiter.update(limits(max_concurrency=1))
-    await asyncio.gather(*(limiter.acquire(shard) for shard in range(4)))
+    await asyncio.gather(*(identify(limiter, shard) for shard in range(4)))
     times = [t for t, _, _ in await grant_log(inspect, limiter.namespace)]
     # each waiter sleeps exactly the lease's TTL (plus a few ms of jitter): no idle window
     assert all(gap < 2 * WINDOW_MS for gap in gaps_ms(times))
@@ -114,7 +120,7 @@ async def test_different_buckets_are_granted_in_the_same_window(
 ) -> None:
     limiter = make_limiter()
     limiter.update(limits(max_concurrency=2))
-    await asyncio.gather(limiter.acquire(0), limiter.acquire(1))
+    await asyncio.gather(identify(limiter, 0), identify(limiter, 1))
     (t0, _, b0), (t1, _, b1) = await grant_log(inspect, limiter.namespace)
     assert {b0, b1} == {0, 1}
     assert abs(t1 - t0) < WINDOW_MS
@@ -128,8 +134,8 @@ async def test_two_hosts_never_share_a_bucket_window(
     host_b.update(limits(max_concurrency=2))
     # bucket 0: shards 0, 2 on host A and 4, 6 on host B; bucket 1: 1, 3 on A and 5, 7 on B
     await asyncio.gather(
-        *(host_a.acquire(shard) for shard in (0, 1, 2, 3)),
-        *(host_b.acquire(shard) for shard in (4, 5, 6, 7)),
+        *(identify(host_a, shard) for shard in (0, 1, 2, 3)),
+        *(identify(host_b, shard) for shard in (4, 5, 6, 7)),
     )
     grants = await grant_log(inspect, host_a.namespace)
     assert sorted(shard for _, shard, _ in grants) == list(range(8))
@@ -144,11 +150,11 @@ async def test_budget_is_seeded_once_and_every_grant_spends_from_it(
 ) -> None:
     host_a, host_b = make_limiter(), make_limiter()
     host_a.update(limits(remaining=3, max_concurrency=4))
-    await host_a.acquire(0)
+    await identify(host_a, 0)
     # host B's discovery says 5: a stale, higher figure must not raise the shared budget
     host_b.update(limits(remaining=5, max_concurrency=4))
-    await host_b.acquire(1)
-    await host_a.acquire(2)
+    await identify(host_b, 1)
+    await identify(host_a, 2)
     assert int(await inspect.get(f"{host_a.namespace}:budget")) == 0
     told = Told()
     waiting = asyncio.create_task(host_b.acquire(3, on_budget_wait=told))
@@ -162,7 +168,7 @@ async def test_budget_expires_with_reset_after(
 ) -> None:
     limiter = make_limiter()
     limiter.update(limits(remaining=10, reset_after_s=120.0))
-    await limiter.acquire(0)
+    await identify(limiter, 0)
     ttl_ms = await inspect.pttl(f"{limiter.namespace}:budget")
     assert 110_000 < ttl_ms <= 120_000
 
@@ -172,9 +178,9 @@ async def test_a_lower_discovery_figure_lowers_the_shared_budget(
 ) -> None:
     host_a, host_b = make_limiter(), make_limiter()
     host_a.update(limits(remaining=50, max_concurrency=2))
-    await host_a.acquire(0)
+    await identify(host_a, 0)
     host_b.update(limits(remaining=7, max_concurrency=2))
-    await host_b.acquire(1)
+    await identify(host_b, 1)
     assert int(await inspect.get(f"{host_a.namespace}:budget")) == 6
 
 
@@ -188,7 +194,7 @@ async def test_reserve_holds_back_an_identify_that_would_spend_it(
     short = await told.wait()
     assert (short.remaining, short.reserve) == (2, 2) and not waiting.done()
     assert int(await inspect.get(f"{limiter.namespace}:budget")) == 2
-    await limiter.acquire(1, reserve=1)
+    await identify(limiter, 1, reserve=1)
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
 
@@ -205,7 +211,7 @@ async def test_exhausted_budget_is_waited_out_and_refreshed_from_discovery(
 
     limiter = make_limiter(refresh=refresh)
     limiter.update(limits(remaining=1, max_concurrency=2, reset_after_s=1.0))
-    await limiter.acquire(0)
+    await identify(limiter, 0)
     told = Told()
     await asyncio.wait_for(limiter.acquire(1, on_budget_wait=told), 10.0)
     assert len(told.seen) == 1 and calls == 1
@@ -234,7 +240,7 @@ async def test_bots_sharing_one_redis_do_not_share_buckets(
     bot_a, bot_b = make_limiter(bot_id="111"), make_limiter(bot_id="222")
     bot_a.update(limits(max_concurrency=1))
     bot_b.update(limits(max_concurrency=1))
-    await asyncio.gather(bot_a.acquire(0), bot_b.acquire(0))
+    await asyncio.gather(identify(bot_a, 0), identify(bot_b, 0))
     [(t_a, _, _)] = await grant_log(inspect, bot_a.namespace)
     [(t_b, _, _)] = await grant_log(inspect, bot_b.namespace)
     assert abs(t_a - t_b) < WINDOW_MS
@@ -247,7 +253,7 @@ async def test_cancelled_wait_spends_nothing_and_frees_its_place(
     host_a, host_b = make_limiter(), make_limiter(clock=clock)
     host_a.update(limits(remaining=10, max_concurrency=1))
     host_b.update(limits(remaining=10, max_concurrency=1))
-    await host_a.acquire(0)
+    await identify(host_a, 0)
     clock.sleeping.clear()
     waiting = asyncio.create_task(host_b.acquire(1))
     await asyncio.wait_for(clock.sleeping.wait(), timeout=5)  # host B found the bucket busy
@@ -255,7 +261,7 @@ async def test_cancelled_wait_spends_nothing_and_frees_its_place(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert host_b.queue_depth == 0
-    await host_b.acquire(2)
+    await identify(host_b, 2)
     grants = await grant_log(inspect, host_a.namespace)
     assert [shard for _, shard, _ in grants] == [0, 2]
     assert int(await inspect.get(f"{host_a.namespace}:budget")) == 8
@@ -290,16 +296,16 @@ async def test_a_grant_that_arrives_after_cancellation_is_handed_back(
     assert not await inspect.exists(f"{limiter.namespace}:bucket:0")
 
 
-async def test_lease_of_a_dead_holder_expires_after_one_window(
+async def test_lease_of_a_dead_holder_expires_one_window_after_its_send(
     make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
 ) -> None:
     dead = make_limiter()
     dead.update(limits(max_concurrency=1))
-    await dead.acquire(0)
+    await identify(dead, 0)
     await dead.aclose()  # the holder is gone; nobody releases its lease
     survivor = make_limiter()
     survivor.update(limits(max_concurrency=1))
-    await survivor.acquire(5)
+    await identify(survivor, 5)
     (t_dead, _, _), (t_survivor, shard, _) = await grant_log(inspect, dead.namespace)
     assert shard == 5
     assert WINDOW_MS <= t_survivor - t_dead < 2 * WINDOW_MS
@@ -310,11 +316,11 @@ async def test_lost_redis_state_fences_every_bucket_for_one_window(
 ) -> None:
     limiter = make_limiter()
     limiter.update(limits(max_concurrency=2))
-    await limiter.acquire(0)
+    await identify(limiter, 0)
     await inspect.flushall()
     flushed_at = await redis_time_ms(inspect)
     # bucket 1 never had a lease from us, but another host's lease may have been lost too
-    await limiter.acquire(1)
+    await identify(limiter, 1)
     [(t_after, shard, _)] = await grant_log(inspect, limiter.namespace)
     assert shard == 1
     assert t_after - flushed_at >= WINDOW_MS
@@ -327,7 +333,7 @@ async def test_redis_outage_holds_identifies_until_it_is_back(
     lost, back = asyncio.Event(), asyncio.Event()
     limiter = make_limiter(on_availability=lambda up: (back if up else lost).set())
     limiter.update(limits(max_concurrency=1))
-    await limiter.acquire(0)
+    await identify(limiter, 0)
     assert limiter.redis_available and limiter.waiting_since is None
     redis_server.stop()
     pending = asyncio.create_task(limiter.acquire(1))
@@ -382,6 +388,99 @@ async def test_a_lease_lasts_the_window_plus_the_safety_margin(
 ) -> None:
     limiter = make_limiter(margin_s=0.05)
     limiter.update(limits(max_concurrency=1))
-    await limiter.acquire(0)
+    await identify(limiter, 0)
     ttl_ms = await inspect.pttl(f"{limiter.namespace}:bucket:0")
     assert WINDOW_MS < ttl_ms <= WINDOW_MS + 50
+
+
+async def test_an_unsent_grant_holds_its_lease_for_the_hold_timeout(
+    make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
+) -> None:
+    limiter = make_limiter(hold_timeout_s=5.0)
+    limiter.update(limits(max_concurrency=1))
+    await limiter.acquire(0)
+    key = f"{limiter.namespace}:bucket:0"
+    assert (await inspect.get(key)).startswith(b"hold:")
+    assert 4_000 < await inspect.pttl(key) <= 5_000
+    await limiter.sent(0)
+    assert await inspect.get(key) == b"sent"
+    assert 0 < await inspect.pttl(key) <= limiter.lease_s * 1000
+
+
+async def test_a_grant_sent_late_keeps_its_bucket_closed_until_one_window_after_the_send(
+    make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
+) -> None:
+    limiter = make_limiter()
+    limiter.update(limits(max_concurrency=1))
+    await limiter.acquire(0)
+    waiting = asyncio.create_task(identify(limiter, 1))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(waiting), 2 * WINDOW_S)
+    sent_at = await redis_time_ms(inspect)
+    await limiter.sent(0)
+    await asyncio.wait_for(waiting, 5)
+    (_, _, _), (t_next, shard, _) = await grant_log(inspect, limiter.namespace)
+    assert shard == 1
+    assert WINDOW_MS <= t_next - sent_at < 2 * WINDOW_MS
+
+
+async def test_another_host_waits_for_an_unsent_grant_then_one_window_from_its_send(
+    make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
+) -> None:
+    clock = SignallingClock()
+    host_a, host_b = make_limiter(), make_limiter(clock=clock)
+    host_a.update(limits(max_concurrency=1))
+    host_b.update(limits(max_concurrency=1))
+    await host_a.acquire(0)
+    clock.sleeping.clear()
+    waiting = asyncio.create_task(identify(host_b, 1))
+    await asyncio.wait_for(clock.sleeping.wait(), timeout=5)  # host B found the bucket held
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(waiting), 2 * WINDOW_S)
+    sent_at = await redis_time_ms(inspect)
+    await host_a.sent(0)
+    await asyncio.wait_for(waiting, 5)
+    (_, _, _), (t_next, shard, _) = await grant_log(inspect, host_a.namespace)
+    assert shard == 1
+    assert WINDOW_MS <= t_next - sent_at < 2 * WINDOW_MS
+
+
+async def test_a_grant_given_back_unused_frees_its_bucket_one_window_after_the_grant(
+    make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
+) -> None:
+    host_a, host_b = make_limiter(), make_limiter()
+    host_a.update(limits(max_concurrency=1))
+    host_b.update(limits(max_concurrency=1))
+    await host_a.acquire(0)
+    await host_a.release(0)
+    assert await inspect.pttl(f"{host_a.namespace}:bucket:0") <= host_a.lease_s * 1000
+    await identify(host_b, 1)
+    (t_unused, _, _), (t_next, shard, _) = await grant_log(inspect, host_a.namespace)
+    assert shard == 1
+    assert WINDOW_MS <= t_next - t_unused < 2 * WINDOW_MS
+
+
+async def test_a_grant_never_reported_frees_its_bucket_after_the_hold_timeout(
+    make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
+) -> None:
+    dead = make_limiter(hold_timeout_s=4 * WINDOW_S)
+    dead.update(limits(max_concurrency=1))
+    await dead.acquire(0)
+    await dead.aclose()  # died before its worker reported the IDENTIFY sent
+    survivor = make_limiter()
+    survivor.update(limits(max_concurrency=1))
+    await identify(survivor, 5)
+    (t_dead, _, _), (t_survivor, shard, _) = await grant_log(inspect, dead.namespace)
+    assert shard == 5
+    assert 4 * WINDOW_MS <= t_survivor - t_dead < 5 * WINDOW_MS
+
+
+async def test_a_send_reported_after_the_hold_ended_still_closes_the_bucket_for_a_window(
+    make_limiter: Callable[..., RedisIdentifyLimiter], inspect: Any
+) -> None:
+    limiter = make_limiter()
+    limiter.update(limits(max_concurrency=1))
+    await limiter.sent(3)
+    key = f"{limiter.namespace}:bucket:0"
+    assert await inspect.get(key) == b"sent"
+    assert 0 < await inspect.pttl(key) <= limiter.lease_s * 1000

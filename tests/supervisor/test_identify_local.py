@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from shardmgr.identify import BudgetExhausted, LocalIdentifyLimiter, SessionStartLimit
 from workers.clock import FakeClock
 
@@ -25,17 +27,24 @@ async def _settle() -> None:
 
 
 class Recorder:
+    """Shards that ask for a permit and, unless told otherwise, send their IDENTIFY at once."""
+
     def __init__(self, limiter: LocalIdentifyLimiter, clock: FakeClock) -> None:
         self.limiter = limiter
         self.clock = clock
         self.granted: list[tuple[int, float]] = []
 
-    def start(self, shard_id: int, reserve: int = 0) -> asyncio.Task[None]:
+    def start(self, shard_id: int, reserve: int = 0, send: bool = True) -> asyncio.Task[None]:
         async def go() -> None:
             await self.limiter.acquire(shard_id, reserve=reserve)
             self.granted.append((shard_id, self.clock.monotonic()))
+            if send:
+                await self.limiter.sent(shard_id)
 
         return asyncio.create_task(go())
+
+    def shards(self) -> list[int]:
+        return [s for s, _ in self.granted]
 
 
 async def test_one_window_grants_every_bucket_together() -> None:
@@ -257,3 +266,141 @@ async def test_failed_refresh_keeps_the_local_count_and_retries_later() -> None:
     await limiter.acquire(0)
     await limiter.acquire(1)
     assert calls == 1 and limiter.remaining == 8
+
+
+HOLD = 30.0
+
+
+async def test_next_grant_of_a_bucket_waits_for_the_previous_identify_to_be_sent() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(_local(clock, _limits(mc=1), hold_timeout_s=HOLD), clock)
+    rec.start(0, send=False)
+    rec.start(1)
+    await _settle()
+    await clock.advance(WINDOW * 2)
+    assert rec.shards() == [0]
+    await rec.limiter.sent(0)
+    await _settle()
+    assert rec.shards() == [0]  # a full window from the send, not from the grant
+    await clock.advance(WINDOW)
+    assert rec.granted == [(0, 0.0), (1, 3 * WINDOW)]
+
+
+async def test_a_late_send_pushes_the_next_grant_of_its_bucket() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(_local(clock, _limits(mc=1), hold_timeout_s=HOLD), clock)
+    rec.start(0, send=False)
+    await _settle()
+    await clock.advance(1.5)
+    await rec.limiter.sent(0)
+    rec.start(1)
+    await _settle()
+    await clock.advance(WINDOW - 0.01)
+    assert rec.shards() == [0]
+    await clock.advance(0.01)
+    assert rec.granted == [(0, 0.0), (1, 1.5 + WINDOW)]
+
+
+async def test_an_unsent_grant_does_not_hold_other_buckets() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(_local(clock, _limits(mc=2), hold_timeout_s=HOLD), clock)
+    rec.start(0, send=False)
+    rec.start(1)
+    rec.start(3)
+    await _settle()
+    await clock.advance(WINDOW)
+    assert rec.granted == [(0, 0.0), (1, 0.0), (3, WINDOW)]
+
+
+async def test_a_released_grant_frees_its_bucket_one_window_after_the_grant() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(_local(clock, _limits(mc=1), hold_timeout_s=HOLD), clock)
+    rec.start(0, send=False)
+    rec.start(1)
+    await _settle()
+    await clock.advance(2.0)
+    await rec.limiter.release(0)
+    await _settle()
+    assert rec.shards() == [0]
+    await clock.advance(WINDOW - 2.0)
+    assert rec.granted == [(0, 0.0), (1, WINDOW)]
+
+
+async def test_a_release_after_the_window_lets_the_next_grant_go_at_once() -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(_local(clock, _limits(mc=1), hold_timeout_s=HOLD), clock)
+    rec.start(0, send=False)
+    rec.start(1)
+    await _settle()
+    await clock.advance(2 * WINDOW)
+    await rec.limiter.release(0)
+    await _settle()
+    assert rec.granted == [(0, 0.0), (1, 2 * WINDOW)]
+
+
+async def test_a_grant_never_reported_stops_holding_its_bucket_after_the_hold_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(start=0.0)
+    rec = Recorder(_local(clock, _limits(mc=1), hold_timeout_s=HOLD), clock)
+    rec.start(0, send=False)
+    rec.start(1)
+    await _settle()
+    await clock.advance(HOLD - 0.01)
+    assert rec.shards() == [0]
+    await clock.advance(0.01)
+    assert rec.granted == [(0, 0.0), (1, HOLD)]
+    assert "neither used nor released" in caplog.text
+
+
+async def test_a_send_reported_after_its_hold_timed_out_still_pushes_the_bucket() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = _local(clock, _limits(mc=1), hold_timeout_s=HOLD)
+    rec = Recorder(limiter, clock)
+    rec.start(0, send=False)
+    rec.start(1, send=False)
+    await _settle()
+    await clock.advance(HOLD)
+    await limiter.release(1)  # alone, this would open the bucket at HOLD + WINDOW
+    await clock.advance(1.0)
+    await limiter.sent(0)  # shard 0's IDENTIFY went out after all, very late
+    rec.start(2)
+    await _settle()
+    await clock.advance(WINDOW - 0.01)
+    assert rec.shards() == [0, 1]
+    await clock.advance(0.01)
+    assert rec.granted == [(0, 0.0), (1, HOLD), (2, HOLD + 1.0 + WINDOW)]
+
+
+async def test_a_cancelled_waiter_behind_an_unsent_grant_spends_nothing() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = _local(clock, _limits(remaining=10, mc=1), hold_timeout_s=HOLD)
+    rec = Recorder(limiter, clock)
+    rec.start(0, send=False)
+    doomed = rec.start(1)
+    await _settle()
+    doomed.cancel()
+    await asyncio.gather(doomed, return_exceptions=True)
+    await limiter.sent(0)
+    rec.start(2)
+    await _settle()
+    await clock.advance(WINDOW)
+    assert rec.shards() == [0, 2] and limiter.remaining == 8
+
+
+async def test_an_unsent_grant_keeps_holding_its_shards_bucket_after_a_concurrency_change() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = _local(clock, _limits(mc=1), hold_timeout_s=HOLD)
+    rec = Recorder(limiter, clock)
+    rec.start(0, send=False)
+    await _settle()
+    limiter.update(_limits(mc=2))
+    rec.start(2)  # shard 0's new bucket
+    rec.start(1)  # the other new bucket
+    await _settle()
+    await clock.advance(2 * WINDOW)
+    assert rec.granted == [(0, 0.0), (1, WINDOW)]
+    await limiter.sent(0)
+    await _settle()
+    await clock.advance(WINDOW)
+    assert rec.granted == [(0, 0.0), (1, WINDOW), (2, 3 * WINDOW)]

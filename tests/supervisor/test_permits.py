@@ -191,3 +191,98 @@ async def test_refusal_of_a_foreign_shard_is_sent() -> None:
     assert isinstance(reply, ipc.IdentifyRefused) and reply.shard_id == 9
     assert broker.granted == 0
     await broker.aclose()
+
+
+async def _granted(broker: PermitBroker, rec: Recorder, shard_id: int, nonce: int) -> None:
+    broker.request(_ask(shard_id, nonce), send=rec.send, wanted=_always)
+    assert await rec.next_send() == ipc.IdentifyGrant(gen=1, shard_id=shard_id, nonce=nonce)
+
+
+async def test_next_grant_of_a_bucket_is_timed_from_the_reported_send() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    await _granted(broker, rec, 0, 1)
+    assert broker.held == 1
+    broker.request(_ask(4, 2), send=rec.send, wanted=_always)  # same bucket
+    await clock.advance(3 * WINDOW)
+    assert len(rec.sent) == 1  # the first IDENTIFY is not out yet: the bucket stays held
+    broker.sent(1, 0, nonce=1)
+    await _settle()
+    assert broker.held == 0
+    await clock.advance(WINDOW - 0.01)
+    assert len(rec.sent) == 1
+    await clock.advance(0.01)
+    assert await rec.next_send() == ipc.IdentifyGrant(gen=1, shard_id=4, nonce=2)
+    await broker.aclose()
+
+
+async def test_a_sent_report_for_another_grant_is_ignored() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    await _granted(broker, rec, 0, 1)
+    broker.sent(1, 0, nonce=9)
+    assert broker.held == 1
+    await broker.aclose()
+
+
+async def test_a_grant_given_back_unused_frees_its_bucket_one_window_after_the_grant() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    await _granted(broker, rec, 0, 1)
+    broker.request(_ask(4, 2), send=rec.send, wanted=_always)
+    await _settle()
+    broker.cancel(1, 0, nonce=1)  # the socket closed before the IDENTIFY went out
+    await _settle()
+    assert broker.held == 0
+    await clock.advance(WINDOW)
+    assert await rec.next_send() == ipc.IdentifyGrant(gen=1, shard_id=4, nonce=2)
+    await broker.aclose()
+
+
+async def test_grants_stay_held_while_a_stopping_process_may_still_send() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    await _granted(broker, rec, 0, 1)
+    broker.cancel_generation(1)
+    assert broker.held == 1
+    broker.generation_gone(1)
+    assert broker.held == 0
+    await broker.aclose()
+
+
+async def test_grants_of_a_process_that_is_gone_free_their_buckets() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    await _granted(broker, rec, 0, 1)
+    broker.request(_ask(4, 1, gen=2), send=rec.send, wanted=_always)  # its successor
+    await _settle()
+    broker.generation_gone(1)
+    await _settle()
+    await clock.advance(WINDOW)
+    assert await rec.next_send() == ipc.IdentifyGrant(gen=2, shard_id=4, nonce=1)
+    await broker.aclose()
+
+
+async def test_a_grant_not_sent_to_a_process_going_away_frees_its_bucket() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    broker.request(_ask(0, 1), send=rec.send, wanted=lambda: False)
+    await _settle()
+    broker.request(_ask(4, 2, gen=2), send=rec.send, wanted=_always)
+    await _settle()
+    await clock.advance(WINDOW)
+    assert await rec.next_send() == ipc.IdentifyGrant(gen=2, shard_id=4, nonce=2)
+    assert broker.held == 1  # only the grant that was sent
+    await broker.aclose()
+
+
+async def test_a_new_request_for_the_same_shard_settles_its_previous_grant() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    await _granted(broker, rec, 0, 1)
+    broker.request(_ask(0, 2), send=rec.send, wanted=_always)
+    await _settle()
+    await clock.advance(WINDOW)
+    assert await rec.next_send() == ipc.IdentifyGrant(gen=1, shard_id=0, nonce=2)
+    assert broker.held == 1
+    await broker.aclose()

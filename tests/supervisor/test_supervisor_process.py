@@ -175,6 +175,14 @@ async def test_only_a_shards_first_identify_may_spend_the_reserve(sup: Superviso
     assert sup.status()["supervisor"]["session_start_remaining"] == 1
 
 
+async def test_identify_sent_report_ends_the_hold_of_its_grant(sup: Supervisor) -> None:
+    gen = int(_worker(sup, 0)["gen"])
+    assert sup.handle_message(0, ipc.IdentifyRequest(gen=gen, shard_id=0, nonce=41))
+    assert await sup.wait_for(lambda: sup.permits.held == 1, 10.0)
+    assert sup.handle_message(0, ipc.IdentifySent(gen=gen, shard_id=0, nonce=41))
+    assert sup.permits.held == 0
+
+
 def _crashy_supervisor(settings: Settings) -> Supervisor:
     """One worker whose handler exits at once: a crash loop on demand."""
     limits = SessionStartLimit(total=1000, remaining=1000, reset_after_s=1e5, max_concurrency=1)

@@ -23,6 +23,22 @@ INTERVAL_S = 0.2
 WAIT_S = 10.0
 
 
+class RecordingPermits:
+    """Grants at once and logs what the shard says of each grant, in order."""
+
+    def __init__(self, log: list[str] | None = None) -> None:
+        self.log: list[str] = [] if log is None else log
+
+    async def acquire(self, shard_id: int) -> None:
+        self.log.append("granted")
+
+    def sent(self, shard_id: int) -> None:
+        self.log.append("sent")
+
+    def unused(self, shard_id: int) -> None:
+        self.log.append("unused")
+
+
 class Recorder:
     """Records every delivered event as (session_id, seq, name) per shard. A READY event
     starts a new session for its shard; RESUMED and replays continue the current one."""

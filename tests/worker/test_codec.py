@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import random
 import zlib
+from types import ModuleType
 
 import pytest
 import zstandard
 
+from workers import codec
 from workers.codec import CodecError, make_inflater
 
 MESSAGES = [b'{"op":10,"d":{"heartbeat_interval":41250}}', b'{"op":11,"d":null}' * 50]
@@ -115,3 +118,34 @@ def test_zstd_large_message_within_the_limit_inflates_whole() -> None:
     frame = compressor.compress(payload) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
     assert len(frame) > 16 * 1024
     assert make_inflater("zstd-stream", 200_000).feed(frame) == payload
+
+
+def test_zlib_stream_inflates_with_zlib_ng_when_it_is_installed() -> None:
+    from zlib_ng import zlib_ng
+
+    assert codec.zlib is zlib_ng
+
+
+def test_zlib_stream_falls_back_to_stdlib_zlib_without_zlib_ng(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_import = importlib.import_module
+
+    def without_zlib_ng(name: str) -> ModuleType:
+        if name.startswith("zlib_ng"):
+            raise ImportError(name)
+        return real_import(name)
+
+    monkeypatch.setattr(importlib, "import_module", without_zlib_ng)
+    assert codec._fastest_zlib() is zlib
+
+
+def test_zlib_stream_with_stdlib_zlib_inflates_and_reports_corruption(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(codec, "zlib", zlib)
+    inflater = make_inflater("zlib-stream", 1 << 20)
+    assert [inflater.feed(f) for f in zlib_frames(MESSAGES)] == MESSAGES
+    with pytest.raises(CodecError) as err:
+        make_inflater("zlib-stream", 1 << 20).feed(b"\x00garbage\x00\x00\xff\xff")
+    assert err.value.kind == "bad_compression"

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 
 from shardmgr.fakegateway import FakeGateway
+from shardmgr.fakegateway.config import make_token
 from tests.worker.gateway_harness import (
     INTERVAL_S,
     WAIT_S,
     Recorder,
+    RecordingPermits,
     connected,
     eventually,
     fake_config,
@@ -336,6 +339,12 @@ async def test_identify_waits_for_a_permit_while_heartbeating() -> None:
             asked.set()
             await gate.wait()
 
+        def sent(self, shard_id: int) -> None:
+            pass
+
+        def unused(self, shard_id: int) -> None:
+            pass
+
     rec = Recorder()
     async with (
         FakeGateway(fake_config()) as fg,
@@ -350,12 +359,62 @@ async def test_identify_waits_for_a_permit_while_heartbeating() -> None:
         await connected(reporter, 1)
 
 
+async def test_permit_hears_of_the_identify_only_after_the_gateway_answered_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log: list[str] = []
+    reported = asyncio.Event()
+    real_send_frame = aiohttp.ClientWebSocketResponse.send_frame
+
+    async def spy(self: aiohttp.ClientWebSocketResponse, data: bytes, *args: Any) -> None:
+        await real_send_frame(self, data, *args)
+        if b'"op":2' in data:
+            log.append("identify written")
+
+    class ReportingPermits(RecordingPermits):
+        def sent(self, shard_id: int) -> None:
+            log.append(f"sent, gateway had read {fg.stats()['identifies']}")
+            reported.set()
+
+    monkeypatch.setattr(aiohttp.ClientWebSocketResponse, "send_frame", spy)
+    rec = Recorder()
+    async with (
+        FakeGateway(fake_config()) as fg,
+        running(worker_config(fg), rec.on_event, permits=ReportingPermits(log)) as (_, reporter),
+    ):
+        await connected(reporter, 1)
+        async with asyncio.timeout(WAIT_S):
+            await reported.wait()
+        assert log == ["granted", "identify written", "sent, gateway had read 1"]
+
+
+async def test_an_identify_the_gateway_closes_on_is_reported_once_the_socket_is_gone() -> None:
+    permits = RecordingPermits()
+    rec = Recorder()
+    async with FakeGateway(fake_config()) as fg:
+        cfg = worker_config(fg, token=make_token(secret="a revoked token"))
+        runtime = WorkerRuntime(cfg, permits, RecordingReporter(), rec.on_event)
+        await runtime.start()
+        try:
+            # 4004: fatal, so the shard stops after this one connection.
+            await fg.wait_for(lambda fg: "4004" in fg.stats()["closes_by_code"], WAIT_S)
+            await eventually(lambda: permits.log == ["granted", "sent"])
+        finally:
+            await runtime.stop()
+
+
 async def test_resume_never_asks_for_a_permit() -> None:
     asked: list[int] = []
 
     class CountingPermits:
         async def acquire(self, shard_id: int) -> None:
             asked.append(shard_id)
+
+        def sent(self, shard_id: int) -> None:
+            pass
+
+        def unused(self, shard_id: int) -> None:
+            pass
 
     rec = Recorder()
     async with (

@@ -11,7 +11,7 @@ import pytest
 
 from tests.worker import sample_handlers
 from workers.events import Event
-from workers.handlers import Delivery, Handler, HandlerLoadError, load_handler
+from workers.handlers import TURN_EVERY, Delivery, Handler, HandlerLoadError, load_handler
 from workers.reporter import ShardCounters
 
 
@@ -230,3 +230,28 @@ async def test_cancelling_the_delivery_task_still_ends_it_while_a_handler_runs()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+
+
+def test_push_asks_the_reader_to_hold_every_turn_size_events_before_the_backlog_is_full() -> None:
+    d = Delivery(0, Handler(Recorder()), ShardCounters(), maxsize=10 * TURN_EVERY)
+    for s in range(1, TURN_EVERY):
+        d.push(event(s))
+    assert not d.hold
+    d.push(event(TURN_EVERY))
+    assert d.hold and not d.full
+
+
+async def test_holding_for_a_turn_leaves_room_for_the_reader() -> None:
+    d = Delivery(0, Handler(Recorder()), ShardCounters(), maxsize=10 * TURN_EVERY)
+    for s in range(1, TURN_EVERY + 1):
+        d.push(event(s))
+    room = asyncio.ensure_future(d.wait_room())
+    await asyncio.sleep(0)
+    assert room.done()  # a turn is a yield, not a wait: the backlog is far from full
+
+
+def test_a_full_backlog_asks_the_reader_to_hold_even_below_the_turn_size() -> None:
+    d = Delivery(0, Handler(Recorder()), ShardCounters(), maxsize=3)
+    for s in (1, 2, 3):
+        d.push(event(s))
+    assert d.hold and d.full

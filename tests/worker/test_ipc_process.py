@@ -179,6 +179,20 @@ async def test_identify_goes_through_a_permit_over_ipc_and_sessions_are_reported
         assert fg.sessions()[0]["state"] == "disconnected"  # resumable by a successor
 
 
+async def test_identify_sent_is_reported_with_the_grants_nonce_once_it_went_out() -> None:
+    async with FakeGateway(fake_config()) as fg, spawn_worker() as w:
+        w.send(ipc.Start(gen=2, config=worker_config(fg, shards=1)))
+        request = await w.expect(ipc.IdentifyRequest)
+        assert isinstance(request, ipc.IdentifyRequest)
+        w.send(ipc.IdentifyGrant(gen=2, shard_id=0, nonce=request.nonce))
+        sent = await w.expect(ipc.IdentifySent)
+        assert sent == ipc.IdentifySent(gen=2, shard_id=0, nonce=request.nonce)
+        await fg.wait_for(lambda fg: fg.stats()["identifies"] == 1, WAIT_S)
+        w.send(ipc.Shutdown(gen=2))
+        async with asyncio.timeout(10):
+            assert await w.proc.wait() == 0
+
+
 async def test_shutdown_while_waiting_for_a_permit_cancels_the_request() -> None:
     async with FakeGateway(fake_config()) as fg, spawn_worker() as w:
         w.send(ipc.Start(gen=1, config=worker_config(fg, shards=1)))

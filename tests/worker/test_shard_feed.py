@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import pytest
 
+from tests.worker.gateway_harness import RecordingPermits
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock, FakeClock
 from workers.decisions import Next, Reason
-from workers.handlers import Delivery, Handler
-from workers.permits import InProcessPermits
+from workers.events import Event
+from workers.handlers import TURN_EVERY, Delivery, Handler
+from workers.permits import IdentifyPermit, InProcessPermits
 from workers.reporter import RecordingReporter, ShardCounters, snapshot
 from workers.shard import Shard, ShardState
 
 
-async def nothing(event: object) -> None:
+async def nothing(event: Event) -> None:
     return None
 
 
@@ -28,6 +31,8 @@ def make_shard(
     *,
     clock: Clock = REAL_CLOCK,
     backlog: int = 1000,
+    handler: Callable[[Event], Awaitable[None]] = nothing,
+    permits: IdentifyPermit | None = None,
     **config_overrides: Any,
 ) -> tuple[Shard, RecordingReporter]:
     settings: dict[str, Any] = {"max_message_bytes": 10_000, **config_overrides}
@@ -42,11 +47,11 @@ def make_shard(
         **settings,
     )
     reporter = RecordingReporter()
-    delivery = Delivery(0, Handler(nothing), ShardCounters(), maxsize=backlog)
+    delivery = Delivery(0, Handler(handler), ShardCounters(), maxsize=backlog)
     shard = Shard(
         0,
         config,
-        permits=InProcessPermits(),
+        permits=permits or InProcessPermits(),
         reporter=reporter,
         delivery=delivery,
         session=session,
@@ -302,6 +307,9 @@ class FakeSocket:
     async def send_frame(self, data: bytes, kind: object) -> None:
         self.sent.append(data)
 
+    async def close(self, code: int) -> None:
+        self.closed = True
+
 
 async def test_server_requested_beat_is_owned_by_the_connection_and_keeps_proof_of_life() -> None:
     shard, _ = make_shard()
@@ -333,3 +341,78 @@ async def test_ready_deadline_moves_forward_by_the_time_reading_was_paused() -> 
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     assert shard._deadline == 1000 + 15 + 20
+
+
+async def test_the_reader_yields_to_the_handler_after_a_turn_of_events_without_pausing() -> None:
+    delivered: list[int | None] = []
+
+    async def record(event: Event) -> None:
+        delivered.append(event.seq)
+
+    shard, _ = make_shard(handler=record, backlog=10 * TURN_EVERY)
+    delivery = shard.delivery
+    runner = asyncio.ensure_future(delivery.run())
+    shard.feed(dispatch(1, "READY", READY))
+    for seq in range(2, TURN_EVERY + 1):
+        shard.feed(dispatch(seq, "MESSAGE_CREATE", {}))
+    assert delivery.hold and delivered == []
+    await shard.give_handler_a_turn()
+    assert delivered == list(range(1, TURN_EVERY + 1))
+    assert not delivery.hold and not shard.monitor.paused
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_last_event_time_is_stamped_per_report_only_when_events_arrived() -> None:
+    shard, _ = make_shard()
+    (quiet,) = snapshot([shard])
+    shard.feed(dispatch(1, "READY", READY))
+    (busy,) = snapshot([shard])
+    assert quiet.last_event_at is None
+    assert busy.last_event_at is not None
+
+
+async def identified_shard() -> tuple[Shard, RecordingPermits, FakeSocket]:
+    permits = RecordingPermits()
+    shard, _ = make_shard(permits=permits)
+    shard.feed(b'{"op":10,"d":{"heartbeat_interval":41250}}')
+    socket = FakeSocket()
+    shard._ws = socket  # type: ignore[assignment]
+    await shard._identify()
+    return shard, permits, socket
+
+
+async def test_writing_the_identify_does_not_yet_start_the_buckets_window() -> None:
+    _, permits, socket = await identified_shard()
+    assert any(b'"op":2' in frame for frame in socket.sent)
+    assert permits.log == ["granted"]
+
+
+async def test_ready_starts_the_buckets_identify_window() -> None:
+    shard, permits, _ = await identified_shard()
+    shard.feed(dispatch(1, "READY", READY))
+    assert permits.log == ["granted", "sent"]
+
+
+async def test_op9_answering_the_identify_starts_the_buckets_window() -> None:
+    shard, permits, _ = await identified_shard()
+    shard.feed(b'{"op":9,"d":false}')
+    assert permits.log == ["granted", "sent"]
+    assert shard._closer is not None
+    await shard._closer
+
+
+async def test_a_later_op9_does_not_report_the_identify_twice() -> None:
+    shard, permits, _ = await identified_shard()
+    shard.feed(dispatch(1, "READY", READY))
+    shard.feed(b'{"op":9,"d":true}')
+    assert permits.log == ["granted", "sent"]
+    assert shard._closer is not None
+    await shard._closer
+
+
+async def test_an_identify_with_no_socket_gives_its_grant_back_unused() -> None:
+    permits = RecordingPermits()
+    shard, _ = make_shard(permits=permits)
+    await shard._identify()
+    assert permits.log == ["granted", "unused"]
