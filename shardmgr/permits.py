@@ -1,7 +1,8 @@
 """Identify permits for worker processes: each ``IdentifyRequest`` waits in the
 ``IdentifyLimiter`` and is answered with a grant (or a refusal when the limiter itself fails).
-A grant holds its bucket until the worker reports the IDENTIFY sent (``IdentifySent``, the
-window starts then) or unused (``IdentifyCancel``), or until its process is gone.
+A grant holds its bucket until the worker reports that the gateway answered the IDENTIFY
+(``IdentifySent``, the window starts then) or that it was never sent (``IdentifyCancel``),
+or until its process is gone.
 
 A shard's first identify of a plan may spend the whole session-start budget; any later one is
 a restart or re-identify and must leave ``reserve`` starts alone. While an identify waits for
@@ -44,7 +45,7 @@ class _Pending:
 
 
 class PermitBroker:
-    """Owns every pending identify wait and every grant not yet reported sent, keyed by
+    """Owns every pending identify wait and every grant not yet reported settled, keyed by
     (generation, shard): a shard has at most one of each; a newer request from the same
     process replaces the older one."""
 
@@ -97,10 +98,11 @@ class PermitBroker:
             )
             older.task.cancel()
         if key in self._held:
-            # The worker asks again, so the grant it had is settled whatever became of it;
-            # its report went missing, and the window counts from the grant.
+            # The worker asks again, so the connection of the grant it had is over and its
+            # report went missing: whatever became of that IDENTIFY, the gateway has read
+            # all it ever will of it, so the window counts from now.
             del self._held[key]
-            self._call_limiter(self.limiter.release(msg.shard_id))
+            self._call_limiter(self.limiter.sent(msg.shard_id))
         reserve = self._reserve if msg.shard_id in self._identified else 0
         task = asyncio.create_task(
             self._grant(msg, reserve, send, wanted), name=f"identify-{msg.gen}-{msg.shard_id}"
@@ -129,8 +131,8 @@ class PermitBroker:
             self._call_limiter(self.limiter.release(shard_id))
 
     def sent(self, gen: int, shard_id: int, nonce: int) -> None:
-        """The worker wrote the granted IDENTIFY to its socket: the bucket's next window
-        counts from now."""
+        """The gateway answered the granted IDENTIFY: the bucket's next window counts from
+        now."""
         key = (gen, shard_id)
         if self._held.get(key) != nonce:
             log.debug(
@@ -152,11 +154,13 @@ class PermitBroker:
         self._metrics.identify_queue(self.limiter.queue_depth)
 
     def generation_gone(self, gen: int) -> None:
-        """The process has exited: nothing it was granted can be sent any more."""
+        """The process has exited. A grant it held may have been sent just before it died,
+        so its bucket's window counts from now (nothing more can reach the gateway), not
+        from the grant: at most one window lost per crash, never a violation."""
         self.cancel_generation(gen)
         for key in [k for k in self._held if k[0] == gen]:
             del self._held[key]
-            self._call_limiter(self.limiter.release(key[1]))
+            self._call_limiter(self.limiter.sent(key[1]))
 
     async def aclose(self) -> None:
         if self._limiter_calls:

@@ -96,6 +96,7 @@ async def test_first_identify_is_granted() -> None:
 async def test_restart_identify_waits_instead_of_spending_the_reserve() -> None:
     clock, rec, broker = await _shard_0_identified()
     broker.request(_ask(0, 2), send=rec.send, wanted=_always)  # a re-identify of shard 0
+    await _settle()  # the request settles the first grant: its window counts from now
     await clock.advance(WINDOW)  # its bucket's window first, then the budget
     assert len(rec.sent) == 1 and broker.pending == 1
     assert broker.exhausted is not None and "reserve" in broker.exhausted
@@ -107,6 +108,7 @@ async def test_restart_identify_waits_instead_of_spending_the_reserve() -> None:
 async def test_budget_wait_ends_with_a_grant_once_the_budget_refills() -> None:
     clock, rec, broker = await _shard_0_identified(reset_after_s=60.0)
     broker.request(_ask(0, 2), send=rec.send, wanted=_always)
+    await _settle()
     await clock.advance(WINDOW)
     assert broker.exhausted is not None
     await clock.advance(60.0 - WINDOW)
@@ -250,15 +252,19 @@ async def test_grants_stay_held_while_a_stopping_process_may_still_send() -> Non
     await broker.aclose()
 
 
-async def test_grants_of_a_process_that_is_gone_free_their_buckets() -> None:
+async def test_grants_of_a_process_that_is_gone_free_their_buckets_one_window_later() -> None:
+    # It may have sent the IDENTIFY just before dying: the window counts from its death.
     clock, rec = FakeClock(start=0.0), Recorder()
     broker = _broker(clock, rec)
     await _granted(broker, rec, 0, 1)
     broker.request(_ask(4, 1, gen=2), send=rec.send, wanted=_always)  # its successor
     await _settle()
+    await clock.advance(3 * WINDOW)
     broker.generation_gone(1)
     await _settle()
-    await clock.advance(WINDOW)
+    await clock.advance(WINDOW - 0.01)
+    assert len(rec.sent) == 1
+    await clock.advance(0.01)
     assert await rec.next_send() == ipc.IdentifyGrant(gen=2, shard_id=4, nonce=1)
     await broker.aclose()
 
@@ -276,13 +282,16 @@ async def test_a_grant_not_sent_to_a_process_going_away_frees_its_bucket() -> No
     await broker.aclose()
 
 
-async def test_a_new_request_for_the_same_shard_settles_its_previous_grant() -> None:
+async def test_a_new_request_for_the_same_shard_settles_its_previous_grant_from_now() -> None:
     clock, rec = FakeClock(start=0.0), Recorder()
     broker = _broker(clock, rec)
     await _granted(broker, rec, 0, 1)
+    await clock.advance(3 * WINDOW)
     broker.request(_ask(0, 2), send=rec.send, wanted=_always)
     await _settle()
-    await clock.advance(WINDOW)
+    await clock.advance(WINDOW - 0.01)
+    assert len(rec.sent) == 1
+    await clock.advance(0.01)
     assert await rec.next_send() == ipc.IdentifyGrant(gen=1, shard_id=0, nonce=2)
     assert broker.held == 1
     await broker.aclose()
