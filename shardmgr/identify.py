@@ -23,6 +23,7 @@ import msgspec
 
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
+from workers.permits import HOLD_TIMEOUT_S
 
 
 class SessionStartLimit(msgspec.Struct, frozen=True):
@@ -103,9 +104,6 @@ MIN_BUDGET_WAIT_S = 1.0
 # IDENTIFY, which is already after Discord read it; the margin is a reserve for clock
 # rounding and for Discord's own accounting, not for latency.
 WINDOW_MARGIN = 0.1
-# How long a grant may stay unreported before its bucket moves on. A worker that cannot send
-# for this long stops answering pings too and is killed (which releases its grants sooner).
-HOLD_TIMEOUT_S = 20.0
 log = logging.getLogger(__name__)
 
 

@@ -58,7 +58,6 @@ from redis.exceptions import RedisError, ResponseError
 
 from shardmgr.errors import UserError
 from shardmgr.identify import (
-    HOLD_TIMEOUT_S,
     MIN_BUDGET_WAIT_S,
     BudgetExhausted,
     BudgetWait,
@@ -70,6 +69,7 @@ from shardmgr.redisconn import Outage, connect, safe_url
 from shardmgr.token import bot_id_from_token as _bot_id
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
+from workers.permits import HOLD_TIMEOUT_S
 
 __all__ = ["RedisIdentifyLimiter", "bot_id_from_token", "connect", "grant_log", "safe_url"]
 

@@ -17,7 +17,6 @@ from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
 from shardmgr.httpapi import HttpApi
 from shardmgr.identify import (
-    HOLD_TIMEOUT_S,
     IdentifyLimiter,
     LocalIdentifyLimiter,
     RefreshLimits,
@@ -29,6 +28,7 @@ from shardmgr.sessions import SessionStore, read_state, write_state
 from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
 from workers.logsetup import fields
+from workers.permits import HOLD_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ def make_limiter(
 ) -> IdentifyLimiter:
     """The limiter named by --identify-limiter; each limiter pads the window itself."""
     limits = gateway.limits
-    # A grant unreported for longer belongs to a worker that stopped answering pings: it is
-    # killed by then, which releases the grant anyway.
+    # A live worker reports every grant within its READY deadline plus its close handshake
+    # (15 s + 2 s by default). A grant unreported for longer belongs to a worker that
+    # stopped answering pings: it is killed by then, which settles the grant anyway.
     hold_s = max(HOLD_TIMEOUT_S, settings.ping_timeout_s + settings.ping_interval_s)
     if settings.identify_limiter == "local":
         return LocalIdentifyLimiter(

@@ -33,8 +33,9 @@ class IdentifyPermit(Protocol):
         ...
 
 
-# An in-process shard that neither sends nor gives back its grant within this long (its
-# task would have to be stuck) stops holding the bucket.
+# How long a grant may stay unreported before its bucket moves on. A shard reports within
+# its READY deadline plus its close handshake (17 s by default); one silent for longer is
+# stuck, and a worker process that is stuck stops answering pings and is killed.
 HOLD_TIMEOUT_S = 20.0
 
 
