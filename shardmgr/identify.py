@@ -21,7 +21,7 @@ from typing import Protocol
 
 import msgspec
 
-from workers.clock import REAL_CLOCK, Clock
+from workers.clock import REAL_CLOCK, Clock, wait_event
 from workers.logsetup import fields
 from workers.permits import HOLD_TIMEOUT_S
 
@@ -130,18 +130,6 @@ class _Hold:
     def __init__(self, bucket: _Bucket, until: float) -> None:
         self.bucket = bucket
         self.until = until
-
-
-async def wait_event(event: asyncio.Event, seconds: float, clock: Clock) -> None:
-    """Until ``event`` is set or ``seconds`` pass on ``clock``, whichever comes first."""
-    changed = asyncio.ensure_future(event.wait())
-    sleep = asyncio.ensure_future(clock.sleep(seconds))
-    try:
-        await asyncio.wait({changed, sleep}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for fut in (changed, sleep):
-            fut.cancel()
-        await asyncio.gather(changed, sleep, return_exceptions=True)
 
 
 RefreshLimits = Callable[[], Awaitable[SessionStartLimit]]

@@ -63,11 +63,10 @@ from shardmgr.identify import (
     BudgetWait,
     RefreshLimits,
     SessionStartLimit,
-    wait_event,
 )
 from shardmgr.redisconn import Outage, connect, safe_url
 from shardmgr.token import bot_id_from_token as _bot_id
-from workers.clock import REAL_CLOCK, Clock
+from workers.clock import REAL_CLOCK, Clock, wait_event
 from workers.logsetup import fields
 from workers.permits import HOLD_TIMEOUT_S
 

@@ -134,16 +134,11 @@ class PermitBroker:
         """The gateway answered the granted IDENTIFY: the bucket's next window counts from
         now."""
         key = (gen, shard_id)
-        if self._held.get(key) != nonce:
-            log.debug(
-                "identify sent for a grant no longer held",
-                extra=fields(gen=gen, shard=shard_id, nonce=nonce),
-            )
-            # A send reported after its hold was released still bounds the next one.
-            if key not in self._held:
-                self._call_limiter(self.limiter.sent(shard_id))
-            return
-        del self._held[key]
+        held = self._held.get(key)
+        if held is not None and held != nonce:
+            return  # a newer grant of this shard is out: this report is stale
+        # Also for a grant no longer held: a late answer still bounds the next IDENTIFY.
+        self._held.pop(key, None)
         self._call_limiter(self.limiter.sent(shard_id))
 
     def cancel_generation(self, gen: int) -> None:

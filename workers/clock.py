@@ -29,6 +29,18 @@ class RealClock:
 REAL_CLOCK = RealClock()
 
 
+async def wait_event(event: asyncio.Event, seconds: float, clock: Clock) -> None:
+    """Until ``event`` is set or ``seconds`` pass on ``clock``, whichever comes first."""
+    changed = asyncio.ensure_future(event.wait())
+    sleep = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({changed, sleep}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (changed, sleep):
+            fut.cancel()
+        await asyncio.gather(changed, sleep, return_exceptions=True)
+
+
 class FakeClock:
     """A clock that only moves when a test calls ``advance``; sleepers wake in time order."""
 

@@ -80,16 +80,17 @@ class IpcPermits:
         self._granted[shard_id] = nonce
 
     def sent(self, shard_id: int) -> None:
-        nonce = self._granted.pop(shard_id, None)
-        if nonce is not None:
-            gen = self._channel.gen
-            self._channel.send(ipc.IdentifySent(gen=gen, shard_id=shard_id, nonce=nonce))
+        self._settle(shard_id, ipc.IdentifySent)
 
     def unused(self, shard_id: int) -> None:
+        self._settle(shard_id, ipc.IdentifyCancel)
+
+    def _settle(
+        self, shard_id: int, report: type[ipc.IdentifySent] | type[ipc.IdentifyCancel]
+    ) -> None:
         nonce = self._granted.pop(shard_id, None)
         if nonce is not None:
-            gen = self._channel.gen
-            self._channel.send(ipc.IdentifyCancel(gen=gen, shard_id=shard_id, nonce=nonce))
+            self._channel.send(report(gen=self._channel.gen, shard_id=shard_id, nonce=nonce))
 
     def granted(self, nonce: int) -> None:
         future = self._pending.get(nonce)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from workers.clock import REAL_CLOCK, Clock
+from workers.clock import REAL_CLOCK, Clock, wait_event
 
 
 class PermitRefused(Exception):
@@ -73,7 +73,8 @@ class InProcessPermits:
                 now = self._clock.monotonic()
                 held = self._held.get(bucket)
                 if held is not None and held[1] > now:
-                    await self._wait_settled(bucket, held[1] - now)
+                    event = self._settled.setdefault(bucket, asyncio.Event())
+                    await wait_event(event, held[1] - now, self._clock)
                     continue
                 self._held.pop(bucket, None)
                 wait = self._next_at.get(bucket, 0.0) - now
@@ -101,14 +102,3 @@ class InProcessPermits:
             event = self._settled.pop(bucket, None)
             if event is not None:
                 event.set()
-
-    async def _wait_settled(self, bucket: int, seconds: float) -> None:
-        event = self._settled.setdefault(bucket, asyncio.Event())
-        settled = asyncio.ensure_future(event.wait())
-        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait({settled, sleep}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for fut in (settled, sleep):
-                fut.cancel()
-            await asyncio.gather(settled, sleep, return_exceptions=True)
