@@ -32,14 +32,23 @@ def test_explicit_count_overrides_the_recommendation() -> None:
 
 def test_shard_range_runs_only_that_slice_of_total_shards() -> None:
     plan = make_plan(
-        shards="auto", recommended=2, max_concurrency=1, total_shards=16, shard_ids=(4, 7)
+        shards="auto", recommended=2, max_concurrency=1, total_shards=16, slice_ids=range(4, 8)
     )
     assert plan.total_shards == 16 and plan.shard_ids == [4, 5, 6, 7]
 
 
+def test_a_slice_may_be_any_set_of_shard_ids() -> None:
+    plan = make_plan(
+        shards="auto", recommended=2, max_concurrency=1, total_shards=16, slice_ids=[9, 0, 1]
+    )
+    assert plan.shard_ids == [0, 1, 9]
+
+
 def test_shard_range_outside_total_is_a_user_error() -> None:
-    with pytest.raises(UserError):
-        make_plan(shards="auto", recommended=2, max_concurrency=1, total_shards=4, shard_ids=(2, 4))
+    with pytest.raises(UserError, match="--shard-ids 2-4 is outside --total-shards 4"):
+        make_plan(
+            shards="auto", recommended=2, max_concurrency=1, total_shards=4, slice_ids=[2, 3, 4]
+        )
 
 
 def test_default_group_size_keeps_every_core_busy() -> None:
