@@ -238,13 +238,13 @@ async def _run(
         )
         return gateway, plan_for(settings, gateway, shards=str(total))
 
-    # Everything that can fail before work starts fails before the plan is printed.
+    # Everything that can fail before work starts fails before the plan is printed: the
+    # local checks even before discovery spends a request.
     check_state_file(settings)
     check_port_free(settings)
     gateway = await discover()
     plan = plan_for(settings, gateway)
     warn_if_unshared_slice(settings, plan)
-    announce(plan.describe())
 
     from shardmgr.metrics import Metrics
 
@@ -270,6 +270,7 @@ async def _run(
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address
         await api.start(host, port)
+        announce(plan.describe())
     except BaseException:
         # supervisor.run() owns the limiter from here on; before that, we close it.
         await limiter.aclose()

@@ -6,6 +6,7 @@ from typing import Any
 
 from shardmgr.adminclient import request_json
 from shardmgr.errors import UserError
+from shardmgr.settingvalues import ranges_text
 
 
 def fetch_status(address: str, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -88,11 +89,7 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def _shard_span(ids: list[int]) -> str:
-    if not ids:
-        return "-"
-    if ids == list(range(ids[0], ids[-1] + 1)):
-        return f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0])
-    return ",".join(map(str, ids))
+    return ranges_text(ids) or "-"
 
 
 def show(address: str) -> int:

@@ -5,12 +5,11 @@ says where it was looked for."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
 import sys
 from pathlib import Path
 
+from tests.supervisor.cli_proc import run_shardmgr
 from tests.supervisor.conftest import make_token
 from tests.supervisor.harness import FakeGatewayProc, SupervisorProc
 
@@ -34,22 +33,16 @@ def _closed_port() -> int:
 
 
 async def _run(*args: str, cwd: Path, tmp: Path) -> tuple[int, list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDMGR_")}
-    env.update(
-        DISCORD_TOKEN=make_token(),
-        SHARDMGR_STATE_DIR=str(tmp / "state"),
-        SHARDMGR_DISCOVERY_ATTEMPTS="1",
+    env = {
+        "DISCORD_TOKEN": make_token(),
+        "SHARDMGR_STATE_DIR": str(tmp / "state"),
+        "SHARDMGR_DISCOVERY_ATTEMPTS": "1",
+    }
+    api = f"http://127.0.0.1:{_closed_port()}/api/v10"
+    code, _out, err = await run_shardmgr(
+        "start", *args, "--api-base", api, env=env, cwd=cwd, program=(str(CONSOLE_SCRIPT),)
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(CONSOLE_SCRIPT), "start", *args,
-        "--api-base", f"http://127.0.0.1:{_closed_port()}/api/v10",
-        cwd=cwd, env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 60.0)
-    return proc.returncode or 0, [line for line in err.decode().splitlines() if line.strip()]
+    return code, [line for line in err.splitlines() if line.strip()]
 
 
 async def test_handler_in_the_working_directory_is_imported(tmp_path: Path) -> None:

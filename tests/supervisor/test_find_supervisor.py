@@ -4,31 +4,15 @@ supervisor's alone (0600, symlinks never followed)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 
 from shardmgr.addressfile import address_path, read_address, remove_address, write_address
 from shardmgr.errors import UserError
+from tests.supervisor.cli_proc import run_shardmgr
 from tests.supervisor.harness import FakeGatewayProc, SupervisorProc, all_connected
-
-
-async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDMGR_")}
-    full_env.update(env or {})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shardmgr", *args,
-        env=full_env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60.0)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 def test_address_file_is_private_and_read_back(tmp_path: Path) -> None:
@@ -64,7 +48,7 @@ def test_remove_leaves_a_newer_supervisors_address(tmp_path: Path) -> None:
 
 
 async def test_status_without_a_recorded_address_says_how_to_find_one(tmp_path: Path) -> None:
-    code, _out, err = await _cli("status", "--state-dir", str(tmp_path))
+    code, _out, err = await run_shardmgr("status", "--state-dir", str(tmp_path))
     assert code == 2
     assert err == (
         f"shardmgr: error: no running supervisor found (no address recorded at "
@@ -84,11 +68,11 @@ async def test_status_presence_and_stop_find_the_supervisor_through_the_state_di
             address_line = next(line for line in sup.stdout if line.startswith("http: "))
             assert address_line.endswith(f"(shardmgr status --state-dir {state})")
 
-            code, out, err = await _cli("status", "--state-dir", state)
+            code, out, err = await run_shardmgr("status", "--state-dir", state)
             assert code == 0, err
             assert out.startswith(f"supervisor pid {sup.proc.pid}: 2/2 shards connected")
 
-            code, out, err = await _cli(
+            code, out, err = await run_shardmgr(
                 "presence", "--status", "dnd", "--state-dir", state,
                 env={"SHARDMGR_ADMIN_SECRET": "a-secret-here"},
             )  # fmt: skip
@@ -99,7 +83,7 @@ async def test_status_presence_and_stop_find_the_supervisor_through_the_state_di
                 "(the same value as here)\n"
             )
 
-            code, out, err = await _cli("stop", "--state-dir", state)
+            code, out, err = await run_shardmgr("stop", "--state-dir", state)
             assert code == 0, err
             assert out == f"supervisor {sup.proc.pid} stopped\n"
             assert await sup.wait_exit() == 0

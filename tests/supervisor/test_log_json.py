@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.supervisor.cli_proc import run_shardmgr
 from tests.supervisor.conftest import make_token
 from tests.supervisor.harness import FakeGatewayProc, SupervisorProc, all_connected
 from workers.logsetup import STDERR_LINE_BYTES, forward_stderr, wrap_stderr_line
@@ -26,21 +27,6 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
         assert isinstance(doc, dict), line
         docs.append(doc)
     return docs
-
-
-async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDMGR_")}
-    full_env.pop("DISCORD_TOKEN", None)
-    full_env.update(env)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shardmgr", *args,
-        env=full_env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60.0)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize(
@@ -58,7 +44,7 @@ async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 async def test_errors_before_logging_is_set_up_are_json(
     args: list[str], env: dict[str, str], message: str, tmp_path: Path
 ) -> None:
-    code, out, err = await _cli(*args, env={"SHARDMGR_STATE_DIR": str(tmp_path), **env})
+    code, out, err = await run_shardmgr(*args, env={"SHARDMGR_STATE_DIR": str(tmp_path), **env})
     assert code == 2 and out == ""
     [doc] = _json_lines(err)
     assert (doc["level"], doc["logger"], doc["msg"]) == ("error", "shardmgr", message)
