@@ -29,7 +29,8 @@ _HELP: dict[str, str] = {
     "handler_backlog": "events queued per shard for the handler before the shard stops reading",
     "handler_batch": "events per handle_batch call, for handlers that define it",
     "drain_timeout_s": "on stop, seconds queued events may take to reach the handler",
-    "intents": "intent names (GUILDS,GUILD_MESSAGES), 'default', 'all' or an integer",
+    "intents": "intent names (GUILDS,GUILD_MESSAGES), 'default' (every non-privileged one), "
+    "'all' or an integer; privileged ones need the developer portal too",
     "compress": "zlib-stream, zstd-stream, payload (per-message zlib, Identify compress) or none",
     "heartbeat_ack_check": "reconnect a zombie connection (no heartbeat ACK); "
     "--no-heartbeat-ack-check turns the check off",
@@ -176,7 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         "start",
         help="run the bot's shards (token from DISCORD_TOKEN or --token-file)",
         description="Settings come from flags, then SHARDMGR_* environment variables, then the "
-        "TOML file, then defaults. The token comes from DISCORD_TOKEN or --token-file only.",
+        "TOML file, then defaults. The token comes from DISCORD_TOKEN or --token-file only. "
+        "--handler mybot:handler imports mybot from the working directory (or --app-dir). "
+        "Privileged intents (MESSAGE_CONTENT, GUILD_MEMBERS, GUILD_PRESENCES) must be enabled "
+        "for the bot in the Discord developer portal and named in --intents, e.g. "
+        "--intents GUILDS,GUILD_MESSAGES,MESSAGE_CONTENT; without MESSAGE_CONTENT a message's "
+        "content is empty.",
     )
     add_settings_arguments(start)
     start.set_defaults(run=_run_start)
