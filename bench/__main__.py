@@ -33,7 +33,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, allow_abbrev=False)
     p.add_argument("--quick", action="store_true", help="small smoke run (seconds, not minutes)")
     p.add_argument("--only", default="", help="comma-separated benchmark names: "
                    + ",".join(BENCHMARKS))

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shardmgr.errors import UserError
 
+log = logging.getLogger("shardmgr")
+
 # A secret typed on a command line is visible to everyone through ps.
 _NO_FLAG = frozenset({"admin_secret"})
-_BOOL_FLAGS = frozenset({"keep_sessions", "log_json"})
-# on by default: --NAME / --no-NAME
-_ON_BY_DEFAULT = frozenset({"heartbeat_ack_check"})
 
 _HELP: dict[str, str] = {
     "shards": "'auto' (Discord's recommendation, rounded up to max_concurrency) or a count",
@@ -22,8 +23,14 @@ _HELP: dict[str, str] = {
     "shard_ids": "this host's slice A-B (inclusive), with --total-shards",
     "shards_per_worker": "shards per worker process (K)",
     "workers": "number of worker processes (W), instead of --shards-per-worker",
-    "handler": "your event handler, module:attribute",
-    "intents": "intent names (GUILDS,GUILD_MESSAGES), 'default', 'all' or an integer",
+    "handler": "your event handler, module:attribute (module found in --app-dir first)",
+    "app_dir": "import the handler's module from this directory first (default: the "
+    "working directory, as uvicorn and gunicorn do)",
+    "handler_backlog": "events queued per shard for the handler before the shard stops reading",
+    "handler_batch": "events per handle_batch call, for handlers that define it",
+    "drain_timeout_s": "on stop, seconds queued events may take to reach the handler",
+    "intents": "intent names (GUILDS,GUILD_MESSAGES), 'default' (every non-privileged one), "
+    "'all' or an integer; privileged ones need the developer portal too",
     "compress": "zlib-stream, zstd-stream, payload (per-message zlib, Identify compress) or none",
     "heartbeat_ack_check": "reconnect a zombie connection (no heartbeat ACK); "
     "--no-heartbeat-ack-check turns the check off",
@@ -62,40 +69,21 @@ _HELP: dict[str, str] = {
 }
 
 
-def _flag(name: str) -> str:
-    return "--" + name.removesuffix("_s").replace("_", "-")
-
-
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting, all defaulting to None so that only typed flags override the
-    environment and the TOML file."""
-    from shardmgr.config import FIELD_TYPES
+    environment and the TOML file. Booleans get ``--NAME`` and ``--no-NAME``."""
+    from shardmgr.config import FIELD_TYPES, flag_name
 
     parser.add_argument("--config", metavar="FILE", help="a TOML settings file")
-    for name in FIELD_TYPES:
+    for name, ftype in FIELD_TYPES.items():
         if name in _NO_FLAG:
             continue
-        if name in _ON_BY_DEFAULT:
-            parser.add_argument(
-                _flag(name),
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=_HELP.get(name),
-            )
-            continue
-        if name in _BOOL_FLAGS:
-            parser.add_argument(
-                _flag(name), dest=name, action="store_true", default=None, help=_HELP.get(name)
-            )
-            continue
-        parser.add_argument(
-            _flag(name),
-            dest=name,
-            default=None,
-            metavar=name.removesuffix("_s").upper(),
-            help=_HELP.get(name),
-        )
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": _HELP.get(name)}
+        if ftype is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = name.removesuffix("_s").upper()
+        parser.add_argument(flag_name(name), **kwargs)
 
 
 def _typed_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,47 +94,72 @@ def _typed_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_start(args: argparse.Namespace) -> int:
     from shardmgr import start
-    from shardmgr.config import load_settings, load_token
+    from shardmgr.config import load_settings, unknown_env_warnings
+    from shardmgr.token import check_token_shape, is_discord_api, load_token
     from workers import logsetup, redact
 
     settings = load_settings(_typed_flags(args), config_path=args.config)
     logsetup.configure(settings.log_level, settings.log_json)
-    token = load_token(settings, args.token_file, os.environ)
+    args.log_json_applied = settings.log_json
+    for warning in unknown_env_warnings():
+        log.warning(warning)
+    token, source = load_token(args.token_file, settings.token_file, os.environ)
     redact.add_secret(token)
+    try:
+        check_token_shape(token, source)
+    except UserError as exc:
+        if is_discord_api(settings.api_base):
+            raise
+        # Other Discord-compatible servers (Spacebar issues JWTs) shape tokens their way.
+        log.warning(f"{exc}; used anyway, since --api-base is not Discord's")
     if settings.admin_secret:
         redact.add_secret(settings.admin_secret)
     return start.start(settings, token)
+
+
+def _find_supervisor(args: argparse.Namespace) -> str:
+    """``--http`` if given, else the address the supervisor recorded in its state dir."""
+    from shardmgr import addressfile
+    from shardmgr.config import load_settings
+
+    settings = load_settings(
+        {"http": args.http, "state_dir": args.state_dir}, config_path=args.config
+    )
+    if args.http is None:
+        recorded = addressfile.read_address(settings.state_dir)
+        if recorded is None:
+            raise UserError(
+                "no running supervisor found (no address recorded at "
+                f"{addressfile.address_path(settings.state_dir)}); pass the supervisor's "
+                "--state-dir, or --http HOST:PORT"
+            )
+        return recorded
+    address = settings.http_address
+    return f"{address.connect_host}:{address.port}"
 
 
 def _run_stop(args: argparse.Namespace) -> int:
     from shardmgr import stop
     from shardmgr.config import load_settings
 
-    flags = {"state_dir": args.state_dir}
-    settings = load_settings(flags, config_path=args.config)
+    settings = load_settings({"state_dir": args.state_dir}, config_path=args.config)
     return stop.stop(settings.pid_path, keep_sessions=args.keep_sessions)
 
 
 def _run_status(args: argparse.Namespace) -> int:
     from shardmgr import status
-    from shardmgr.config import load_settings
 
-    settings = load_settings({"http": args.http}, config_path=args.config)
-    host, port = settings.http.rsplit(":", 1)
-    if host in ("0.0.0.0", "::", "[::]"):
-        host = "127.0.0.1"
-    return status.show(f"{host}:{port}")
+    return status.show(_find_supervisor(args))
 
 
 def _run_presence(args: argparse.Namespace) -> int:
     from shardmgr import presence
-    from shardmgr.config import load_settings
 
-    settings = load_settings({"http": args.http}, config_path=args.config)
-    host, port = settings.http.rsplit(":", 1)
-    if host in ("0.0.0.0", "::", "[::]"):
-        host = "127.0.0.1"
-    print(presence.send(f"{host}:{port}", args.status, args.activity, args.activity_type, args.url))
+    # Mistakes in the arguments are reported before looking for the supervisor.
+    presence.build_body(args.status, args.activity, args.activity_type, args.url)
+    presence.admin_secret()
+    address = _find_supervisor(args)
+    print(presence.send(address, args.status, args.activity, args.activity_type, args.url))
     return 0
 
 
@@ -164,20 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
         "start",
         help="run the bot's shards (token from DISCORD_TOKEN or --token-file)",
         description="Settings come from flags, then SHARDMGR_* environment variables, then the "
-        "TOML file, then defaults. The token comes from DISCORD_TOKEN or --token-file only.",
+        "TOML file, then defaults. The token comes from DISCORD_TOKEN or --token-file only. "
+        "--handler mybot:handler imports mybot from the working directory (or --app-dir). "
+        "Privileged intents (MESSAGE_CONTENT, GUILD_MEMBERS, GUILD_PRESENCES) must be enabled "
+        "for the bot in the Discord developer portal and named in --intents, e.g. "
+        "--intents GUILDS,GUILD_MESSAGES,MESSAGE_CONTENT; without MESSAGE_CONTENT a message's "
+        "content is empty.",
     )
     add_settings_arguments(start)
     start.set_defaults(run=_run_start)
 
     stop = sub.add_parser("stop", help="stop the running supervisor")
     stop.add_argument("--keep-sessions", action="store_true", help="suspend and save sessions")
-    stop.add_argument("--state-dir", default=None, help="the supervisor's --state-dir")
-    stop.add_argument("--config", metavar="FILE", help="a TOML settings file")
+    _add_supervisor_location(stop, http=False)
     stop.set_defaults(run=_run_stop)
 
     status = sub.add_parser("status", help="show the running supervisor's workers and shards")
-    status.add_argument("--http", default=None, help="the supervisor's --http address")
-    status.add_argument("--config", metavar="FILE", help="a TOML settings file")
+    _add_supervisor_location(status)
     status.set_defaults(run=_run_status)
 
     presence = sub.add_parser(
@@ -193,8 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="playing, streaming, listening, watching, custom or competing",
     )
     presence.add_argument("--url", default=None, help="stream URL (with --activity-type streaming)")
-    presence.add_argument("--http", default=None, help="the supervisor's --http address")
-    presence.add_argument("--config", metavar="FILE", help="a TOML settings file")
+    _add_supervisor_location(presence)
     presence.set_defaults(run=_run_presence)
 
     demo = sub.add_parser("demo", help="a fake gateway plus `shardmgr start` (`make run`)")
@@ -210,20 +225,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_supervisor_location(parser: argparse.ArgumentParser, *, http: bool = True) -> None:
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="the supervisor's --state-dir (where it records its pid and HTTP address)",
+    )
+    if http:
+        parser.add_argument(
+            "--http",
+            default=None,
+            metavar="HOST:PORT",
+            help="the supervisor's address (default: the one it recorded in --state-dir)",
+        )
+    parser.add_argument("--config", metavar="FILE", help="a TOML settings file")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a user mistake as one line and exit status 2."""
+    """argparse that reports a user mistake as one line and exit status 2. Abbreviations
+    are off: ``--token VALUE`` must not quietly become ``--token-file VALUE``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message}")
+        from workers import redact
+
+        head, sep, extras = message.partition("unrecognized arguments: ")
+        if sep:
+            # Show only the unknown options, never the values after them: the value of a
+            # mistyped ``--token`` is the token.
+            names = [word.split("=", 1)[0] for word in extras.split() if word.startswith("-")]
+            message = f"{head}{sep}{' '.join(names) or '(values not shown)'}"
+            if "--token" in names:
+                message += " (the token comes from DISCORD_TOKEN or --token-file FILE)"
+        command = self.prog.removeprefix("shardmgr").strip()
+        raise UserError(redact.redact(f"{command}: {message}" if command else message))
+
+
+def _errors_as_json(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+    """Whether ``--log-json`` is wanted, known before the settings are: the flag or
+    ``SHARDMGR_LOG_JSON`` (a TOML ``log_json`` applies once the settings are loaded)."""
+    for word in reversed(argv):
+        if word in ("--log-json", "--no-log-json"):
+            return word == "--log-json"
+    return env.get("SHARDMGR_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from workers import logsetup
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = _errors_as_json(argv, os.environ)
+    args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
         code: int = args.run(args)
         return code
     except UserError as exc:
-        print(f"shardmgr: error: {exc}", file=sys.stderr)
+        if getattr(args, "log_json_applied", as_json):
+            print(logsetup.json_line(str(exc), "error"), file=sys.stderr, flush=True)
+        else:
+            print(f"shardmgr: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not getattr(args, "log_json_applied", as_json):
+            raise
+        detail = "".join(traceback.format_exception(exc))
+        print(
+            logsetup.json_line(f"{type(exc).__name__}: {exc}", "critical", exc=detail),
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1

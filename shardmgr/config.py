@@ -1,10 +1,18 @@
-"""Every supervisor setting in one typed object: flags > SHARDMGR_* env > TOML > defaults."""
+"""Every supervisor setting in one typed object: flags > SHARDMGR_* env > TOML > defaults.
+
+Each value is checked and parsed once, here: the typed views (``shard_selection``,
+``http_address``, ``intents_mask``, ``limiter``, ``handler_target``, ``app_path``) are
+computed on first use and cached, and ``load_settings`` touches every one of them, so a
+mistake is one line naming the flag, variable or TOML key the user wrote."""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import tomllib
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -12,25 +20,33 @@ import msgspec
 
 from shardmgr.errors import UserError
 from shardmgr.plan import host_slice
+from shardmgr.presence import ACTIVITY_TYPES, PRESENCE_STATUSES, presence_payload
 from shardmgr.redisconn import safe_url
-from shardmgr.token import bot_id_from_token
+from shardmgr.settingvalues import (
+    HttpAddress,
+    LimiterSpec,
+    ShardIds,
+    join_list,
+    parse_limiter,
+)
+from shardmgr.settingvalues import parse_http_address as _parse_http
+from shardmgr.settingvalues import parse_shard_ids as _parse_ids
 from workers.codec import COMPRESS_MODES
 from workers.protocol import parse_intents
 
 ENV_PREFIX: Final = "SHARDMGR_"
-TOKEN_ENV: Final = "DISCORD_TOKEN"
 DISCORD_API: Final = "https://discord.com/api/v10"
-PRESENCE_STATUSES: Final = ("online", "dnd", "idle", "invisible")
-# Discord's activity types by name (bots may not use 4 "custom" with a name only: it shows
-# ``state``, so a custom activity's text goes there).
-ACTIVITY_TYPES: Final = {
-    "playing": 0,
-    "streaming": 1,
-    "listening": 2,
-    "watching": 3,
-    "custom": 4,
-    "competing": 5,
-}
+# ``SHARDMGR_*`` variables that are not settings: read by workers (the sink URL, the jsonl
+# handler's file), naming the TOML file, or the fake gateway's token. Anything else with the
+# prefix that names no setting is a typo, warned about with the nearest name.
+NON_SETTING_ENV: Final = frozenset(
+    {"SHARDMGR_CONFIG", "SHARDMGR_SINK_URL", "SHARDMGR_JSONL", "SHARDMGR_FAKE_TOKEN"}
+)
+BOOL_WORDS: Final = {
+    "yes": True, "no": False, "on": True, "off": False,
+    "true": True, "false": False, "1": True, "0": False,
+}  # fmt: skip
+SINK_HANDLER: Final = "shardmgr.sinks.redis_stream:sink"
 MIN_MESSAGE_BYTES: Final = 1024 * 1024
 DEFAULT_HANDLER: Final = "shardmgr.handlers:null"
 LARGE_THRESHOLD_RANGE: Final = (50, 250)
@@ -41,9 +57,11 @@ def default_state_dir() -> str:
     return os.path.join(base, "shardmgr")
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
+class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The supervisor's whole configuration. Field names are the TOML keys; the env name is
-    ``SHARDMGR_`` + the upper-cased name; the flag is ``--`` + the name with dashes."""
+    ``SHARDMGR_`` + the upper-cased name; the flag is ``--`` + the name with dashes, without
+    the ``_s`` of durations. The typed views raise ValueError on a bad value, which
+    ``load_settings`` words as one line; ``dict=True`` only makes room for their cache."""
 
     shards: str = "auto"
     total_shards: int | None = None
@@ -53,6 +71,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host_index: int | None = None
     host_count: int | None = None
     handler: str = DEFAULT_HANDLER
+    # Where ``--handler``'s module is imported from, before the Python path (uvicorn's
+    # --app-dir): the working directory unless told otherwise.
+    app_dir: str = "."
+    handler_backlog: int = 1000
+    handler_batch: int = 100
+    drain_timeout_s: float = 5.0
     intents: str = "default"
     compress: str = "zlib-stream"
     large_threshold: int = 250
@@ -103,19 +127,42 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def _slice(self) -> tuple[int, int]:
         assert self.total_shards is not None
-        if self.shard_ids is not None:
-            return parse_shard_ids(self.shard_ids)
+        if self.shard_selection is not None:
+            return self.shard_selection.first, self.shard_selection.last
         if self.host_index is not None and self.host_count is not None:
             ids = host_slice(self.total_shards, self.host_index, self.host_count)
             if ids:
                 return ids[0], ids[-1]
         return 0, self.total_shards - 1
 
+    @functools.cached_property
+    def shard_selection(self) -> ShardIds | None:
+        """``shard_ids`` parsed: this host's shard ids, or None for the whole bot."""
+        return None if self.shard_ids is None else _parse_ids(self.shard_ids)
+
+    @functools.cached_property
+    def http_address(self) -> HttpAddress:
+        return _parse_http(self.http)
+
+    @functools.cached_property
+    def limiter(self) -> LimiterSpec:
+        return parse_limiter(self.identify_limiter)
+
+    @property
+    def handler_target(self) -> str:
+        """The handler workers load: the sink's when ``--sink`` is given."""
+        return SINK_HANDLER if self.sink else self.handler
+
+    @functools.cached_property
+    def app_path(self) -> str:
+        """``app_dir`` made absolute once, so a later ``chdir`` cannot move it."""
+        return os.path.abspath(self.app_dir)
+
     @property
     def pid_path(self) -> Path:
         return Path(self.state_dir) / "supervisor.pid"
 
-    @property
+    @functools.cached_property
     def intents_mask(self) -> int:
         return parse_intents(self.intents)
 
@@ -134,48 +181,109 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-def presence_payload(
-    status: str, activity: str | None, activity_type: str = "playing", url: str | None = None
-) -> dict[str, object]:
-    """Op 3's ``d``: one activity named ``activity`` (or none)."""
-    activities: list[dict[str, object]] = []
-    if activity is not None:
-        kind = ACTIVITY_TYPES[activity_type]
-        entry: dict[str, object] = {"name": activity, "type": kind}
-        if kind == ACTIVITY_TYPES["custom"]:
-            # Discord shows a custom status's ``state``; ``name`` must still be present.
-            entry = {"name": "Custom Status", "type": kind, "state": activity}
-        if url is not None:
-            entry["url"] = url
-        activities.append(entry)
-    return {"since": None, "activities": activities, "status": status, "afk": False}
-
-
 FIELD_TYPES: Final[dict[str, Any]] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
 FIELD_NAMES: Final = tuple(FIELD_TYPES)
+# Settings whose text is a list (``intents = ["GUILDS", "GUILD_MESSAGES"]``, ``shard_ids =
+# [0, 1, 2]``): a TOML list is joined the way the flag would be written.
+LIST_SETTINGS: Final = frozenset({"intents", "shard_ids"})
+# A secret's value never appears in an error.
+SECRET_SETTINGS: Final = frozenset({"admin_secret"})
+_UNITS: Final = {int: "a whole number", float: "a number", bool: "a yes/no value"}
+
+Where = Callable[[str], str]
 
 
-def _convert(name: str, value: Any, source: str) -> Any:
-    if name not in FIELD_TYPES:
-        raise UserError(f"{source}: unknown setting {name!r}")
-    ftype = FIELD_TYPES[name]
-    if (
-        isinstance(value, str)
-        and ftype is not str
-        and value.strip().lower() in ("", "none")
-        and "None" in str(ftype)
-    ):
-        return None
+def flag_name(name: str) -> str:
+    """``identify_window_s`` -> ``--identify-window``: durations drop their ``_s``."""
+    return "--" + name.removesuffix("_s").replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _base_type(ftype: Any) -> Any:
+    """``int | None`` -> ``int``."""
+    if isinstance(ftype, types.UnionType):
+        args = [a for a in ftype.__args__ if a is not type(None)]
+        return args[0] if len(args) == 1 else ftype
+    return ftype
+
+
+def _optional(ftype: Any) -> bool:
+    return isinstance(ftype, types.UnionType) and type(None) in ftype.__args__
+
+
+def parse_bool(text: str) -> bool:
     try:
-        return msgspec.convert(value, ftype, strict=False)
-    except msgspec.ValidationError as exc:
-        shown = "(hidden)" if name == "admin_secret" else repr(value)
-        raise UserError(f"{source}: bad value {shown} for {name}: {exc}") from None
+        return BOOL_WORDS[text.strip().lower()]
+    except KeyError:
+        raise ValueError("must be yes/no, on/off, true/false or 1/0") from None
 
 
-def _toml_layer(path: str | None) -> dict[str, Any]:
+def _coerce(name: str, value: Any) -> Any:
+    """Text from a flag or variable, or a TOML value of its natural type, to the field's
+    type. Raises ValueError (or TypeError) with a message that starts after the name."""
+    ftype = FIELD_TYPES[name]
+    base = _base_type(ftype)
+    if isinstance(value, str) and _optional(ftype) and value.strip().lower() in ("", "none"):
+        return None
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return parse_bool(value)
+        raise TypeError
+    if isinstance(value, bool):  # TOML ``true`` is not a number or a name
+        raise TypeError
+    if base is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            return int(value.strip())
+        raise TypeError
+    if base is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value.strip())
+        raise TypeError
+    if isinstance(value, list) and name in LIST_SETTINGS:
+        return join_list(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # ``shards = 8``, ``intents = 513``
+    if isinstance(value, str):
+        return value
+    raise TypeError
+
+
+def _convert(name: str, value: Any, where: Where, source: str = "") -> Any:
+    if name not in FIELD_TYPES:
+        raise UserError(f"{source}: unknown setting {name!r}{_nearest_hint(name, FIELD_NAMES)}")
+    try:
+        return _coerce(name, value)
+    except ValueError as exc:
+        if str(exc).startswith("must be"):
+            raise UserError(f"{where(name)} {exc}, not {_shown(name, value)}") from None
+        unit = _UNITS.get(_base_type(FIELD_TYPES[name]), "text")
+        raise UserError(f"{where(name)} must be {unit}, not {_shown(name, value)}") from None
+    except TypeError:
+        unit = _UNITS.get(_base_type(FIELD_TYPES[name]), "text")
+        raise UserError(f"{where(name)} must be {unit}, not {_shown(name, value)}") from None
+
+
+def _shown(name: str, value: Any) -> str:
+    return "(hidden)" if name in SECRET_SETTINGS else repr(value)
+
+
+def _nearest_hint(name: str, candidates: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _toml_layer(path: str | None) -> tuple[dict[str, Any], dict[str, str]]:
     if path is None:
-        return {}
+        return {}, {}
     try:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
@@ -187,16 +295,38 @@ def _toml_layer(path: str | None) -> dict[str, Any]:
     table = doc.get("shardmgr", doc)
     if not isinstance(table, dict):
         raise UserError(f"config file {path}: [shardmgr] must be a table")
-    return {k.replace("-", "_"): _convert(k.replace("-", "_"), v, path) for k, v in table.items()}
+    names = {k: k.replace("-", "_") for k in table}
+    labels = {n: f"{path}: {k}" for k, n in names.items()}
+    return (
+        {n: _convert(n, table[k], labels.__getitem__, path) for k, n in names.items()},
+        labels,
+    )
 
 
-def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     layer: dict[str, Any] = {}
+    labels: dict[str, str] = {}
     for name in FIELD_NAMES:
-        key = ENV_PREFIX + name.upper()
+        key = env_name(name)
         if key in env:
-            layer[name] = _convert(name, env[key], f"environment {key}")
-    return layer
+            labels[name] = key
+            layer[name] = _convert(name, env[key], labels.__getitem__)
+    return layer, labels
+
+
+def unknown_env_warnings(env: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ``SHARDMGR_*`` variable that names no setting (a typo is otherwise
+    silently ignored, unlike a TOML key), with the nearest setting's variable."""
+    env = os.environ if env is None else env
+    known = [env_name(n) for n in FIELD_NAMES]
+    out: list[str] = []
+    for key in sorted(env):
+        if not key.startswith(ENV_PREFIX) or key in NON_SETTING_ENV or key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        out.append(f"environment variable {key} is not a setting; {hint}it is ignored")
+    return out
 
 
 def load_settings(
@@ -209,35 +339,85 @@ def load_settings(
     env = os.environ if env is None else env
     path = config_path if config_path is not None else env.get(ENV_PREFIX + "CONFIG")
     merged: dict[str, Any] = {}
-    merged.update(_toml_layer(path))
-    merged.update(_env_layer(env))
-    merged.update(
-        {k: _convert(k, v, f"--{k.replace('_', '-')}") for k, v in flags.items() if v is not None}
-    )
+    labels: dict[str, str] = {}
+    for layer, layer_labels in (_toml_layer(path), _env_layer(env)):
+        merged.update(layer)
+        labels.update(layer_labels)
+    for name, value in flags.items():
+        if value is not None:
+            labels[name] = flag_name(name)
+            merged[name] = _convert(name, value, flag_name, "command line")
     settings = Settings(**merged)
-    validate(settings)
+    validate(settings, lambda name: labels.get(name) or flag_name(name))
     return settings
 
 
-def validate(s: Settings) -> None:
-    """Mistakes that can be caught before touching the network, each as one line."""
+def validate(s: Settings, where: Where = flag_name) -> None:
+    """Mistakes that can be caught before touching the network, each as one line naming
+    the setting as the user gave it (``where``: flag, variable or TOML key)."""
     if s.shards != "auto":
         try:
             n = int(s.shards)
         except ValueError:
-            raise UserError(f"--shards must be 'auto' or a number, not {s.shards!r}") from None
-        if n < 1:
-            raise UserError("--shards must be at least 1")
-    if s.total_shards is not None and s.total_shards < 1:
-        raise UserError("--total-shards must be at least 1")
-    if s.shard_ids is not None:
-        if s.total_shards is None:
-            raise UserError("--shard-ids needs --total-shards (the bot's whole shard count)")
-        _first, last = parse_shard_ids(s.shard_ids)
-        if last >= s.total_shards:
             raise UserError(
-                f"--shard-ids {s.shard_ids} is outside --total-shards {s.total_shards} "
-                f"(ids go from 0 to {s.total_shards - 1})"
+                f"{where('shards')} must be 'auto' or a number, not {s.shards!r}"
+            ) from None
+        if n < 1:
+            raise UserError(f"{where('shards')} must be at least 1")
+    if s.total_shards is not None and s.total_shards < 1:
+        raise UserError(f"{where('total_shards')} must be at least 1")
+    _validate_slice(s, where)
+    for name in ("shards_per_worker", "workers", "handler_backlog", "handler_batch"):
+        value = getattr(s, name)
+        if value is not None and value < 1:
+            raise UserError(f"{where(name)} must be at least 1, not {value}")
+    if s.shards_per_worker is not None and s.workers is not None:
+        raise UserError(f"use either {where('shards_per_worker')} or {where('workers')}, not both")
+    if s.compress not in COMPRESS_MODES:
+        modes = ", ".join(COMPRESS_MODES)
+        raise UserError(f"{where('compress')} must be one of {modes}, not {s.compress!r}")
+    _parsed(s, where, "intents", lambda: s.intents_mask, ": ")
+    _parsed(s, where, "http", lambda: s.http_address, " ")
+    if ":" not in s.handler:
+        raise UserError(f"{where('handler')} must look like module:attribute, not {s.handler!r}")
+    s.app_path  # noqa: B018 - fixed now, before anything can change the directory
+    if not os.path.isdir(s.app_path):
+        raise UserError(f"{where('app_dir')} {s.app_dir} is not a directory")
+    if not LARGE_THRESHOLD_RANGE[0] <= s.large_threshold <= LARGE_THRESHOLD_RANGE[1]:
+        low, high = LARGE_THRESHOLD_RANGE
+        raise UserError(
+            f"{where('large_threshold')} must be between {low} and {high} (Discord's range)"
+        )
+    _validate_timing(s, where)
+    _validate_redis(s, where)
+    _validate_gateway_options(s, where)
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise UserError(
+            f"{where('log_level')} must be debug, info, warning or error, not {s.log_level!r}"
+        )
+
+
+def _parsed(s: Settings, where: Where, name: str, view: Callable[[], object], sep: str) -> None:
+    """Compute (and so cache) one typed view; its ValueError becomes the user's one line."""
+    try:
+        view()
+    except ValueError as exc:
+        raise UserError(f"{where(name)}{sep}{exc}") from None
+
+
+def _validate_slice(s: Settings, where: Where) -> None:
+    if s.shard_ids is not None:
+        _parsed(s, where, "shard_ids", lambda: s.shard_selection, " ")
+        if s.total_shards is None:
+            raise UserError(
+                f"{where('shard_ids')} needs {where('total_shards')} (the bot's whole shard count)"
+            )
+        selection = s.shard_selection
+        assert selection is not None
+        if selection.last >= s.total_shards:
+            raise UserError(
+                f"{where('shard_ids')} {s.shard_ids} is outside {where('total_shards')} "
+                f"{s.total_shards} (ids go from 0 to {s.total_shards - 1})"
             )
     if (s.host_index is None) != (s.host_count is None):
         raise UserError("SHARDMGR_HOST_INDEX and SHARDMGR_HOST_COUNT must be set together")
@@ -247,162 +427,113 @@ def validate(s: Settings) -> None:
                 f"host index {s.host_index} must be between 0 and host count {s.host_count} - 1"
             )
         if s.total_shards is None:
-            raise UserError("SHARDMGR_HOST_INDEX/HOST_COUNT need --total-shards")
+            raise UserError(f"SHARDMGR_HOST_INDEX/HOST_COUNT need {where('total_shards')}")
         if s.shard_ids is not None:
-            raise UserError("use either --shard-ids or SHARDMGR_HOST_INDEX/HOST_COUNT, not both")
-    if s.shards_per_worker is not None and s.workers is not None:
-        raise UserError("use either --shards-per-worker or --workers, not both")
-    if s.shards_per_worker is not None and s.shards_per_worker < 1:
-        raise UserError(f"--shards-per-worker must be at least 1, not {s.shards_per_worker}")
-    if s.workers is not None and s.workers < 1:
-        raise UserError(f"--workers must be at least 1, not {s.workers}")
-    if s.compress not in COMPRESS_MODES:
-        modes = ", ".join(COMPRESS_MODES)
-        raise UserError(f"--compress must be one of {modes}, not {s.compress!r}")
-    try:
-        s.intents_mask  # noqa: B018 - parse once to surface the error early
-    except ValueError as exc:
-        raise UserError(f"--intents: {exc}") from None
-    if ":" not in s.handler:
-        raise UserError(f"--handler must look like module:attribute, not {s.handler!r}")
-    if not LARGE_THRESHOLD_RANGE[0] <= s.large_threshold <= LARGE_THRESHOLD_RANGE[1]:
-        low, high = LARGE_THRESHOLD_RANGE
-        raise UserError(f"--large-threshold must be between {low} and {high} (Discord's range)")
-    parse_http_address(s.http)
+            raise UserError(
+                f"use either {where('shard_ids')} or SHARDMGR_HOST_INDEX/HOST_COUNT, not both"
+            )
+
+
+_POSITIVE: Final = (
+    "discovery_backoff_s",
+    "identify_window_s",
+    "ping_interval_s",
+    "ping_timeout_s",
+    "start_timeout_s",
+    "restart_backoff_base_s",
+    "restart_backoff_cap_s",
+    "restart_stable_s",
+    "shutdown_timeout_s",
+    "resume_window_s",
+    "drain_timeout_s",
+)
+
+
+def _validate_timing(s: Settings, where: Where) -> None:
     if s.discovery_attempts < 1:
-        raise UserError("discovery-attempts must be at least 1")
-    for name in (
-        "discovery_backoff_s",
-        "identify_window_s",
-        "ping_interval_s",
-        "ping_timeout_s",
-        "start_timeout_s",
-        "restart_backoff_base_s",
-        "restart_backoff_cap_s",
-        "restart_stable_s",
-        "shutdown_timeout_s",
-        "resume_window_s",
-    ):
+        raise UserError(f"{where('discovery_attempts')} must be at least 1")
+    for name in _POSITIVE:
         if getattr(s, name) <= 0:
-            raise UserError(f"{name.replace('_', '-')} must be positive")
+            raise UserError(f"{where(name)} must be positive")
     if s.ping_timeout_s <= s.ping_interval_s:
         raise UserError(
-            f"ping-timeout-s ({s.ping_timeout_s:g}) must be longer than ping-interval-s "
-            f"({s.ping_interval_s:g}), or every worker looks hung"
+            f"{where('ping_timeout_s')} ({s.ping_timeout_s:g}) must be longer than "
+            f"{where('ping_interval_s')} ({s.ping_interval_s:g}), or every worker looks hung"
         )
     if s.crash_loop_restarts < 1:
-        raise UserError("crash-loop-restarts must be at least 1")
+        raise UserError(f"{where('crash_loop_restarts')} must be at least 1")
     if s.identify_reserve < 0:
-        raise UserError("identify-reserve must be 0 or more")
-    _validate_redis(s)
-    _validate_gateway_options(s)
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise UserError(f"--log-level must be debug, info, warning or error, not {s.log_level!r}")
+        raise UserError(f"{where('identify_reserve')} must be 0 or more")
 
 
-def _validate_gateway_options(s: Settings) -> None:
+def _validate_gateway_options(s: Settings, where: Where) -> None:
     if s.max_message_bytes < MIN_MESSAGE_BYTES:
         raise UserError(
-            f"--max-message-bytes must be at least {MIN_MESSAGE_BYTES} (1 MiB): READY and "
-            f"GUILD_CREATE messages are often that large, not {s.max_message_bytes}"
+            f"{where('max_message_bytes')} must be at least {MIN_MESSAGE_BYTES} (1 MiB): READY "
+            f"and GUILD_CREATE messages are often that large, not {s.max_message_bytes}"
         )
     if s.presence_status is not None and s.presence_status not in PRESENCE_STATUSES:
         raise UserError(
-            f"--presence-status must be one of {', '.join(PRESENCE_STATUSES)}, "
+            f"{where('presence_status')} must be one of {', '.join(PRESENCE_STATUSES)}, "
             f"not {s.presence_status!r}"
         )
     if s.presence_activity_type not in ACTIVITY_TYPES:
         raise UserError(
-            f"--presence-activity-type must be one of {', '.join(ACTIVITY_TYPES)}, "
+            f"{where('presence_activity_type')} must be one of {', '.join(ACTIVITY_TYPES)}, "
             f"not {s.presence_activity_type!r}"
         )
     if s.presence_activity is not None and not 1 <= len(s.presence_activity) <= 128:
-        raise UserError("--presence-activity must be 1 to 128 characters")
+        raise UserError(f"{where('presence_activity')} must be 1 to 128 characters")
     for name in ("identify_browser", "identify_device"):
         if not getattr(s, name).strip():
-            raise UserError(f"--{name.replace('_', '-')} must not be empty")
+            raise UserError(f"{where(name)} must not be empty")
 
 
-def _validate_redis(s: Settings) -> None:
-    if s.identify_limiter != "local":
-        if not s.identify_limiter.startswith(("redis://", "rediss://", "unix://")):
-            raise UserError(
-                "--identify-limiter must be 'local' or a redis:// URL, not "
-                f"{safe_url(s.identify_limiter)!r}"
-            )
+def _validate_redis(s: Settings, where: Where) -> None:
+    try:
+        spec = s.limiter
+    except ValueError as exc:
+        raise UserError(
+            f"{where('identify_limiter')} {exc}, not {safe_url(s.identify_limiter)!r}"
+        ) from None
+    if spec.url is not None:
         try:
             import shardmgr.identify_redis  # noqa: F401 - only to know it can be imported
         except ImportError:
             raise UserError(
-                "--identify-limiter redis://... needs the redis extra: "
+                f"{where('identify_limiter')} redis://... needs the redis extra: "
                 "pip install 'shardmgr[redis]'"
             ) from None
     if s.sink is None:
         return
     if not s.sink.startswith(("redis-stream://", "rediss-stream://")):
-        raise UserError(f"--sink must be a redis-stream:// URL, not {safe_url(s.sink)!r}")
+        raise UserError(f"{where('sink')} must be a redis-stream:// URL, not {safe_url(s.sink)!r}")
     if s.handler != DEFAULT_HANDLER:
-        raise UserError("--sink replaces the handler: give either --sink or --handler, not both")
+        raise UserError(
+            f"{where('sink')} replaces the handler: give either {where('sink')} or "
+            f"{where('handler')}, not both"
+        )
     # Check stream=/maxlen=/batch= now: found in the workers, a typo would crash-loop them.
     try:
         from shardmgr.sinks.redis_stream import SinkConfig
     except ImportError:
-        raise UserError("--sink needs the redis extra: pip install 'shardmgr[redis]'") from None
+        raise UserError(
+            f"{where('sink')} needs the redis extra: pip install 'shardmgr[redis]'"
+        ) from None
     SinkConfig.parse(s.sink)
 
 
 def parse_shard_ids(text: str) -> tuple[int, int]:
-    """``"A-B"`` (inclusive) or ``"A"``."""
-    first_s, sep, last_s = text.partition("-")
+    """The first and last of ``--shard-ids`` (kept for callers that name a slice by them)."""
     try:
-        first = int(first_s)
-        last = int(last_s) if sep else first
-    except ValueError:
-        raise UserError(f"--shard-ids must look like A-B (e.g. 0-15), not {text!r}") from None
-    if first < 0 or last < first:
-        raise UserError(f"--shard-ids {text}: need 0 <= A <= B")
-    return first, last
+        ids = _parse_ids(text)
+    except ValueError as exc:
+        raise UserError(f"--shard-ids {exc}") from None
+    return ids.first, ids.last
 
 
-def parse_http_address(text: str) -> tuple[str, int]:
-    host, sep, port_s = text.rpartition(":")
-    if not sep or not host:
-        raise UserError(f"--http must look like HOST:PORT (e.g. 127.0.0.1:9191), not {text!r}")
+def parse_http_address(text: str) -> HttpAddress:
     try:
-        port = int(port_s)
-    except ValueError:
-        raise UserError(f"--http port must be a number, not {port_s!r}") from None
-    if not 0 <= port <= 65535:
-        raise UserError(f"--http port {port} is out of range")
-    return host.strip("[]"), port
-
-
-def load_token(settings: Settings, flag_token_file: str | None, env: Mapping[str, str]) -> str:
-    """The bot token: ``--token-file`` beats ``DISCORD_TOKEN``, which beats a token file named in
-    the environment or TOML. Never an argument, so ``ps`` cannot show it."""
-    path = flag_token_file
-    if path is None and env.get(TOKEN_ENV):
-        token = env[TOKEN_ENV].strip()
-        source = TOKEN_ENV
-    else:
-        path = path or settings.token_file
-        if path is None:
-            raise UserError(f"no token: set {TOKEN_ENV} or pass --token-file PATH")
-        try:
-            token = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(f"cannot read the token file {path}: {exc.strerror}") from None
-        source = f"token file {path}"
-    check_token_shape(token, source)
-    return token
-
-
-def check_token_shape(token: str, source: str = "the token") -> None:
-    """Discord bot tokens are three dot-separated parts, the first the base64 of the bot's id."""
-    if token.lower().startswith("bot "):
-        raise UserError(f"{source}: give the bare token, without the 'Bot ' prefix")
-    parts = token.split(".")
-    if len(parts) != 3 or not all(parts):
-        raise UserError(f"{source} is malformed: a bot token has three dot-separated parts")
-    if bot_id_from_token(token) is None:
-        raise UserError(f"{source} is malformed: its first part is not the bot's id in base64")
+        return _parse_http(text)
+    except ValueError as exc:
+        raise UserError(f"--http {exc}") from None

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Final
 
 import msgspec
 
 from shardmgr.errors import UserError
+from shardmgr.settingvalues import ranges_text
 
 # Past this many shards per process one core is the bottleneck (inflate + decode of every
 # event), and a worker crash costs more shards; discord-hybrid-sharding uses a similar bound.
 MAX_DEFAULT_GROUP: Final = 16
+# Measured resident memory (issue 22, against the fake gateway): a worker process with its
+# interpreter, uvloop, aiohttp, msgspec and a handler loaded holds about 41 MiB before its
+# first shard; each shard adds about 66 KiB (socket and inflate buffers, session, backlog).
+# The plan line multiplies them out so an operator can size a container before starting.
+WORKER_RSS_BYTES: Final = 41 * 1024 * 1024
+SHARD_RSS_BYTES: Final = 66 * 1024
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP: Final = Path("/proc/self/cgroup")
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -24,28 +35,78 @@ class Plan(msgspec.Struct, frozen=True):
     def shard_ids(self) -> list[int]:
         return [s for group in self.groups for s in group]
 
+    @property
+    def memory_bytes(self) -> int:
+        """Roughly what the workers will hold, from the measured per-worker and per-shard
+        figures."""
+        return len(self.groups) * WORKER_RSS_BYTES + len(self.shard_ids) * SHARD_RSS_BYTES
+
     def describe(self) -> str:
         ids = self.shard_ids
         windows = identify_windows(ids, self.max_concurrency)
+        mib = math.ceil(self.memory_bytes / (1024 * 1024))
+        workers = _count(len(self.groups), "worker")
         lines = [
-            f"plan: {len(ids)} of {self.total_shards} shards in {len(self.groups)} workers, "
-            f"max_concurrency {self.max_concurrency} ({windows} identify windows to start)"
+            f"plan: {len(ids)} of {self.total_shards} shards in {workers}, "
+            f"max_concurrency {self.max_concurrency} "
+            f"({_count(windows, 'identify window')} to start), about {mib} MiB of memory"
         ]
-        lines += [f"  worker {wid}: shards {_ranges(g)}" for wid, g in enumerate(self.groups)]
+        lines += [f"  worker {wid}: shards {ranges_text(g)}" for wid, g in enumerate(self.groups)]
         return "\n".join(lines)
 
 
-def _ranges(ids: list[int]) -> str:
-    parts: list[str] = []
-    start = prev = ids[0]
-    for sid in [*ids[1:], None]:
-        if sid is not None and sid == prev + 1:
-            prev = sid
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def usable_cpus(
+    affinity: Callable[[int], set[int]] | None = None,
+    cgroup_root: Path = CGROUP_ROOT,
+    proc_self_cgroup: Path = PROC_SELF_CGROUP,
+) -> int:
+    """The CPUs this process may really use: its affinity mask (``taskset``, cpusets), capped
+    by a cgroup v2 ``cpu.max`` quota on its cgroup or any ancestor (a container's CPU
+    limit). ``os.cpu_count()`` is the node's cores, which in a limited pod plans far too many
+    workers."""
+    get_affinity = affinity or getattr(os, "sched_getaffinity", None)
+    try:
+        cpus = len(get_affinity(0)) if get_affinity is not None else os.cpu_count() or 1
+    except OSError:
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root, proc_self_cgroup)
+    if quota is not None:
+        cpus = min(cpus, quota)
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota(root: Path, proc_self_cgroup: Path) -> int | None:
+    """The tightest ``cpu.max`` between this process's cgroup and the root, rounded up
+    (a 1.5-CPU quota can keep two workers busy part of the time); None when unlimited."""
+    try:
+        lines = proc_self_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    # cgroup v2 has the single line ``0::/path``; v1 lines name controllers, not handled.
+    rel = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if rel is None:
+        return None
+    best: int | None = None
+    current = root / rel.lstrip("/")
+    for directory in [current, *current.parents]:
+        if not directory.is_relative_to(root):
+            break
+        try:
+            quota_s, _, period_s = (directory / "cpu.max").read_text().strip().partition(" ")
+        except OSError:
             continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if sid is not None:
-            start = prev = sid
-    return ",".join(parts)
+        if quota_s == "max" or not period_s:
+            continue
+        try:
+            limit = math.ceil(int(quota_s) / int(period_s))
+        except (ValueError, ZeroDivisionError):
+            continue
+        best = limit if best is None else min(best, limit)
+    return best
 
 
 def auto_shard_count(recommended: int, max_concurrency: int) -> int:
@@ -98,7 +159,7 @@ def group_shards(
             groups.append(shard_ids[pos : pos + size])
             pos += size
         return groups
-    k = shards_per_worker or group_size(n, cpu_count or os.cpu_count() or 1)
+    k = shards_per_worker or group_size(n, cpu_count or usable_cpus())
     return [shard_ids[i : i + k] for i in range(0, n, k)]
 
 
@@ -108,21 +169,21 @@ def make_plan(
     recommended: int,
     max_concurrency: int,
     total_shards: int | None = None,
-    shard_ids: tuple[int, int] | None = None,
+    slice_ids: Sequence[int] | None = None,
     host: tuple[int, int] | None = None,
     shards_per_worker: int | None = None,
     workers: int | None = None,
     cpu_count: int | None = None,
 ) -> Plan:
-    """``total_shards`` (with ``shard_ids`` or ``host``) runs one slice of a bigger bot;
-    otherwise ``shards`` ("auto" or N) is the whole bot on this host."""
+    """``total_shards`` (with ``slice_ids``, this host's shard ids, or ``host``) runs one
+    slice of a bigger bot; otherwise ``shards`` ("auto" or N) is the whole bot on this
+    host."""
     if total_shards is not None:
         total = total_shards
-        if shard_ids is not None:
-            first, last = shard_ids
-            if last >= total:
-                raise UserError(f"--shard-ids {first}-{last} is outside --total-shards {total}")
-            ids = list(range(first, last + 1))
+        if slice_ids is not None:
+            ids = sorted(set(slice_ids))
+            if ids and ids[-1] >= total:
+                raise UserError(f"--shard-ids {ranges_text(ids)} is outside --total-shards {total}")
         elif host is not None:
             ids = host_slice(total, host[0], host[1])
         else:

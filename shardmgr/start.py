@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import importlib.util
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from shardmgr.config import ENV_PREFIX, TOKEN_ENV, Settings, parse_http_address, parse_shard_ids
+from shardmgr import addressfile
+from shardmgr.config import ENV_PREFIX, Settings, default_state_dir
 from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
 from shardmgr.httpapi import HttpApi
@@ -25,14 +29,15 @@ from shardmgr.identify import (
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, auto_shard_count, make_plan
 from shardmgr.sessions import SessionStore, read_state, write_state
+from shardmgr.settingvalues import LimiterKind
 from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
-from workers.logsetup import fields
+from shardmgr.token import TOKEN_ENV
+from workers.logsetup import announcer, fields
 from workers.permits import HOLD_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-SINK_HANDLER = "shardmgr.sinks.redis_stream:sink"
 SINK_URL_ENV = "SHARDMGR_SINK_URL"
 # SHARDMGR_* variables a worker reads itself; every other one (the admin secret, Redis URLs
 # with passwords) stays in the supervisor.
@@ -40,14 +45,28 @@ WORKER_ENV_KEEP = frozenset({SINK_URL_ENV, "SHARDMGR_JSONL"})
 
 
 def effective_handler(settings: Settings) -> str:
-    return SINK_HANDLER if settings.sink else settings.handler
+    return settings.handler_target
 
 
-def check_handler(path: str) -> None:
+def use_app_dir(app_path: str) -> None:
+    """Import handlers from ``app_path`` first, as uvicorn and gunicorn do with the working
+    directory: ``--handler mybot:bot`` works from the folder that holds ``mybot.py``."""
+    if app_path not in sys.path:
+        sys.path.insert(0, app_path)
+
+
+def check_handler(path: str, app_path: str | None = None) -> None:
     """Import the handler here, before any process starts, so a typo is one line and exit 2
     rather than every worker crash-looping."""
     from workers.handlers import HandlerLoadError, load_handler
 
+    top = path.partition(":")[0].split(".")[0]
+    if top and importlib.util.find_spec(top) is None:
+        where = f"in {app_path} (the app dir) or " if app_path else ""
+        raise UserError(
+            f"--handler {path}: no module named {top!r} {where}on the Python path; run from "
+            f"the folder that holds {top}.py or {top}/, or pass --app-dir DIR"
+        )
     try:
         load_handler(path)
     except HandlerLoadError as exc:
@@ -58,12 +77,13 @@ def plan_for(settings: Settings, gateway: GatewayInfo, shards: str | None = None
     host = None
     if settings.host_index is not None and settings.host_count is not None:
         host = (settings.host_index, settings.host_count)
+    selection = settings.shard_selection
     return make_plan(
         shards=shards or settings.shards,
         recommended=gateway.recommended_shards,
         max_concurrency=gateway.limits.max_concurrency,
         total_shards=settings.total_shards,
-        shard_ids=parse_shard_ids(settings.shard_ids) if settings.shard_ids else None,
+        slice_ids=selection.ids if selection is not None else None,
         host=host,
         shards_per_worker=settings.shards_per_worker,
         workers=settings.workers,
@@ -83,14 +103,15 @@ def make_limiter(
     # (15 s + 2 s by default). A grant unreported for longer belongs to a worker that
     # stopped answering pings: it is killed by then, which settles the grant anyway.
     hold_s = max(HOLD_TIMEOUT_S, settings.ping_timeout_s + settings.ping_interval_s)
-    if settings.identify_limiter == "local":
+    spec = settings.limiter
+    if spec.kind is LimiterKind.LOCAL or spec.url is None:
         return LocalIdentifyLimiter(
             limits, window_s=settings.identify_window_s, hold_timeout_s=hold_s, refresh=refresh
         )
     from shardmgr.identify_redis import RedisIdentifyLimiter
 
     limiter = RedisIdentifyLimiter(
-        settings.identify_limiter,
+        spec.url,
         window_s=settings.identify_window_s,
         hold_timeout_s=hold_s,
         token=token,
@@ -111,13 +132,17 @@ def worker_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, 
     }
     if settings.sink:
         out[SINK_URL_ENV] = settings.sink
+    # A worker imports the handler too (``python -m workers`` has its own working directory
+    # on the path, not --app-dir).
+    pythonpath = out.get("PYTHONPATH")
+    out["PYTHONPATH"] = os.pathsep.join([settings.app_path, *([pythonpath] if pythonpath else [])])
     return out
 
 
 def warn_if_unshared_slice(settings: Settings, plan: Plan) -> None:
     """A slice of a bigger bot means other hosts identify too; a local limiter cannot see
     their identifies, so together they can break the windows."""
-    if settings.identify_limiter == "local" and len(plan.shard_ids) < plan.total_shards:
+    if settings.limiter.kind is LimiterKind.LOCAL and len(plan.shard_ids) < plan.total_shards:
         log.warning(
             "this host runs only part of the bot's shards with the local identify limiter: "
             "other hosts' identifies are not counted; use --identify-limiter redis://... "
@@ -137,12 +162,38 @@ def check_state_file(settings: Settings) -> None:
         raise UserError(f"state file directory {parent} is not writable")
 
 
+def check_port_free(settings: Settings) -> None:
+    """A busy --http port fails the start before discovery and before the plan is printed.
+    The real bind comes later (it needs the supervisor); binding with the same
+    ``SO_REUSEADDR`` here finds a listener without holding the port."""
+    host, port = settings.http_address
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UserError(f"--http {settings.http}: {exc.strerror or exc}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise UserError(
+                f"--http {settings.http}: {reason} (another shardmgr running? pick another "
+                "with --http HOST:PORT, or 127.0.0.1:0 for any free port)"
+            ) from None
+
+
 async def run_supervisor(
     settings: Settings,
     token: str,
     *,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[str], None] | None = None,
 ) -> int:
+    announce = announce or announcer(settings.log_json)
+
     async def discover() -> GatewayInfo:
         return await fetch_gateway_bot(
             settings.api_base,
@@ -187,11 +238,13 @@ async def _run(
         )
         return gateway, plan_for(settings, gateway, shards=str(total))
 
+    # Everything that can fail before work starts fails before the plan is printed: the
+    # local checks even before discovery spends a request.
     check_state_file(settings)
+    check_port_free(settings)
     gateway = await discover()
     plan = plan_for(settings, gateway)
     warn_if_unshared_slice(settings, plan)
-    announce(plan.describe())
 
     from shardmgr.metrics import Metrics
 
@@ -215,8 +268,9 @@ async def _run(
             announce=announce,
         )
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
-        host, port = parse_http_address(settings.http)
+        host, port = settings.http_address
         await api.start(host, port)
+        announce(plan.describe())
     except BaseException:
         # supervisor.run() owns the limiter from here on; before that, we close it.
         await limiter.aclose()
@@ -228,8 +282,9 @@ async def _run(
         ).items():
             if shard_id in plan.shard_ids:
                 sessions.put(shard_id, session)
-        bound = f"{host}:{api.address[1] if api.address else port}"
-        announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status --http {bound})")
+        bound = f"{settings.http_address.connect_host}:{api.address[1] if api.address else port}"
+        recorded = _record_address(settings, bound)
+        announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status{recorded})")
         loop = asyncio.get_running_loop()
         installed = _install_signals(loop, supervisor, settings.keep_sessions)
         try:
@@ -237,12 +292,29 @@ async def _run(
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            addressfile.remove_address(settings.state_dir, bound)
         if supervisor.kept_sessions and not _save_sessions(settings, token, supervisor):
             code = 1
     finally:
         await api.stop()
     log.info("supervisor stopped")
     return code
+
+
+def _record_address(settings: Settings, bound: str) -> str:
+    """Write the address where `status`, `presence` and `stop` look for it; returns the
+    arguments those commands then need (none, or the state dir)."""
+    try:
+        addressfile.write_address(settings.state_dir, bound)
+    except OSError as exc:
+        log.warning(
+            "cannot record the HTTP address; `shardmgr status` needs --http",
+            extra=fields(state_dir=settings.state_dir, error=exc.strerror or str(exc)),
+        )
+        return f" --http {bound}"
+    if os.path.abspath(settings.state_dir) == os.path.abspath(default_state_dir()):
+        return ""
+    return f" --state-dir {settings.state_dir}"
 
 
 def _save_sessions(settings: Settings, token: str, supervisor: Supervisor) -> bool:
@@ -276,7 +348,8 @@ def _install_signals(
 
 
 def start(settings: Settings, token: str) -> int:
-    check_handler(effective_handler(settings))
+    use_app_dir(settings.app_path)
+    check_handler(settings.handler_target, settings.app_path)
     try:
         return asyncio.run(run_supervisor(settings, token))
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ from typing import Any
 
 from shardmgr.adminclient import request_json
 from shardmgr.errors import UserError
+from shardmgr.settingvalues import ranges_text
 
 
 def fetch_status(address: str, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -23,8 +24,9 @@ def _num(value: Any, fmt: str, scale: float = 1.0) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return out
@@ -88,11 +90,7 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def _shard_span(ids: list[int]) -> str:
-    if not ids:
-        return "-"
-    if ids == list(range(ids[0], ids[-1] + 1)):
-        return f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0])
-    return ",".join(map(str, ids))
+    return ranges_text(ids) or "-"
 
 
 def show(address: str) -> int:

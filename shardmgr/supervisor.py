@@ -87,6 +87,12 @@ class SupervisorOptions(Protocol):
     def identify_properties(self) -> dict[str, str]: ...
     @property
     def presence(self) -> dict[str, object] | None: ...
+    @property
+    def handler_backlog(self) -> int: ...
+    @property
+    def handler_batch(self) -> int: ...
+    @property
+    def drain_timeout_s(self) -> float: ...
 
 
 Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
@@ -679,6 +685,9 @@ class Supervisor:
             check_heartbeat_acks=self.options.heartbeat_ack_check,
             identify_properties=self.options.identify_properties,
             presence=self.options.presence,
+            handler_backlog=self.options.handler_backlog,
+            handler_batch=self.options.handler_batch,
+            drain_timeout_s=self.options.drain_timeout_s,
         )
 
     # ---------------------------------------------------------------- operator commands

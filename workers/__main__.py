@@ -11,7 +11,7 @@ from workers.ipc_client import serve_fd
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers")
+    parser = argparse.ArgumentParser(prog="python -m workers", allow_abbrev=False)
     parser.add_argument(
         "--ipc-fd", type=int, required=True, help="the worker's end of the supervisor socketpair"
     )

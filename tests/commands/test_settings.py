@@ -63,8 +63,10 @@ def test_identify_properties_reach_worker_config() -> None:
 
 def test_initial_presence_reaches_worker_config(tmp_path: Path) -> None:
     toml = tmp_path / "shardmgr.toml"
-    toml.write_text('presence_status = "idle"\npresence_activity = "the logs"\n'
-                    'presence_activity_type = "watching"\n')
+    toml.write_text(
+        'presence_status = "idle"\npresence_activity = "the logs"\n'
+        'presence_activity_type = "watching"\n'
+    )
     config = worker_config_for(load_settings({}, env={}, config_path=str(toml)))
     assert config.presence == {
         "since": None,

@@ -20,6 +20,12 @@ from tests.reliability.procs import (
     run_cli,
 )
 
+# A Spacebar-style bot token: a JWT, not Discord's id.timestamp.hmac shape.
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpZCI6IjEyMzQ1Njc4OTAxMjM0NTY3OCJ9."
+    "c2lnbmF0dXJlLW9mLXRoZS1zcGFjZWJhci1zZXJ2ZXI"
+)
+
 
 @pytest.fixture
 def marker() -> Iterator[str]:
@@ -257,7 +263,93 @@ def test_port_in_use_is_one_line_and_starts_no_worker(tmp_path: Path, marker: st
         )
         assert result.code == 2, result.stderr
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and str(port) in lines[0], result.stderr
-        assert "Traceback" not in result.stdout + result.stderr
+        assert lines == [
+            f"shardmgr: error: --http 127.0.0.1:{port}: the port is in use (another shardmgr "
+            "running? pick another with --http HOST:PORT, or 127.0.0.1:0 for any free port)"
+        ], result.stderr
+        # Found before discovery: no plan printed, nothing started.
+        assert result.stdout == ""
         assert marked_pids(marker) == []
         assert not (state / "supervisor.pid").exists()
+
+
+def _one_error_line(result_stderr: str) -> str:
+    lines = result_stderr.strip().splitlines()
+    assert len(lines) == 1, result_stderr
+    return lines[0]
+
+
+def test_token_given_as_an_argument_is_an_unknown_option_that_is_not_echoed(
+    tmp_path: Path, marker: str
+) -> None:
+    for argv in (["--token", SECRET_TOKEN], [f"--token={SECRET_TOKEN}"], ["--tok", SECRET_TOKEN]):
+        result = run_cli(["start", *argv], base_env(marker), tmp_path)
+        assert result.code == 2
+        assert SECRET_TOKEN not in result.stdout + result.stderr
+        name = argv[0].split("=")[0]
+        expected = f"shardmgr: error: unrecognized arguments: {name}"
+        if name == "--token":
+            expected += " (the token comes from DISCORD_TOKEN or --token-file FILE)"
+        assert _one_error_line(result.stderr) == expected
+
+
+def test_token_file_path_that_looks_like_a_token_is_not_echoed(tmp_path: Path, marker: str) -> None:
+    result = run_cli(["start", "--token-file", SECRET_TOKEN], base_env(marker), tmp_path)
+    assert result.code == 2 and SECRET_TOKEN not in result.stdout + result.stderr
+    assert _one_error_line(result.stderr) == (
+        "shardmgr: error: cannot read the token file (a path that looks like a token, not "
+        "shown): No such file or directory"
+    )
+
+
+def test_environment_value_error_names_the_variable(tmp_path: Path, marker: str) -> None:
+    env = base_env(marker, DISCORD_TOKEN=SECRET_TOKEN, SHARDMGR_SHARDS="0")
+    result = run_cli(["start"], env, tmp_path)
+    assert result.code == 2
+    assert _one_error_line(result.stderr) == "shardmgr: error: SHARDMGR_SHARDS must be at least 1"
+
+
+def test_bad_environment_bool_lists_the_accepted_values(tmp_path: Path, marker: str) -> None:
+    env = base_env(marker, DISCORD_TOKEN=SECRET_TOKEN, SHARDMGR_KEEP_SESSIONS="sure")
+    result = run_cli(["start"], env, tmp_path)
+    assert _one_error_line(result.stderr) == (
+        "shardmgr: error: SHARDMGR_KEEP_SESSIONS must be yes/no, on/off, true/false or 1/0, "
+        "not 'sure'"
+    )
+
+
+def test_unknown_environment_setting_is_warned_about_with_the_nearest_name(
+    tmp_path: Path, marker: str
+) -> None:
+    env = base_env(marker, SHARDMGR_IDENTIFY_WINDOW="5")
+    result = run_cli(["start"], env, tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.code == 2 and len(lines) == 2, result.stderr
+    assert lines[0].endswith(
+        'warning shardmgr "environment variable SHARDMGR_IDENTIFY_WINDOW is not a setting; '
+        'did you mean SHARDMGR_IDENTIFY_WINDOW_S? it is ignored"'
+    ), lines[0]
+    assert lines[1] == "shardmgr: error: no token: set DISCORD_TOKEN or pass --token-file PATH"
+
+
+def test_jwt_token_is_refused_against_discord(tmp_path: Path, marker: str) -> None:
+    env = base_env(marker, DISCORD_TOKEN=JWT)
+    result = run_cli(["start"], env, tmp_path)
+    assert result.code == 2 and JWT not in result.stderr
+    assert _one_error_line(result.stderr) == (
+        "shardmgr: error: DISCORD_TOKEN is malformed: its first part is not the bot's id in base64"
+    )
+
+
+def test_jwt_token_is_only_a_warning_against_another_server(tmp_path: Path, marker: str) -> None:
+    port = free_port()  # a Discord-compatible server that happens to be down
+    env = base_env(marker, DISCORD_TOKEN=JWT, SHARDMGR_DISCOVERY_ATTEMPTS="1")
+    result = run_cli(["start", "--api-base", f"http://127.0.0.1:{port}/api/v9"], env, tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert JWT not in result.stderr
+    assert lines[0].endswith(
+        "warning shardmgr \"DISCORD_TOKEN is malformed: its first part is not the bot's id in "
+        "base64; used anyway, since --api-base is not Discord's\""
+    ), lines
+    # It went on to discovery.
+    assert "cannot reach" in lines[-1], lines

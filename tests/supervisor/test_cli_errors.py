@@ -206,3 +206,37 @@ async def test_state_dir_that_is_a_file_exits_2_before_discovery(
     )
     _assert_user_error(code, lines, "--state-dir")
     assert api["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["start", "--token", "x"],
+        ["start", "--shards-per", "2"],
+        ["stop", "--keep"],
+        ["status", "--state", "/tmp"],
+        ["fake-gateway", "--heartbeat", "1"],
+    ],
+)
+def test_no_parser_takes_an_abbreviated_option(argv: list[str]) -> None:
+    from shardmgr.cli import build_parser
+    from shardmgr.errors import UserError
+
+    with pytest.raises(UserError, match=f"^unrecognized arguments: {argv[1]}"):
+        build_parser().parse_args(argv)
+
+
+def test_the_worker_entry_point_takes_no_abbreviated_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from workers.__main__ import main as worker_main
+
+    with pytest.raises(SystemExit):
+        worker_main(["--ipc-fd", "3", "--ipc", "4"])
+    assert "unrecognized arguments: --ipc" in capsys.readouterr().err
+
+
+async def test_unknown_subcommand_option_has_one_prefix(tmp_path: Path) -> None:
+    code, lines = await _shardmgr("status", "--bogus", tmp=tmp_path)
+    assert code == 2
+    assert lines == ["shardmgr: error: unrecognized arguments: --bogus"]

@@ -21,17 +21,19 @@ def test_worker_environment_holds_no_token_secret_or_supervisor_settings() -> No
         "SHARDMGR_IDENTIFY_LIMITER": "redis://:pw@redis:6379/0",
         "SHARDMGR_JSONL": "/tmp/events.jsonl",
     }
-    out = worker_environment(Settings(sink="redis-stream://redis:6379/0"), env)
+    settings = Settings(sink="redis-stream://redis:6379/0", app_dir="/srv/bot")
+    out = worker_environment(settings, env)
     assert out == {
         "PATH": "/usr/bin",
         "SHARDMGR_JSONL": "/tmp/events.jsonl",
         "SHARDMGR_SINK_URL": "redis-stream://redis:6379/0",
+        "PYTHONPATH": "/srv/bot",
     }
 
 
 def test_a_slice_with_the_local_limiter_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     plan = make_plan(
-        shards="auto", recommended=8, max_concurrency=1, total_shards=8, shard_ids=(0, 3)
+        shards="auto", recommended=8, max_concurrency=1, total_shards=8, slice_ids=range(4)
     )
     warn_if_unshared_slice(Settings(total_shards=8, shard_ids="0-3"), plan)
     assert "--identify-limiter redis://" in caplog.text
