@@ -11,8 +11,8 @@ from typing import Any, Final
 import msgspec
 
 from shardmgr.errors import UserError
+from shardmgr.identify.redisconn import safe_url
 from shardmgr.plan import host_slice
-from shardmgr.redisconn import safe_url
 from shardmgr.token import bot_id_from_token
 from workers.codec import COMPRESS_MODES
 from workers.protocol import parse_intents
@@ -331,7 +331,7 @@ def _validate_redis(s: Settings) -> None:
                 f"{safe_url(s.identify_limiter)!r}"
             )
         try:
-            import shardmgr.identify_redis  # noqa: F401 - only to know it can be imported
+            import shardmgr.identify.redis  # noqa: F401 - only to know it can be imported
         except ImportError:
             raise UserError(
                 "--identify-limiter redis://... needs the redis extra: "

@@ -87,7 +87,7 @@ def make_limiter(
         return LocalIdentifyLimiter(
             limits, window_s=settings.identify_window_s, hold_timeout_s=hold_s, refresh=refresh
         )
-    from shardmgr.identify_redis import RedisIdentifyLimiter
+    from shardmgr.identify.redis import RedisIdentifyLimiter
 
     limiter = RedisIdentifyLimiter(
         settings.identify_limiter,
@@ -203,7 +203,7 @@ async def _run(
     sessions = SessionStore()
     try:
         supervisor = Supervisor(
-            options=msgspec.structs.replace(settings, handler=effective_handler(settings)),
+            settings=msgspec.structs.replace(settings, handler=effective_handler(settings)),
             token=token,
             gateway=gateway,
             plan=plan,

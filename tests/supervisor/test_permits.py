@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from shardmgr.identify import LocalIdentifyLimiter, SessionStartLimit
-from shardmgr.permits import PermitBroker
+from shardmgr.identify.broker import PermitBroker
 from workers import ipc
 from workers.clock import FakeClock
 

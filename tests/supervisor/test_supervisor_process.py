@@ -19,7 +19,7 @@ from shardmgr.metrics import Metrics
 from shardmgr.plan import Plan, make_plan
 from shardmgr.restarts import RestartPolicy
 from shardmgr.supervisor import Supervisor
-from shardmgr.workerproc import WorkerProcess
+from shardmgr.workerproc import SpawnedWorker
 from tests.supervisor.conftest import make_token
 from workers import ipc
 
@@ -63,7 +63,7 @@ async def sup(remaining: int) -> AsyncIterator[Supervisor]:
     )
     plan = make_plan(shards="4", recommended=4, max_concurrency=2, shards_per_worker=2)
     supervisor = Supervisor(
-        options=settings,
+        settings=settings,
         token=make_token(),
         gateway=gateway,
         plan=plan,
@@ -189,7 +189,7 @@ def _crashy_supervisor(settings: Settings) -> Supervisor:
     url = f"ws://127.0.0.1:{_closed_port()}"
     gateway = GatewayInfo(url=url, recommended_shards=1, limits=limits)
     return Supervisor(
-        options=settings,
+        settings=settings,
         token=make_token(),
         gateway=gateway,
         plan=make_plan(shards="1", recommended=1, max_concurrency=1),
@@ -288,14 +288,14 @@ async def test_old_process_is_reaped_before_its_replacement_spawns(
 ) -> None:
     old = _worker(sup, 0)
     seen_at_spawn: list[str] = []
-    original = WorkerProcess.spawn
+    original = SpawnedWorker.spawn
 
-    async def spawn(**kwargs: Any) -> WorkerProcess:
+    async def spawn(**kwargs: Any) -> SpawnedWorker:
         if kwargs["worker_id"] == 0:
             seen_at_spawn.append(_stopped_at(int(old["pid"])))
         return await original(**kwargs)
 
-    monkeypatch.setattr(WorkerProcess, "spawn", spawn)
+    monkeypatch.setattr(SpawnedWorker, "spawn", spawn)
     os.kill(int(old["pid"]), signal.SIGKILL)
     assert await sup.wait_for(lambda: _replaced(sup, 0, old["pid"]), 30.0)
     assert seen_at_spawn == ["reaped"]

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from shardmgr.identify import BudgetExhausted, IdentifyLimiter
+from shardmgr.identify.limiter import BudgetExhausted, IdentifyLimiter
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
