@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
@@ -20,7 +20,7 @@ from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.workerproc import SpawnedWorker
-from shardmgr.workerslot import SlotRunner, WorkerSlot
+from shardmgr.workerslot import LEAVING, RestartReason, SlotRunner, WorkerSlot, WorkerState
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
@@ -96,8 +96,8 @@ class Supervisor:
         )
         self._slots: dict[int, WorkerSlot] = {}
         self.shards = ShardTable([])
-        self._commands: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
+        self._commands: asyncio.Queue[RestartReason] = asyncio.Queue()
+        self._queued: set[RestartReason] = set()
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._keep_sessions = False
@@ -144,7 +144,7 @@ class Supervisor:
         """Whether the stop suspended the sessions (the caller then saves ``sessions``)."""
         return self._keep_sessions
 
-    def _queue(self, command: str) -> bool:
+    def _queue(self, command: RestartReason) -> bool:
         if command in self._queued:
             return False
         self._queued.add(command)
@@ -163,7 +163,7 @@ class Supervisor:
         """Queue a rolling restart; False when one is already running or we are stopping."""
         if self.stopping or self.rolling:
             return False
-        return self._queue("rolling")
+        return self._queue(RestartReason.ROLLING)
 
     def _apply_plan(self, plan: Plan) -> None:
         self.plan = plan
@@ -189,9 +189,9 @@ class Supervisor:
             command = await self._commands.get()
             self._queued.discard(command)
             try:
-                if command == "rolling":
+                if command is RestartReason.ROLLING:
                     await self._rolling_restart()
-                elif command == "replan":
+                elif command is RestartReason.REPLAN:
                     await self._replan()
             except asyncio.CancelledError:
                 raise
@@ -201,7 +201,7 @@ class Supervisor:
     async def _shutdown(self) -> None:
         slots = list(self._slots.values())
         for slot in slots:
-            slot.ask_replace("shutdown")
+            slot.ask_replace(RestartReason.SHUTDOWN)
         tasks = [s.task for s in slots if s.task is not None]
         if tasks:
             # Each worker loop bounds its own wait by shutdown_timeout_s and then kills.
@@ -221,25 +221,35 @@ class Supervisor:
             return False
         self.metrics.on_worker_message(worker_id, msg)
         self.sessions.on_message(msg)
-        if isinstance(msg, ipc.Pong):
-            slot.last_pong = self._clock.monotonic()
-            return True
-        if isinstance(msg, ipc.Started):
-            slot.up = True
-            slot.state = "running"
-            slot.last_pong = self._clock.monotonic()
-            slot.policy.started()
-            self.metrics.worker_up(worker_id, True)
-        elif isinstance(msg, ipc.IdentifyRequest):
-            self._on_identify_request(slot, slot.proc, msg)
-        elif isinstance(msg, ipc.IdentifyCancel):
-            self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
-        elif isinstance(msg, ipc.IdentifySent):
-            self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
-        else:
-            self.shards.apply(worker_id, msg)
-            if isinstance(msg, ipc.ShardStopped):
+        match msg:
+            case ipc.Pong():
+                slot.last_pong = self._clock.monotonic()
+                return True
+            case ipc.Started():
+                slot.up = True
+                slot.state = WorkerState.RUNNING
+                slot.last_pong = self._clock.monotonic()
+                slot.policy.started()
+                self.metrics.worker_up(worker_id, True)
+            case ipc.IdentifyRequest():
+                self._on_identify_request(slot, slot.proc, msg)
+            case ipc.IdentifyCancel():
+                self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
+            case ipc.IdentifySent():
+                self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
+            case ipc.ShardStopped():
+                self.shards.apply(worker_id, msg)
                 self._on_shard_stopped(slot, msg)
+            case (
+                ipc.ShardStateChanged()
+                | ipc.SessionStarted()
+                | ipc.Reconnecting()
+                | ipc.Stats()
+                | ipc.Suspended()
+            ):
+                self.shards.apply(worker_id, msg)
+            case _:
+                assert_never(msg)
         self.pulse()
         return True
 
@@ -256,7 +266,7 @@ class Supervisor:
                 "shard closed with 4011 (sharding required); re-planning",
                 extra=fields(shard=msg.shard_id, worker=slot.worker_id),
             )
-            self._queue("replan")
+            self._queue(RestartReason.REPLAN)
         elif msg.fatal and not self.stopping:
             log.error(
                 "shard stopped for good",
@@ -268,7 +278,7 @@ class Supervisor:
     def _on_identify_request(
         self, slot: WorkerSlot, proc: SpawnedWorker, msg: ipc.IdentifyRequest
     ) -> None:
-        if self.stopping or slot.state in ("stopping", "hung"):
+        if self.stopping or slot.state in LEAVING:
             # A worker on its way out must not spend a session start; its own shutdown
             # abandons the wait.
             return
@@ -281,9 +291,7 @@ class Supervisor:
             return
 
         def wanted() -> bool:
-            return (
-                slot.proc is proc and slot.state not in ("stopping", "hung") and not self.stopping
-            )
+            return slot.proc is proc and slot.state not in LEAVING and not self.stopping
 
         self.permits.request(msg, send=proc.send, wanted=wanted)
 
@@ -296,7 +304,7 @@ class Supervisor:
             for slot in list(self._slots.values()):
                 if self.stopping or slot.retired:
                     return
-                if slot.state in ("stopped",) or slot.replace is None:
+                if slot.state is WorkerState.STOPPED or slot.replace is None:
                     continue
                 ok = await self.wait_for(
                     self._replaced_and_back(slot),
@@ -316,7 +324,7 @@ class Supervisor:
         """Ask for the slot's process to be replaced; the returned predicate holds once the
         replacement is up and every shard it runs is connected again (or stopped for good)."""
         old_gen = slot.gen
-        slot.ask_replace("rolling")
+        slot.ask_replace(RestartReason.ROLLING)
 
         def back() -> bool:
             return (
@@ -344,7 +352,7 @@ class Supervisor:
         slots = list(self._slots.values())
         for slot in slots:
             slot.retired = True
-            slot.ask_replace("replan")
+            slot.ask_replace(RestartReason.REPLAN)
         tasks = [s.task for s in slots if s.task is not None]
         if tasks:
             # asyncio.wait, not gather: a stop arriving now cancels this command, and that
@@ -358,7 +366,7 @@ class Supervisor:
         self.limiter.update(gateway.limits)
         self._announce(plan.describe())
         for slot in slots:
-            self.metrics.worker_restarted(slot.worker_id, "replan")
+            self.metrics.worker_restarted(slot.worker_id, RestartReason.REPLAN)
         self._apply_plan(plan)
 
     # ---------------------------------------------------------------- status

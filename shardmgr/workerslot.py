@@ -9,7 +9,8 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Final, Protocol
 
 from shardmgr.config import Settings
 from shardmgr.identify.broker import PermitBroker
@@ -22,6 +23,37 @@ from workers.logsetup import fields
 log = logging.getLogger(__name__)
 
 
+class WorkerState(StrEnum):
+    """A slot's state, as ``/status`` shows it."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    HUNG = "hung"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+# A process in these states is on its way out: it must not spend a session start.
+LEAVING: Final = frozenset({WorkerState.STOPPING, WorkerState.HUNG})
+
+
+class RestartReason(StrEnum):
+    """Why a slot's process ended, which decides what the slot does next (and labels the
+    restart metric)."""
+
+    EXIT = "exit"
+    HUNG = "hung"
+    ROLLING = "rolling"
+    REPLAN = "replan"
+    SHUTDOWN = "shutdown"
+
+
+# After these the slot is done: no process follows in it.
+FINAL: Final = frozenset({RestartReason.SHUTDOWN, RestartReason.REPLAN})
+
+
 class WorkerSlot:
     """One planned worker: its shards, its current process (if any) and its history."""
 
@@ -32,23 +64,23 @@ class WorkerSlot:
         self.proc: SpawnedWorker | None = None
         self.gen = 0
         self.up = False
-        self.state = "pending"
+        self.state = WorkerState.PENDING
         self.restarts = 0
         self.last_exit: str | None = None
         self.last_pong = 0.0
         self.spawned_at = 0.0
         self.task: asyncio.Task[None] | None = None
         # set by whoever wants the current process replaced gracefully: the reason
-        self.replace: asyncio.Future[str] | None = None
+        self.replace: asyncio.Future[RestartReason] | None = None
         self.retired = False
         # cuts a restart backoff short when the slot is retired or the supervisor stops
         self.wake = asyncio.Event()
 
-    def ask_replace(self, reason: str) -> None:
+    def ask_replace(self, reason: RestartReason) -> None:
         """Have the current process stopped gracefully; ``reason`` says what comes next."""
         if self.replace is not None and not self.replace.done():
             self.replace.set_result(reason)
-        if self.retired or reason in ("shutdown", "replan"):
+        if self.retired or reason in FINAL:
             self.wake.set()
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,7 +89,7 @@ class WorkerSlot:
             "pid": self.proc.pid if self.proc and self.proc.returncode is None else None,
             "gen": self.gen,
             "up": self.up,
-            "state": self.state,
+            "state": self.state.value,
             "restarts": self.restarts,
             "crash_looping": self.policy.crash_looping,
             "last_exit": self.last_exit,
@@ -115,9 +147,9 @@ class SlotRunner:
 
     async def _slot_loop(self, slot: WorkerSlot) -> None:
         """Start the slot's process, supervise it, restart it with backoff, until retired."""
-        reason = "start"
+        reason: RestartReason | None = None  # None: the slot's first start
         while not self._stopping and not slot.retired:
-            if reason not in ("start", "rolling"):
+            if reason is not None and reason is not RestartReason.ROLLING:
                 delay = slot.policy.next_delay()
                 slot.restarts += 1
                 self._metrics.worker_restarted(slot.worker_id, reason)
@@ -137,15 +169,15 @@ class SlotRunner:
                         extra=fields(worker=slot.worker_id, reason=reason, delay_s=round(delay, 2)),
                     )
                 if delay > 0:
-                    slot.state = "backoff"
+                    slot.state = WorkerState.BACKOFF
                     self._host.pulse()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(slot.wake.wait(), delay)
                     if self._stopping or slot.retired:
                         break
-            elif reason == "rolling":
+            elif reason is RestartReason.ROLLING:
                 slot.restarts += 1
-                self._metrics.worker_restarted(slot.worker_id, "rolling")
+                self._metrics.worker_restarted(slot.worker_id, reason)
             try:
                 reason = await self._run_process(slot)
             except asyncio.CancelledError:
@@ -153,18 +185,18 @@ class SlotRunner:
             except Exception as exc:
                 log.exception("worker start failed", extra=fields(worker=slot.worker_id))
                 slot.last_exit = f"start failed: {exc}"
-                reason = "exit"
-            if reason in ("shutdown", "replan"):
+                reason = RestartReason.EXIT
+            if reason in FINAL:
                 break
-        slot.state = "stopped"
+        slot.state = WorkerState.STOPPED
         self._host.pulse()
 
-    async def _run_process(self, slot: WorkerSlot) -> str:
-        """One process lifetime. Returns why it ended: "exit", "hung", or the replace reason."""
+    async def _run_process(self, slot: WorkerSlot) -> RestartReason:
+        """One process lifetime. Returns why it ended: it exited, hung, or was replaced."""
         gen = next(self._gens)
         slot.gen = gen
         slot.replace = asyncio.get_running_loop().create_future()
-        slot.state = "starting"
+        slot.state = WorkerState.STARTING
         slot.up = False
         config = self._host.worker_config(slot)
         resuming = sum(1 for a in config.shards if a.session is not None)
@@ -191,12 +223,14 @@ class SlotRunner:
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if replace.done():
                 why = replace.result()
-                keep = why == "rolling" or (why == "shutdown" and self._host.kept_sessions)
+                keep = why is RestartReason.ROLLING or (
+                    why is RestartReason.SHUTDOWN and self._host.kept_sessions
+                )
                 await self._graceful_stop(slot, proc, reader, keep)
                 result = why
             elif pinger.done() and not reader.done():
                 await self._kill_hung(slot, proc)
-                result = "hung"
+                result = RestartReason.HUNG
             else:
                 if reader.done() and not reader.cancelled() and reader.exception() is not None:
                     log.error(
@@ -210,7 +244,7 @@ class SlotRunner:
                     "worker exited",
                     extra=fields(worker=slot.worker_id, gen=gen, pid=proc.pid, status=code),
                 )
-                result = "exit"
+                result = RestartReason.EXIT
         finally:
             for task in (reader, pinger):
                 task.cancel()
@@ -228,7 +262,7 @@ class SlotRunner:
         reader: asyncio.Task[None],
         keep_sessions: bool,
     ) -> None:
-        slot.state = "stopping"
+        slot.state = WorkerState.STOPPING
         self._permits.cancel_generation(proc.gen)
         self._host.pulse()
 
@@ -252,7 +286,7 @@ class SlotRunner:
         slot.last_exit = f"stopped (exit status {code})"
 
     async def _kill_hung(self, slot: WorkerSlot, proc: SpawnedWorker) -> None:
-        slot.state = "hung"
+        slot.state = WorkerState.HUNG
         self._permits.cancel_generation(proc.gen)
         self._host.pulse()
         log.error(

@@ -20,6 +20,7 @@ from shardmgr.plan import Plan, make_plan
 from shardmgr.restarts import RestartPolicy
 from shardmgr.supervisor import Supervisor
 from shardmgr.workerproc import SpawnedWorker
+from shardmgr.workerslot import RestartReason
 from tests.supervisor.conftest import make_token
 from workers import ipc
 
@@ -246,7 +247,7 @@ async def test_replan_does_not_wait_for_a_worker_in_restart_backoff(
             and _worker(supervisor, 0)["state"] == "backoff",
             30.0,
         )
-        supervisor._queue("replan")
+        supervisor._queue(RestartReason.REPLAN)
         assert await supervisor.wait_for(lambda: supervisor.plan.total_shards == 6, 20.0)
         assert supervisor.replans == 1
     finally:
