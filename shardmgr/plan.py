@@ -136,3 +136,13 @@ def make_plan(
         ids, shards_per_worker=shards_per_worker, workers=workers, cpu_count=cpu_count
     )
     return Plan(total_shards=total, max_concurrency=max_concurrency, groups=groups)
+
+
+def replan_total(old_total: int, recommended: int, max_concurrency: int) -> int:
+    """The shard count after a 4011 (sharding required): Discord's new recommendation, and
+    never fewer than one more window's worth, so a stale recommendation cannot re-plan to
+    the same count."""
+    return max(
+        auto_shard_count(recommended, max_concurrency),
+        auto_shard_count(old_total + 1, max_concurrency),
+    )

@@ -23,7 +23,7 @@ from shardmgr.identify import (
     SessionStartLimit,
 )
 from shardmgr.pidfile import PidFile
-from shardmgr.plan import Plan, auto_shard_count, make_plan
+from shardmgr.plan import Plan, make_plan, replan_total
 from shardmgr.sessions import SessionStore, read_state, write_state
 from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
@@ -178,12 +178,8 @@ async def _run(
                 extra=fields(total_shards=settings.total_shards),
             )
             return None
-        mc = gateway.limits.max_concurrency
-        # Discord asked for more shards: take its new recommendation, and never fewer than
-        # one more window's worth, so a stale recommendation cannot re-plan to the same count.
-        total = max(
-            auto_shard_count(gateway.recommended_shards, mc),
-            auto_shard_count(old.total_shards + 1, mc),
+        total = replan_total(
+            old.total_shards, gateway.recommended_shards, gateway.limits.max_concurrency
         )
         return gateway, plan_for(settings, gateway, shards=str(total))
 

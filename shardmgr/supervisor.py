@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, assert_never
+from typing import Any, Final, Protocol, assert_never
 
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
@@ -45,6 +45,52 @@ class MetricsSink(Protocol):
     def budget_exhausted(self, reason: str | None) -> None: ...
     def session_start_remaining(self, remaining: int, total: int | None = None) -> None: ...
     def render(self) -> tuple[bytes, str]: ...
+
+
+# What each worker gets of its own, and what is derived from settings of another shape.
+_PER_WORKER: Final = frozenset({"worker_id", "token", "gateway_url", "num_shards", "shards"})
+_DERIVED: Final = frozenset(
+    {"intents", "log_level", "check_heartbeat_acks", "identify_properties", "presence"}
+)
+# Every other Settings and WorkerConfig field of one name means one thing and passes through
+# as it is, so a setting added to both reaches the workers with no line here.
+SAME_NAMED_FIELDS: Final = tuple(
+    sorted(
+        (set(ipc.WorkerConfig.__struct_fields__) & set(Settings.__struct_fields__))
+        - _PER_WORKER
+        - _DERIVED
+    )
+)
+
+
+def worker_config(
+    settings: Settings,
+    *,
+    worker_id: int,
+    token: str,
+    gateway_url: str,
+    num_shards: int,
+    shards: list[ipc.ShardAssignment],
+) -> ipc.WorkerConfig:
+    """A worker's start configuration: the same-named settings, plus what is derived."""
+    options: dict[str, Any] = {name: getattr(settings, name) for name in SAME_NAMED_FIELDS}
+    derived: dict[str, Any] = {
+        "log_level": settings.log_level.upper(),
+        "intents": settings.intents_mask,
+        "check_heartbeat_acks": settings.heartbeat_ack_check,
+        "identify_properties": settings.identify_properties,
+        "presence": settings.presence,
+    }
+    assert derived.keys() == _DERIVED
+    return ipc.WorkerConfig(
+        worker_id=worker_id,
+        token=token,
+        gateway_url=gateway_url,
+        num_shards=num_shards,
+        shards=shards,
+        **options,
+        **derived,
+    )
 
 
 Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
@@ -389,7 +435,8 @@ class Supervisor:
 
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
         """What a new process for ``slot`` is started with (its shards resume if they can)."""
-        return ipc.WorkerConfig(
+        return worker_config(
+            self.settings,
             worker_id=slot.worker_id,
             token=self._token,
             gateway_url=self.gateway.url,
@@ -398,16 +445,6 @@ class Supervisor:
                 ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
                 for sid in slot.shard_ids
             ],
-            intents=self.settings.intents_mask,
-            handler=self.settings.handler,
-            compress=self.settings.compress,
-            large_threshold=self.settings.large_threshold,
-            log_level=self.settings.log_level.upper(),
-            log_json=self.settings.log_json,
-            max_message_bytes=self.settings.max_message_bytes,
-            check_heartbeat_acks=self.settings.heartbeat_ack_check,
-            identify_properties=self.settings.identify_properties,
-            presence=self.settings.presence,
         )
 
     # ---------------------------------------------------------------- operator commands
