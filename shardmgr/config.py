@@ -69,6 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 15.0
     start_timeout_s: float = 30.0
+    progress_interval_s: float = 5.0
     restart_backoff_base_s: float = 1.0
     restart_backoff_cap_s: float = 60.0
     restart_stable_s: float = 60.0
@@ -277,6 +278,7 @@ def validate(s: Settings) -> None:
         "ping_interval_s",
         "ping_timeout_s",
         "start_timeout_s",
+        "progress_interval_s",
         "restart_backoff_base_s",
         "restart_backoff_cap_s",
         "restart_stable_s",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from typing import Final
 
 import msgspec
@@ -24,12 +25,12 @@ class Plan(msgspec.Struct, frozen=True):
     def shard_ids(self) -> list[int]:
         return [s for group in self.groups for s in group]
 
-    def describe(self) -> str:
+    def describe(self, resuming: Collection[int] = ()) -> str:
         ids = self.shard_ids
-        windows = identify_windows(ids, self.max_concurrency)
+        workers = plural(len(self.groups), "worker")
         lines = [
-            f"plan: {len(ids)} of {self.total_shards} shards in {len(self.groups)} workers, "
-            f"max_concurrency {self.max_concurrency} ({windows} identify windows to start)"
+            f"plan: {len(ids)} of {self.total_shards} shards in {workers}, "
+            f"max_concurrency {self.max_concurrency} ({start_summary(self, resuming)})"
         ]
         lines += [f"  worker {wid}: shards {_ranges(g)}" for wid, g in enumerate(self.groups)]
         return "\n".join(lines)
@@ -146,3 +147,22 @@ def replan_total(old_total: int, recommended: int, max_concurrency: int) -> int:
         auto_shard_count(recommended, max_concurrency),
         auto_shard_count(old_total + 1, max_concurrency),
     )
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 worker``, ``4 workers``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def start_summary(plan: Plan, resuming: Collection[int] = ()) -> str:
+    """What starting ``plan`` takes, when the shards in ``resuming`` have sessions to resume."""
+    ids = plan.shard_ids
+    to_identify = [sid for sid in ids if sid not in resuming]
+    windows = plural(identify_windows(to_identify, plan.max_concurrency), "identify window")
+    if len(to_identify) == len(ids):
+        return f"{windows} to start"
+    resumed = len(ids) - len(to_identify)
+    if not to_identify:
+        every = "all " if resumed > 1 else ""
+        return f"resuming {every}{plural(resumed, 'shard')}, no identify"
+    return f"resuming {plural(resumed, 'shard')}; {windows} for the other {len(to_identify)}"

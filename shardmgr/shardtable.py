@@ -133,6 +133,9 @@ class ShardTable:
     def views(self) -> list[ShardView]:
         return [self._views[sid] for sid in sorted(self._views)]
 
+    def ids_in(self, state: str) -> set[int]:
+        return {sid for sid, v in self._views.items() if v.state == state}
+
     def count(self, state: str) -> int:
         return sum(1 for v in self._views.values() if v.state == state)
 

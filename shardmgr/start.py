@@ -187,7 +187,6 @@ async def _run(
     gateway = await discover()
     plan = plan_for(settings, gateway)
     warn_if_unshared_slice(settings, plan)
-    announce(plan.describe())
 
     from shardmgr.metrics import Metrics
 
@@ -224,6 +223,8 @@ async def _run(
         ).items():
             if shard_id in plan.shard_ids:
                 sessions.put(shard_id, session)
+        # Announced only now that the saved sessions are known: they start without identifying.
+        announce(plan.describe(resuming=sessions.snapshot().keys()))
         bound = f"{host}:{api.address[1] if api.address else port}"
         announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status --http {bound})")
         loop = asyncio.get_running_loop()

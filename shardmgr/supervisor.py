@@ -19,6 +19,7 @@ from shardmgr.plan import Plan
 from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
+from shardmgr.startprogress import StartProgress
 from shardmgr.workerproc import SpawnedWorker
 from shardmgr.workerslot import LEAVING, RestartReason, SlotRunner, WorkerSlot, WorkerState
 from workers import ipc
@@ -141,6 +142,7 @@ class Supervisor:
             worker_env=worker_env,
         )
         self._slots: dict[int, WorkerSlot] = {}
+        self._progress: asyncio.Task[None] | None = None
         self.shards = ShardTable([])
         self._commands: asyncio.Queue[RestartReason] = asyncio.Queue()
         self._queued: set[RestartReason] = set()
@@ -228,6 +230,29 @@ class Supervisor:
         self.metrics.set_plan(len(plan.shard_ids), {w: list(g) for w, g in enumerate(plan.groups)})
         for slot in self._slots.values():
             self._runner.start(slot)
+        progress = StartProgress(
+            plan,
+            {sid for sid in plan.shard_ids if self.sessions.get(sid) is not None},
+            window_s=self.settings.identify_window_s,
+            started_at=self._clock.monotonic(),
+        )
+        if self._progress is not None:
+            self._progress.cancel()
+        self._progress = asyncio.create_task(self._report_start(progress), name="start-progress")
+
+    async def _report_start(self, progress: StartProgress) -> None:
+        """A line every ``progress_interval_s`` until every shard is up (or stopped for
+        good), then one line saying how long the start took."""
+        ids = self.plan.shard_ids
+
+        def settled() -> bool:
+            return self.shards.all_in(ids, CONNECTED, STOPPED)
+
+        while not await self.wait_for(settled, self.settings.progress_interval_s):
+            ready = self.shards.ids_in(CONNECTED)
+            log.info(progress.line(ready, budget_wait=self.exhausted is not None))
+        stopped = self.shards.count(STOPPED)
+        log.info(progress.done_line(self._clock.monotonic(), stopped=stopped))
 
     async def _control_loop(self) -> None:
         """Rolling restarts and re-plans run one at a time, never interleaved."""
@@ -245,6 +270,9 @@ class Supervisor:
                 log.exception("supervisor command failed", extra=fields(command=command))
 
     async def _shutdown(self) -> None:
+        if self._progress is not None:
+            self._progress.cancel()
+            await asyncio.gather(self._progress, return_exceptions=True)
         slots = list(self._slots.values())
         for slot in slots:
             slot.ask_replace(RestartReason.SHUTDOWN)
