@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Collection
 from typing import Final
 
@@ -25,13 +26,16 @@ class Plan(msgspec.Struct, frozen=True):
     def shard_ids(self) -> list[int]:
         return [s for group in self.groups for s in group]
 
-    def describe(self, resuming: Collection[int] = ()) -> str:
+    def describe(self, resuming: Collection[int] = (), budget: str | None = None) -> str:
+        """The plan for the operator; ``budget`` (``budget_shortfall``) follows the first line."""
         ids = self.shard_ids
         workers = plural(len(self.groups), "worker")
         lines = [
             f"plan: {len(ids)} of {self.total_shards} shards in {workers}, "
             f"max_concurrency {self.max_concurrency} ({start_summary(self, resuming)})"
         ]
+        if budget is not None:
+            lines.append(f"  {budget}")
         lines += [f"  worker {wid}: shards {_ranges(g)}" for wid, g in enumerate(self.groups)]
         return "\n".join(lines)
 
@@ -166,3 +170,26 @@ def start_summary(plan: Plan, resuming: Collection[int] = ()) -> str:
         every = "all " if resumed > 1 else ""
         return f"resuming {every}{plural(resumed, 'shard')}, no identify"
     return f"resuming {plural(resumed, 'shard')}; {windows} for the other {len(to_identify)}"
+
+
+def budget_shortfall(
+    to_identify: int, remaining: int, reserve: int, reset_after_s: float, now: float
+) -> str | None:
+    """When the shards to identify need more session starts than ``remaining`` minus the
+    ``reserve`` kept for restarts: how many identify now, how many wait, and until when
+    (``now`` and the answer's clock time are wall-clock, UTC); None when all fit."""
+    can = max(0, remaining - reserve)
+    if to_identify <= can:
+        return None
+    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now + reset_after_s))
+    return (
+        f"session start budget: {remaining} left, {reserve} kept in reserve for restarts, "
+        f"so {can} of {plural(to_identify, 'shard')} identify now and {to_identify - can} "
+        f"wait until it refills at {until} (in {_duration(reset_after_s)})"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(0, math.ceil(seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"

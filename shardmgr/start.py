@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from shardmgr.identify import (
     SessionStartLimit,
 )
 from shardmgr.pidfile import PidFile
-from shardmgr.plan import Plan, make_plan, replan_total
+from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
 from shardmgr.sessions import SessionStore, read_state, write_state
 from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
@@ -224,7 +225,16 @@ async def _run(
             if shard_id in plan.shard_ids:
                 sessions.put(shard_id, session)
         # Announced only now that the saved sessions are known: they start without identifying.
-        announce(plan.describe(resuming=sessions.snapshot().keys()))
+        resuming = sessions.snapshot().keys()
+        limits = gateway.limits
+        budget = budget_shortfall(
+            len(plan.shard_ids) - len(resuming),
+            limits.remaining,
+            settings.identify_reserve,
+            limits.reset_after_s,
+            time.time(),
+        )
+        announce(plan.describe(resuming, budget))
         bound = f"{host}:{api.address[1] if api.address else port}"
         announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status --http {bound})")
         loop = asyncio.get_running_loop()

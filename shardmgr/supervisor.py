@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, Protocol, assert_never
+from typing import Any, Protocol, assert_never
 
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
@@ -20,6 +20,7 @@ from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
+from shardmgr.workerconfig import worker_config
 from shardmgr.workerproc import SpawnedWorker
 from shardmgr.workerslot import LEAVING, RestartReason, SlotRunner, WorkerSlot, WorkerState
 from workers import ipc
@@ -46,52 +47,6 @@ class MetricsSink(Protocol):
     def budget_exhausted(self, reason: str | None) -> None: ...
     def session_start_remaining(self, remaining: int, total: int | None = None) -> None: ...
     def render(self) -> tuple[bytes, str]: ...
-
-
-# What each worker gets of its own, and what is derived from settings of another shape.
-_PER_WORKER: Final = frozenset({"worker_id", "token", "gateway_url", "num_shards", "shards"})
-_DERIVED: Final = frozenset(
-    {"intents", "log_level", "check_heartbeat_acks", "identify_properties", "presence"}
-)
-# Every other Settings and WorkerConfig field of one name means one thing and passes through
-# as it is, so a setting added to both reaches the workers with no line here.
-SAME_NAMED_FIELDS: Final = tuple(
-    sorted(
-        (set(ipc.WorkerConfig.__struct_fields__) & set(Settings.__struct_fields__))
-        - _PER_WORKER
-        - _DERIVED
-    )
-)
-
-
-def worker_config(
-    settings: Settings,
-    *,
-    worker_id: int,
-    token: str,
-    gateway_url: str,
-    num_shards: int,
-    shards: list[ipc.ShardAssignment],
-) -> ipc.WorkerConfig:
-    """A worker's start configuration: the same-named settings, plus what is derived."""
-    options: dict[str, Any] = {name: getattr(settings, name) for name in SAME_NAMED_FIELDS}
-    derived: dict[str, Any] = {
-        "log_level": settings.log_level.upper(),
-        "intents": settings.intents_mask,
-        "check_heartbeat_acks": settings.heartbeat_ack_check,
-        "identify_properties": settings.identify_properties,
-        "presence": settings.presence,
-    }
-    assert derived.keys() == _DERIVED
-    return ipc.WorkerConfig(
-        worker_id=worker_id,
-        token=token,
-        gateway_url=gateway_url,
-        num_shards=num_shards,
-        shards=shards,
-        **options,
-        **derived,
-    )
 
 
 Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
@@ -215,7 +170,6 @@ class Supervisor:
 
     def _apply_plan(self, plan: Plan) -> None:
         self.plan = plan
-        self.permits.new_plan()
         self.shards = ShardTable(plan.groups)
         self._slots = {}
         for wid, group in enumerate(plan.groups):
@@ -457,8 +411,13 @@ class Supervisor:
             if left <= 0:
                 return False
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+            # asyncio.wait, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # races the event, and a shutdown waits for the tasks it cancels.
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({changed}, timeout=min(left, 1.0))
+            finally:
+                changed.cancel()
         return True
 
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:

@@ -93,6 +93,17 @@ async def test_first_identify_is_granted() -> None:
     await broker.aclose()
 
 
+async def test_a_shards_first_identify_also_leaves_the_reserve() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec, remaining=RESERVE)
+    broker.request(_ask(0, 1), send=rec.send, wanted=_always)
+    await _settle()
+    assert rec.sent == [] and broker.pending == 1
+    assert broker.exhausted is not None and "reserve" in broker.exhausted
+    assert broker.limiter.remaining == RESERVE
+    await broker.aclose()
+
+
 async def test_restart_identify_waits_instead_of_spending_the_reserve() -> None:
     clock, rec, broker = await _shard_0_identified()
     broker.request(_ask(0, 2), send=rec.send, wanted=_always)  # a re-identify of shard 0

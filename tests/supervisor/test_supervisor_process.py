@@ -164,21 +164,19 @@ async def test_stop_reaps_every_worker(sup: Supervisor) -> None:
 
 
 @pytest.mark.parametrize("remaining", [3])
-async def test_only_a_shards_first_identify_may_spend_the_reserve(sup: Supervisor) -> None:
+async def test_every_identify_leaves_the_reserve_a_shards_first_included(sup: Supervisor) -> None:
     gen = int(_worker(sup, 0)["gen"])
 
     def ask(shard: int, nonce: int) -> None:
         assert sup.handle_message(0, ipc.IdentifyRequest(gen=gen, shard_id=shard, nonce=nonce))
 
-    ask(0, 1)  # first identify of shard 0: granted, 2 starts left
+    ask(0, 1)  # 3 left, a reserve of 2: one start may be spent
     assert await sup.wait_for(lambda: sup.identifies_granted == 1, 10.0)
-    ask(0, 2)  # shard 0 again (a re-identify): only the reserve of 2 is left, it waits
+    ask(1, 2)  # shard 1's first identify: it waits like a restart would
     assert await sup.wait_for(lambda: sup.exhausted is not None, 10.0)
     status = sup.status()["supervisor"]
     assert "reserve" in status["budget_exhausted"] and status["session_start_remaining"] == 2
-    ask(1, 3)  # first identify of shard 1: may dig into the reserve
-    assert await sup.wait_for(lambda: sup.identifies_granted == 2, 10.0)
-    assert sup.status()["supervisor"]["session_start_remaining"] == 1
+    assert sup.identifies_granted == 1
 
 
 async def test_identify_sent_report_ends_the_hold_of_its_grant(sup: Supervisor) -> None:

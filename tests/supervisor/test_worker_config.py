@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from shardmgr.config import Settings
-from shardmgr.supervisor import SAME_NAMED_FIELDS, worker_config
+from shardmgr.workerconfig import SAME_NAMED_FIELDS, worker_config
 from workers import ipc
 
 
