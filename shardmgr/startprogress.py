@@ -4,6 +4,7 @@ decides when to log them)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 
 from shardmgr.plan import Plan, identify_windows, plural
@@ -34,7 +35,8 @@ class StartProgress:
             return f"identifying {of}; the rest wait for the session start budget to refill"
         waiting = [sid for sid in self._to_identify if sid not in ready]
         left_s = identify_windows(waiting, self._mc) * self._window_s
-        return f"identifying {of}, about {left_s:.0f} s left"
+        # Rounded up: a start with shards still to identify is never "0 s" from done.
+        return f"identifying {of}, about {math.ceil(left_s)} s left"
 
     def done_line(self, now: float, *, stopped: int = 0) -> str:
         """The one line once every shard is ready (or ``stopped`` of them stopped for good)."""

@@ -1,6 +1,8 @@
-"""Identify coordination: the limiter interface, the one-host limiter, and the broker that
-answers workers' permit requests. The Redis limiter (``shardmgr.identify.redis``) and its
-plumbing (``shardmgr.identify.redisconn``) are imported on demand: they need the redis extra."""
+"""Identify coordination: who may send an IDENTIFY, and when. The interface and the one-host
+limiter are exported here; ``broker`` answers workers' permit requests; ``redis`` (the
+limiter shared by several hosts, which needs the redis extra) is imported on demand, with
+its Lua in ``redis_scripts``; ``redisconn`` is the Redis plumbing it shares with the
+stream sink."""
 
 from shardmgr.identify.limiter import (
     MIN_BUDGET_WAIT_S,

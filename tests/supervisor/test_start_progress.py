@@ -95,6 +95,11 @@ def test_progress_line(
     assert progress.line(ready, budget_wait=budget_wait) == text
 
 
+def test_time_left_is_rounded_up_never_to_0_s() -> None:
+    progress = StartProgress(_plan(4), set(), window_s=0.25, started_at=0.0)
+    assert progress.line({0, 1}) == "identifying 2/4 shards, about 1 s left"
+
+
 @pytest.mark.parametrize(
     ("shards", "mc", "resuming", "stopped", "text"),
     [
