@@ -19,9 +19,9 @@ from typing import Any, Final
 import msgspec
 
 from shardmgr.errors import UserError
+from shardmgr.identify.redisconn import safe_url
 from shardmgr.plan import host_slice
 from shardmgr.presence import ACTIVITY_TYPES, PRESENCE_STATUSES, presence_payload
-from shardmgr.redisconn import safe_url
 from shardmgr.settingvalues import (
     HttpAddress,
     LimiterSpec,
@@ -93,6 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 15.0
     start_timeout_s: float = 30.0
+    progress_interval_s: float = 5.0
     restart_backoff_base_s: float = 1.0
     restart_backoff_cap_s: float = 60.0
     restart_stable_s: float = 60.0
@@ -440,6 +441,7 @@ _POSITIVE: Final = (
     "ping_interval_s",
     "ping_timeout_s",
     "start_timeout_s",
+    "progress_interval_s",
     "restart_backoff_base_s",
     "restart_backoff_cap_s",
     "restart_stable_s",
@@ -498,7 +500,7 @@ def _validate_redis(s: Settings, where: Where) -> None:
         ) from None
     if spec.url is not None:
         try:
-            import shardmgr.identify_redis  # noqa: F401 - only to know it can be imported
+            import shardmgr.identify.redis  # noqa: F401 - only to know it can be imported
         except ImportError:
             raise UserError(
                 f"{where('identify_limiter')} redis://... needs the redis extra: "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -41,22 +42,20 @@ class Plan(msgspec.Struct, frozen=True):
         figures."""
         return len(self.groups) * WORKER_RSS_BYTES + len(self.shard_ids) * SHARD_RSS_BYTES
 
-    def describe(self) -> str:
+    def describe(self, resuming: Collection[int] = (), budget: str | None = None) -> str:
+        """The plan for the operator; ``budget`` (``budget_shortfall``) follows the first line."""
         ids = self.shard_ids
-        windows = identify_windows(ids, self.max_concurrency)
+        workers = plural(len(self.groups), "worker")
         mib = math.ceil(self.memory_bytes / (1024 * 1024))
-        workers = _count(len(self.groups), "worker")
         lines = [
             f"plan: {len(ids)} of {self.total_shards} shards in {workers}, "
-            f"max_concurrency {self.max_concurrency} "
-            f"({_count(windows, 'identify window')} to start), about {mib} MiB of memory"
+            f"max_concurrency {self.max_concurrency} ({start_summary(self, resuming)}), "
+            f"about {mib} MiB of memory"
         ]
+        if budget is not None:
+            lines.append(f"  {budget}")
         lines += [f"  worker {wid}: shards {ranges_text(g)}" for wid, g in enumerate(self.groups)]
         return "\n".join(lines)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def usable_cpus(
@@ -197,3 +196,55 @@ def make_plan(
         ids, shards_per_worker=shards_per_worker, workers=workers, cpu_count=cpu_count
     )
     return Plan(total_shards=total, max_concurrency=max_concurrency, groups=groups)
+
+
+def replan_total(old_total: int, recommended: int, max_concurrency: int) -> int:
+    """The shard count after a 4011 (sharding required): Discord's new recommendation, and
+    never fewer than one more window's worth, so a stale recommendation cannot re-plan to
+    the same count."""
+    return max(
+        auto_shard_count(recommended, max_concurrency),
+        auto_shard_count(old_total + 1, max_concurrency),
+    )
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 worker``, ``4 workers``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def start_summary(plan: Plan, resuming: Collection[int] = ()) -> str:
+    """What starting ``plan`` takes, when the shards in ``resuming`` have sessions to resume."""
+    ids = plan.shard_ids
+    to_identify = [sid for sid in ids if sid not in resuming]
+    windows = plural(identify_windows(to_identify, plan.max_concurrency), "identify window")
+    if len(to_identify) == len(ids):
+        return f"{windows} to start"
+    resumed = len(ids) - len(to_identify)
+    if not to_identify:
+        every = "all " if resumed > 1 else ""
+        return f"resuming {every}{plural(resumed, 'shard')}, no identify"
+    return f"resuming {plural(resumed, 'shard')}; {windows} for the other {len(to_identify)}"
+
+
+def budget_shortfall(
+    to_identify: int, remaining: int, reserve: int, reset_after_s: float, now: float
+) -> str | None:
+    """When the shards to identify need more session starts than ``remaining`` minus the
+    ``reserve`` kept for restarts: how many identify now, how many wait, and until when
+    (``now`` and the answer's clock time are wall-clock, UTC); None when all fit."""
+    can = max(0, remaining - reserve)
+    if to_identify <= can:
+        return None
+    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now + reset_after_s))
+    return (
+        f"session start budget: {remaining} left, {reserve} kept in reserve for restarts, "
+        f"so {can} of {plural(to_identify, 'shard')} identify now and {to_identify - can} "
+        f"wait until it refills at {until} (in {_duration(reset_after_s)})"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(0, math.ceil(seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"

@@ -6,7 +6,7 @@ the same rules (``state_after`` and ``state_without_worker``) to their own gauge
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 from workers import ipc
 from workers.shard import ShardState
@@ -17,16 +17,28 @@ SHARD_STATES: Final[tuple[str, ...]] = tuple(state.value for state in ShardState
 def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
     """The shard a report is about and the state it implies, or None if it says nothing
     about a shard's state."""
-    if isinstance(msg, ipc.ShardStateChanged):
-        return msg.shard_id, msg.state
-    if isinstance(msg, ipc.SessionStarted):
-        # READY/RESUMED means connected even if the state report is still in flight.
-        return msg.shard_id, ShardState.CONNECTED.value
-    if isinstance(msg, ipc.Reconnecting):
-        return msg.shard_id, ShardState.RECONNECTING.value
-    if isinstance(msg, ipc.ShardStopped):
-        return msg.shard_id, ShardState.STOPPED.value
-    return None
+    match msg:
+        case ipc.ShardStateChanged():
+            return msg.shard_id, msg.state
+        case ipc.SessionStarted():
+            # READY/RESUMED means connected even if the state report is still in flight.
+            return msg.shard_id, ShardState.CONNECTED.value
+        case ipc.Reconnecting():
+            return msg.shard_id, ShardState.RECONNECTING.value
+        case ipc.ShardStopped():
+            return msg.shard_id, ShardState.STOPPED.value
+        case (
+            ipc.Started()
+            | ipc.Pong()
+            | ipc.IdentifyRequest()
+            | ipc.IdentifyCancel()
+            | ipc.IdentifySent()
+            | ipc.Stats()
+            | ipc.Suspended()
+        ):
+            return None
+        case _:
+            assert_never(msg)
 
 
 def state_without_worker(state: str | None) -> str:
@@ -121,6 +133,9 @@ class ShardTable:
     def views(self) -> list[ShardView]:
         return [self._views[sid] for sid in sorted(self._views)]
 
+    def ids_in(self, state: str) -> set[int]:
+        return {sid for sid, v in self._views.items() if v.state == state}
+
     def count(self, state: str) -> int:
         return sum(1 for v in self._views.values() if v.state == state)
 
@@ -140,18 +155,21 @@ class ShardTable:
         if view is None or view.worker_id != worker_id:
             return
         view.state = state
-        if isinstance(msg, ipc.SessionStarted):
-            view.session_kind = msg.kind
-            view.session_started_at = msg.at
-            view.guilds = msg.guilds
-            view.close_code = None
-        elif isinstance(msg, ipc.Reconnecting):
-            view.reconnects += 1
-            view.close_code = msg.close_code
-        elif isinstance(msg, ipc.ShardStopped):
-            view.stop_reason = msg.reason
-            view.close_code = msg.close_code
-            view.latency_s = None
+        match msg:
+            case ipc.SessionStarted():
+                view.session_kind = msg.kind
+                view.session_started_at = msg.at
+                view.guilds = msg.guilds
+                view.close_code = None
+            case ipc.Reconnecting():
+                view.reconnects += 1
+                view.close_code = msg.close_code
+            case ipc.ShardStopped():
+                view.stop_reason = msg.reason
+                view.close_code = msg.close_code
+                view.latency_s = None
+            case _:
+                pass  # the state alone (state_after) is all the other reports carry
         if state != ShardState.STOPPED:
             view.stop_reason = None
 

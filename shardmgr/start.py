@@ -10,10 +10,9 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-
-import msgspec
 
 from shardmgr import addressfile
 from shardmgr.config import ENV_PREFIX, Settings, default_state_dir
@@ -27,7 +26,7 @@ from shardmgr.identify import (
     SessionStartLimit,
 )
 from shardmgr.pidfile import PidFile
-from shardmgr.plan import Plan, auto_shard_count, make_plan
+from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
 from shardmgr.sessions import SessionStore, read_state, write_state
 from shardmgr.settingvalues import LimiterKind
 from shardmgr.stop import KEEP_SIGNAL
@@ -42,10 +41,6 @@ SINK_URL_ENV = "SHARDMGR_SINK_URL"
 # SHARDMGR_* variables a worker reads itself; every other one (the admin secret, Redis URLs
 # with passwords) stays in the supervisor.
 WORKER_ENV_KEEP = frozenset({SINK_URL_ENV, "SHARDMGR_JSONL"})
-
-
-def effective_handler(settings: Settings) -> str:
-    return settings.handler_target
 
 
 def use_app_dir(app_path: str) -> None:
@@ -108,7 +103,7 @@ def make_limiter(
         return LocalIdentifyLimiter(
             limits, window_s=settings.identify_window_s, hold_timeout_s=hold_s, refresh=refresh
         )
-    from shardmgr.identify_redis import RedisIdentifyLimiter
+    from shardmgr.identify.redis import RedisIdentifyLimiter
 
     limiter = RedisIdentifyLimiter(
         spec.url,
@@ -229,12 +224,8 @@ async def _run(
                 extra=fields(total_shards=settings.total_shards),
             )
             return None
-        mc = gateway.limits.max_concurrency
-        # Discord asked for more shards: take its new recommendation, and never fewer than
-        # one more window's worth, so a stale recommendation cannot re-plan to the same count.
-        total = max(
-            auto_shard_count(gateway.recommended_shards, mc),
-            auto_shard_count(old.total_shards + 1, mc),
+        total = replan_total(
+            old.total_shards, gateway.recommended_shards, gateway.limits.max_concurrency
         )
         return gateway, plan_for(settings, gateway, shards=str(total))
 
@@ -256,7 +247,7 @@ async def _run(
     sessions = SessionStore()
     try:
         supervisor = Supervisor(
-            options=msgspec.structs.replace(settings, handler=effective_handler(settings)),
+            settings=settings,
             token=token,
             gateway=gateway,
             plan=plan,
@@ -270,7 +261,6 @@ async def _run(
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address
         await api.start(host, port)
-        announce(plan.describe())
     except BaseException:
         # supervisor.run() owns the limiter from here on; before that, we close it.
         await limiter.aclose()
@@ -282,6 +272,17 @@ async def _run(
         ).items():
             if shard_id in plan.shard_ids:
                 sessions.put(shard_id, session)
+        # Announced only now that the saved sessions are known: they start without identifying.
+        resuming = sessions.snapshot().keys()
+        limits = gateway.limits
+        budget = budget_shortfall(
+            len(plan.shard_ids) - len(resuming),
+            limits.remaining,
+            settings.identify_reserve,
+            limits.reset_after_s,
+            time.time(),
+        )
+        announce(plan.describe(resuming, budget))
         bound = f"{settings.http_address.connect_host}:{api.address[1] if api.address else port}"
         recorded = _record_address(settings, bound)
         announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status{recorded})")

@@ -18,8 +18,9 @@ from workers.logsetup import fields
 log = logging.getLogger(__name__)
 
 
-class WorkerProcess:
-    """A started worker process and its pipe. ``gen`` stamps every message both ways."""
+class SpawnedWorker:
+    """A worker process the supervisor spawned, and its end of the pipe. ``gen`` stamps every
+    message both ways."""
 
     def __init__(
         self,
@@ -52,7 +53,7 @@ class WorkerProcess:
         gen: int,
         env: Mapping[str, str] | None = None,
         python: str = sys.executable,
-    ) -> WorkerProcess:
+    ) -> SpawnedWorker:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = await asyncio.create_subprocess_exec(

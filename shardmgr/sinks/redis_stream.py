@@ -32,7 +32,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from shardmgr.errors import UserError
-from shardmgr.redisconn import Outage, connect, safe_url
+from shardmgr.identify.redisconn import Outage, connect, safe_url
 from workers.clock import REAL_CLOCK, Clock
 from workers.events import Event
 from workers.logsetup import fields

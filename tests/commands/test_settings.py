@@ -16,7 +16,8 @@ from shardmgr.identify import LocalIdentifyLimiter, SessionStartLimit
 from shardmgr.metrics import Metrics
 from shardmgr.plan import make_plan
 from shardmgr.restarts import RestartPolicy
-from shardmgr.supervisor import Supervisor, WorkerSlot
+from shardmgr.supervisor import Supervisor
+from shardmgr.workerslot import WorkerSlot
 from tests.supervisor.conftest import make_token
 from workers import ipc
 
@@ -26,7 +27,7 @@ MiB = 1024 * 1024
 def worker_config_for(settings: Settings) -> ipc.WorkerConfig:
     limits = SessionStartLimit(total=1000, remaining=1000, reset_after_s=1e5, max_concurrency=1)
     supervisor = Supervisor(
-        options=settings,
+        settings=settings,
         token=make_token(),
         gateway=GatewayInfo(url="ws://127.0.0.1:1", recommended_shards=1, limits=limits),
         plan=make_plan(shards="1", recommended=1, max_concurrency=1, shards_per_worker=1),

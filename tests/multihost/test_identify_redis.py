@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from shardmgr import identify_redis
 from shardmgr.errors import UserError
-from shardmgr.identify import BudgetExhausted, SessionStartLimit
-from shardmgr.identify_redis import RedisIdentifyLimiter, bot_id_from_token, grant_log
+from shardmgr.identify import BudgetExhausted, SessionStartLimit, redis_scripts
+from shardmgr.identify.redis import RedisIdentifyLimiter, bot_id_from_token, grant_log
 from tests.multihost.redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -277,7 +276,7 @@ async def test_a_grant_that_arrives_after_cancellation_is_handed_back(
 
     async def slow_reply(*args: Any) -> Any:
         outcome = await real_run(*args)
-        if outcome.code != identify_redis._GRANTED:  # e.g. the fence of a fresh Redis
+        if outcome.code != redis_scripts.GRANTED:  # e.g. the fence of a fresh Redis
             return outcome
         executed.set()  # the script ran: Redis granted and spent one start
         await deliver.wait()  # ...but the reply is still on its way when the waiter goes

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from shardmgr.identify_redis import bot_id_from_token, grant_log
+from shardmgr.identify.redis import bot_id_from_token, grant_log
 from tests.multihost.redis_server import RedisServer
 from tests.supervisor.harness import FakeGatewayProc, SupervisorProc, all_connected
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from shardmgr.fakegateway import FakeGateway
+from tests.doubles import RecordingReporter
 from tests.worker.gateway_harness import Recorder, connected, fake_config, running, worker_config
-from workers.reporter import RecordingReporter
 
 pytestmark = pytest.mark.integration
 

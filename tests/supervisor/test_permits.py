@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from shardmgr.identify import LocalIdentifyLimiter, SessionStartLimit
-from shardmgr.permits import PermitBroker
+from shardmgr.identify.broker import PermitBroker
 from workers import ipc
 from workers.clock import FakeClock
 
@@ -90,6 +90,17 @@ async def test_first_identify_is_granted() -> None:
     broker.request(_ask(0, 1), send=rec.send, wanted=_always)
     assert await rec.next_send() == ipc.IdentifyGrant(gen=1, shard_id=0, nonce=1)
     assert broker.granted == 1 and broker.pending == 0
+    await broker.aclose()
+
+
+async def test_a_shards_first_identify_also_leaves_the_reserve() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec, remaining=RESERVE)
+    broker.request(_ask(0, 1), send=rec.send, wanted=_always)
+    await _settle()
+    assert rec.sent == [] and broker.pending == 1
+    assert broker.exhausted is not None and "reserve" in broker.exhausted
+    assert broker.limiter.remaining == RESERVE
     await broker.aclose()
 
 

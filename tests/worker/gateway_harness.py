@@ -12,10 +12,10 @@ from typing import Any
 
 from shardmgr.fakegateway import FakeConfig, FakeGateway
 from shardmgr.fakegateway.config import make_token
+from tests.doubles import RecordingReporter
 from workers import ipc
 from workers.events import Event
 from workers.permits import IdentifyPermit, InProcessPermits
-from workers.reporter import RecordingReporter
 from workers.runtime import WorkerRuntime
 
 TOKEN = make_token()

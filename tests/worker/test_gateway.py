@@ -11,6 +11,7 @@ import pytest
 
 from shardmgr.fakegateway import FakeGateway
 from shardmgr.fakegateway.config import make_token
+from tests.doubles import RecordingReporter
 from tests.worker.gateway_harness import (
     INTERVAL_S,
     WAIT_S,
@@ -23,7 +24,6 @@ from tests.worker.gateway_harness import (
     worker_config,
 )
 from workers.decisions import FATAL_CLOSE_CODES
-from workers.reporter import RecordingReporter
 from workers.runtime import WorkerRuntime
 from workers.shard import ShardState
 

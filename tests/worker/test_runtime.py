@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.doubles import RecordingReporter
 from workers import ipc
 from workers.events import Event
 from workers.permits import InProcessPermits
-from workers.reporter import RecordingReporter
 from workers.runtime import WorkerRuntime
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.doubles import RecordingReporter
 from tests.worker.gateway_harness import RecordingPermits
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock, FakeClock
@@ -17,7 +18,7 @@ from workers.decisions import Next, Reason
 from workers.events import Event
 from workers.handlers import TURN_EVERY, Delivery, Handler
 from workers.permits import IdentifyPermit, InProcessPermits
-from workers.reporter import RecordingReporter, ShardCounters, snapshot
+from workers.reporter import ShardCounters, snapshot
 from workers.shard import Shard, ShardState
 
 

@@ -1,109 +1,30 @@
-"""Identify coordination: who may send an IDENTIFY, and when.
-
-One small interface (in the spirit of twilight's queue): ``acquire`` waits until the
-shard's bucket (``shard_id % max_concurrency``) has a free window and the daily session
-budget can pay for one more start. A grant *holds* its bucket until the worker reports that
-the gateway read the IDENTIFY (``sent``: its READY or op 9 arrived, or the connection is
-gone). Discord times the window from when it reads the IDENTIFY, and a busy worker may send
-late or a busy gateway read late, so the next grant of the bucket comes one window after
-that report, never after the grant.
-A grant that is never used (``release``), or not reported within ``hold_timeout_s``, falls
-back to a window from the grant. A local implementation serves one host; a Redis one
-(``shardmgr/identify_redis.py``) serves several. RESUME never goes through here.
-"""
+"""One host's identify limiter: per-bucket FIFO queues and windows in this process, and the
+session-start budget counted here (the interface is in ``limiter.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Final
 
-import msgspec
-
+from shardmgr.identify.limiter import (
+    MIN_BUDGET_WAIT_S,
+    BudgetExhausted,
+    BudgetWait,
+    RefreshLimits,
+    SessionStartLimit,
+)
 from workers.clock import REAL_CLOCK, Clock, wait_event
 from workers.logsetup import fields
 from workers.permits import HOLD_TIMEOUT_S
 
-
-class SessionStartLimit(msgspec.Struct, frozen=True):
-    """``session_start_limit`` from ``GET /gateway/bot`` (``reset_after`` converted to s)."""
-
-    total: int
-    remaining: int
-    reset_after_s: float
-    max_concurrency: int
-
-
-class BudgetExhausted(Exception):
-    """Granting this identify would spend the reserve of the daily session-start budget."""
-
-    def __init__(self, remaining: int, reserve: int, reset_after_s: float) -> None:
-        super().__init__(
-            f"session start budget too low: {remaining} remaining, {reserve} held in reserve, "
-            f"refills in {reset_after_s:.0f}s"
-        )
-        self.remaining = remaining
-        self.reserve = reserve
-        self.reset_after_s = reset_after_s
-
-
-BudgetWait = Callable[[BudgetExhausted], None]
-"""Called (once per acquire) when that acquire starts waiting for the budget to refill."""
-
-
-class IdentifyLimiter(Protocol):
-    async def acquire(
-        self, shard_id: int, *, reserve: int = 0, on_budget_wait: BudgetWait | None = None
-    ) -> None:
-        """Wait for this shard's turn (FIFO per bucket, one per bucket per window) and spend
-        one session start. While fewer than ``reserve + 1`` starts remain it waits for the
-        budget's reset (then refreshes it) instead of failing, telling ``on_budget_wait`` so
-        the caller can say so loudly. Cancelling the wait gives up its place without
-        spending anything. Any exception means the limiter itself failed."""
-        ...
-
-    async def sent(self, shard_id: int) -> None:
-        """The gateway read the IDENTIFY of this shard's grant: its bucket's next window
-        counts from now. A report for a grant no longer held (its hold timed out) still counts."""
-        ...
-
-    async def release(self, shard_id: int) -> None:
-        """This shard's grant will not be used (socket closed first, process gone): its
-        bucket's next window counts from the grant, as if it had been sent at once."""
-        ...
-
-    def update(self, limits: SessionStartLimit) -> None:
-        """Fresh numbers from discovery (startup, or after ``reset_after`` passed)."""
-        ...
-
-    @property
-    def queue_depth(self) -> int:
-        """Identifies waiting right now (for metrics)."""
-        ...
-
-    @property
-    def remaining(self) -> int:
-        """Session starts left in the budget, as last known (for metrics and /status)."""
-        ...
-
-    @property
-    def available(self) -> bool:
-        """False while the limiter cannot reach its backend (identifies wait meanwhile)."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-DAY_S = 86400.0
-REFRESH_RETRY_S = 60.0
-# A refresh that still reports an empty budget with no reset time must not be asked again
-# in a tight loop.
-MIN_BUDGET_WAIT_S = 1.0
+DAY_S: Final = 86400.0
+REFRESH_RETRY_S: Final = 60.0
 # The window counts from the moment the supervisor hears that the gateway answered the
 # IDENTIFY, which is already after Discord read it; the margin is a reserve for clock
 # rounding and for Discord's own accounting, not for latency.
-WINDOW_MARGIN = 0.1
+WINDOW_MARGIN: Final = 0.1
+
 log = logging.getLogger(__name__)
 
 
@@ -130,9 +51,6 @@ class _Hold:
     def __init__(self, bucket: _Bucket, until: float) -> None:
         self.bucket = bucket
         self.until = until
-
-
-RefreshLimits = Callable[[], Awaitable[SessionStartLimit]]
 
 
 class LocalIdentifyLimiter:

@@ -57,14 +57,15 @@ import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from shardmgr.errors import UserError
-from shardmgr.identify import (
+from shardmgr.identify import redis_scripts as scripts
+from shardmgr.identify.limiter import (
     MIN_BUDGET_WAIT_S,
     BudgetExhausted,
     BudgetWait,
     RefreshLimits,
     SessionStartLimit,
 )
-from shardmgr.redisconn import Outage, connect, safe_url
+from shardmgr.identify.redisconn import Outage, connect, safe_url
 from shardmgr.token import bot_id_from_token as _bot_id
 from workers.clock import REAL_CLOCK, Clock, wait_event
 from workers.logsetup import fields
@@ -78,116 +79,6 @@ log = logging.getLogger(__name__)
 # reset_after has run out we assume a fresh full day, which can only make us more careful.
 DAY_MS: Final = 24 * 3600 * 1000
 GRANT_LOG_LEN: Final = 1000
-
-# Replies of the acquire script.
-_GRANTED: Final = 1
-_BUSY: Final = 0
-_EXHAUSTED: Final = -1
-_NEED_BUDGET: Final = -2
-_EPOCH_CHANGED: Final = -3
-
-# A lease whose value starts with this is a grant whose IDENTIFY has not been reported sent.
-_HELD_PREFIX: Final = "hold:"
-
-# KEYS: epoch, budget, bucket, grants.
-# ARGV: epoch, holder, hold_ms, reserve, shard, bucket, grant log length.
-# Busy: {0, 1 if the lease still waits for its send, its TTL}.
-_ACQUIRE_LUA: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return {-3}
-end
-local budget = redis.call('GET', KEYS[2])
-if not budget then
-  return {-2}
-end
-budget = tonumber(budget)
-if budget < tonumber(ARGV[4]) + 1 then
-  return {-1, budget, redis.call('PTTL', KEYS[2])}
-end
-if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  local cur = redis.call('GET', KEYS[3])
-  local held = 0
-  if cur and string.sub(cur, 1, 5) == 'hold:' then held = 1 end
-  return {0, held, redis.call('PTTL', KEYS[3])}
-end
-local left = redis.call('DECR', KEYS[2])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
-  'shard', ARGV[5], 'bucket', ARGV[6], 'holder', ARGV[2], 'remaining', left)
-return {1, left, redis.call('PTTL', KEYS[2])}
-"""
-
-# KEYS: epoch, budget, bucket 0..n-1.
-# ARGV: known epoch ('' if none), new epoch, remaining, reset_ms, window_ms, fence-if-created.
-# Creates the epoch if missing, fences every bucket for one window when data was lost, and
-# seeds the budget or lowers it to a fresher, smaller number (never raises it: a higher
-# figure may be stale, a lower one is always safe).
-_SYNC_LUA: Final = """
-local cur = redis.call('GET', KEYS[1])
-local fenced = 0
-if not cur then
-  redis.call('SET', KEYS[1], ARGV[2])
-  cur = ARGV[2]
-  if ARGV[1] ~= '' or ARGV[6] == '1' then fenced = 1 end
-elseif ARGV[1] ~= '' and cur ~= ARGV[1] then
-  fenced = 1
-end
-if fenced == 1 then
-  for i = 3, #KEYS do
-    redis.call('SET', KEYS[i], 'fence', 'NX', 'PX', ARGV[5])
-  end
-end
-local remaining = tonumber(ARGV[3])
-local have = redis.call('GET', KEYS[2])
-if not have then
-  redis.call('SET', KEYS[2], remaining, 'PX', ARGV[4])
-elseif remaining < tonumber(have) then
-  redis.call('SET', KEYS[2], remaining, 'KEEPTTL')
-end
-return {cur, fenced, tonumber(redis.call('GET', KEYS[2])), redis.call('PTTL', KEYS[2])}
-"""
-
-# KEYS: bucket, budget. ARGV: holder. Hands back a grant nobody used (the waiter was
-# cancelled while the script ran): frees the bucket and refunds the session start.
-_RELEASE_LUA: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('INCR', KEYS[2])
-  end
-  return 1
-end
-return 0
-"""
-
-
-# KEYS: bucket. ARGV: holder ('' if our hold already timed out), lease_ms. The IDENTIFY went
-# out now: the bucket stays closed for one lease from now. Another holder's lease is never
-# shortened, only lengthened.
-_SENT_LUA: Final = """
-local cur = redis.call('GET', KEYS[1])
-if not cur or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], 'sent', 'PX', ARGV[2])
-  return 1
-end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# KEYS: bucket. ARGV: holder, ms left of one lease counted from the grant. The grant will not
-# be used: the bucket opens when a lease from the grant ends, as if it had been used at once.
-_UNUSED_LUA: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SET', KEYS[1], 'unused', 'PX', ARGV[2])
-else
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"""
 
 
 def bot_id_from_token(token: str) -> str:
@@ -273,11 +164,11 @@ class RedisIdentifyLimiter:
         self._clock = clock
         self._refresh = refresh
         self._client = connect(url, socket_timeout_s=socket_timeout_s, what="--identify-limiter")
-        self._acquire_script = self._client.register_script(_ACQUIRE_LUA)
-        self._sync_script = self._client.register_script(_SYNC_LUA)
-        self._release_script = self._client.register_script(_RELEASE_LUA)
-        self._sent_script = self._client.register_script(_SENT_LUA)
-        self._unused_script = self._client.register_script(_UNUSED_LUA)
+        self._acquire_script = self._client.register_script(scripts.ACQUIRE_LUA)
+        self._sync_script = self._client.register_script(scripts.SYNC_LUA)
+        self._release_script = self._client.register_script(scripts.RELEASE_LUA)
+        self._sent_script = self._client.register_script(scripts.SENT_LUA)
+        self._unused_script = self._client.register_script(scripts.UNUSED_LUA)
         self._holder_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
         self._limits: SessionStartLimit | None = None
@@ -427,7 +318,9 @@ class RedisIdentifyLimiter:
             try:
                 if self._epoch is None or self._push_limits:
                     await self._sync()
-                holder = f"{_HELD_PREFIX}{self._holder_prefix}:{shard_id}:{uuid.uuid4().hex[:12]}"
+                holder = (
+                    f"{scripts.HELD_PREFIX}{self._holder_prefix}:{shard_id}:{uuid.uuid4().hex[:12]}"
+                )
                 outcome = await self._try_grant(holder, shard_id, bucket, reserve)
             except RedisError as exc:
                 await self._clock.sleep(
@@ -435,7 +328,7 @@ class RedisIdentifyLimiter:
                 )
                 continue
             self._outage.succeeded(redis=self.url)
-            if outcome.code == _GRANTED:
+            if outcome.code == scripts.GRANTED:
                 now = self._clock.monotonic()
                 self._last_grant[bucket] = now
                 self._holds[shard_id] = _Hold(bucket, holder, now, now + self.hold_timeout_s)
@@ -446,12 +339,12 @@ class RedisIdentifyLimiter:
                     extra=fields(shard=shard_id, bucket=bucket, remaining=outcome.value),
                 )
                 return
-            if outcome.code == _BUSY:
+            if outcome.code == scripts.BUSY:
                 wait_s = self._busy_wait_s(outcome.ttl_ms)
                 if outcome.value:
                     wait_s = min(wait_s, self._hold_poll_s)
                 await wait_event(self._wake_event(bucket), wait_s, self._clock)
-            elif outcome.code == _EXHAUSTED:
+            elif outcome.code == scripts.EXHAUSTED:
                 # Wait for the shared budget to expire (its TTL is reset_after), then it is
                 # seeded afresh; never fail the identify for a budget that will refill.
                 self._note_budget(outcome.value, outcome.ttl_ms)
@@ -461,10 +354,10 @@ class RedisIdentifyLimiter:
                     if on_budget_wait is not None:
                         on_budget_wait(BudgetExhausted(outcome.value, reserve, left_s))
                 await self._clock.sleep(max(left_s, MIN_BUDGET_WAIT_S))
-            elif outcome.code == _NEED_BUDGET:
+            elif outcome.code == scripts.NEED_BUDGET:
                 await self._refresh_limits()
                 self._push_limits = True
-            elif outcome.code == _EPOCH_CHANGED:
+            elif outcome.code == scripts.EPOCH_CHANGED:
                 log.warning(
                     "redis lost the identify coordination state; fencing every bucket "
                     "for one window before identifying again",
@@ -546,7 +439,7 @@ class RedisIdentifyLimiter:
             outcome = await call
         except (RedisError, asyncio.CancelledError):
             return
-        if outcome.code != _GRANTED:
+        if outcome.code != scripts.GRANTED:
             return
         ns = self.namespace
         try:

@@ -4,9 +4,11 @@ A grant holds its bucket until the worker reports that the gateway answered the 
 (``IdentifySent``, the window starts then) or that it was never sent (``IdentifyCancel``),
 or until its process is gone.
 
-A shard's first identify of a plan may spend the whole session-start budget; any later one is
-a restart or re-identify and must leave ``reserve`` starts alone. While an identify waits for
-the budget to refill, ``exhausted`` says why (for logs, /status and metrics)."""
+Every identify, a shard's first of a start included, leaves ``reserve`` starts of the daily
+session-start budget alone: they are what later restarts and re-identifies live on, and a
+start that spent them would leave a crash at the end of it with nothing to reconnect with.
+While an identify waits for the budget to refill, ``exhausted`` says why (for logs, /status
+and metrics)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from shardmgr.identify import BudgetExhausted, IdentifyLimiter
+from shardmgr.identify.limiter import BudgetExhausted, IdentifyLimiter
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
@@ -63,7 +65,6 @@ class PermitBroker:
         self._reserve = reserve
         self._send_timeout = send_timeout_s
         self._clock = clock
-        self._identified: set[int] = set()
         self._pending: dict[tuple[int, int], _Pending] = {}
         # Grants whose IDENTIFY is not reported sent yet: (gen, shard) -> nonce.
         self._held: dict[tuple[int, int], int] = {}
@@ -82,10 +83,6 @@ class PermitBroker:
         """Grants whose IDENTIFY is not reported sent (or unused) yet."""
         return len(self._held)
 
-    def new_plan(self) -> None:
-        """Every shard of a new plan may spend the budget once more on its first identify."""
-        self._identified.clear()
-
     def request(self, msg: ipc.IdentifyRequest, *, send: Send, wanted: Wanted) -> None:
         """Start waiting for a permit. ``wanted()`` is asked once the permit is granted: a
         process that is going away gets no grant (the start is spent, but never used twice)."""
@@ -103,9 +100,8 @@ class PermitBroker:
             # all it ever will of it, so the window counts from now.
             del self._held[key]
             self._call_limiter(self.limiter.sent(msg.shard_id))
-        reserve = self._reserve if msg.shard_id in self._identified else 0
         task = asyncio.create_task(
-            self._grant(msg, reserve, send, wanted), name=f"identify-{msg.gen}-{msg.shard_id}"
+            self._grant(msg, send, wanted), name=f"identify-{msg.gen}-{msg.shard_id}"
         )
         self._pending[key] = _Pending(msg.nonce, task)
         self._metrics.identify_queue(self.limiter.queue_depth + 1)
@@ -189,15 +185,13 @@ class PermitBroker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(send(reply), self._send_timeout)
 
-    async def _grant(
-        self, msg: ipc.IdentifyRequest, reserve: int, send: Send, wanted: Wanted
-    ) -> None:
+    async def _grant(self, msg: ipc.IdentifyRequest, send: Send, wanted: Wanted) -> None:
         me = asyncio.current_task()
         assert me is not None
         asked = self._clock.monotonic()
         reply: ipc.ToWorker | None = None
         try:
-            reply = await self._acquire(msg, reserve, me, asked, wanted)
+            reply = await self._acquire(msg, me, asked, wanted)
             if reply is not None:
                 await self._send(send, reply)
         finally:
@@ -212,7 +206,6 @@ class PermitBroker:
     async def _acquire(
         self,
         msg: ipc.IdentifyRequest,
-        reserve: int,
         me: asyncio.Task[None],
         asked: float,
         wanted: Wanted,
@@ -222,7 +215,9 @@ class PermitBroker:
             self._on_exhausted(str(short), msg.shard_id)
 
         try:
-            await self.limiter.acquire(msg.shard_id, reserve=reserve, on_budget_wait=on_budget_wait)
+            await self.limiter.acquire(
+                msg.shard_id, reserve=self._reserve, on_budget_wait=on_budget_wait
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -244,7 +239,6 @@ class PermitBroker:
             )
             self._call_limiter(self.limiter.release(msg.shard_id))
             return None
-        self._identified.add(msg.shard_id)
         self.granted += 1
         # Held from before the grant is sent: a cancel racing the grant must find it.
         self._held[(msg.gen, msg.shard_id)] = msg.nonce
@@ -254,7 +248,7 @@ class PermitBroker:
         if self.exhausted is None:
             log.error(
                 "identifies are on hold until the session start budget refills (the reserve "
-                "is never spent on restarts); shards that cannot resume wait",
+                "is kept for restarts); shards that cannot resume wait",
                 extra=fields(reason=reason, shard=shard_id),
             )
         self.exhausted = reason
