@@ -12,6 +12,7 @@ worker must not import the supervisor package.
 from __future__ import annotations
 
 import asyncio
+import enum
 import struct
 from typing import Final
 
@@ -19,6 +20,31 @@ import msgspec
 
 MAX_FRAME: Final = 16 * 1024 * 1024
 _HEADER: Final = struct.Struct(">I")
+
+
+class ShardState(enum.StrEnum):
+    """Where a shard's connection stands; ``workers.shard`` holds which may follow which."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    IDENTIFYING = "identifying"
+    RESUMING = "resuming"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    WAITING_PERMIT = "waiting_permit"
+    STOPPED = "stopped"
+
+
+class Reason(enum.StrEnum):
+    """Why a shard reconnects (``Reconnecting.reason``)."""
+
+    CLOSE_CODE = "close_code"
+    ZOMBIE = "zombie"
+    OP7 = "op7"
+    OP9 = "op9"
+    NETWORK = "network"
+    BAD_PAYLOAD = "bad_payload"
+    TIMEOUT = "timeout"
 
 
 class SessionInfo(msgspec.Struct, frozen=True):
@@ -166,7 +192,7 @@ class IdentifySent(msgspec.Struct, tag="identify_sent", kw_only=True):
 class ShardStateChanged(msgspec.Struct, tag="shard_state", kw_only=True):
     gen: int
     shard_id: int
-    state: str  # a workers.shard.ShardState value
+    state: ShardState
     at: float  # wall-clock seconds
 
 
@@ -184,8 +210,7 @@ class SessionStarted(msgspec.Struct, tag="session_started", kw_only=True):
 class Reconnecting(msgspec.Struct, tag="reconnecting", kw_only=True):
     gen: int
     shard_id: int
-    # one of: "close_code", "zombie", "op7", "op9", "network", "bad_payload", "timeout"
-    reason: str
+    reason: Reason
     close_code: int | None
     resume: bool
     delay_s: float

@@ -115,7 +115,7 @@ class IpcReporter:
     def __init__(self, channel: IpcChannel) -> None:
         self._channel = channel
 
-    def state_changed(self, shard_id: int, state: str) -> None:
+    def state_changed(self, shard_id: int, state: ipc.ShardState) -> None:
         self._channel.send(
             ipc.ShardStateChanged(
                 gen=self._channel.gen, shard_id=shard_id, state=state, at=time.time()
@@ -137,7 +137,12 @@ class IpcReporter:
         )
 
     def reconnecting(
-        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+        self,
+        shard_id: int,
+        reason: ipc.Reason,
+        close_code: int | None,
+        resume: bool,
+        delay_s: float,
     ) -> None:
         self._channel.send(
             ipc.Reconnecting(

@@ -18,14 +18,19 @@ log = logging.getLogger(__name__)
 
 
 class Reporter(Protocol):
-    def state_changed(self, shard_id: int, state: str) -> None: ...
+    def state_changed(self, shard_id: int, state: ipc.ShardState) -> None: ...
 
     def session_started(
         self, shard_id: int, kind: str, session: ipc.SessionInfo, guilds: int
     ) -> None: ...
 
     def reconnecting(
-        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+        self,
+        shard_id: int,
+        reason: ipc.Reason,
+        close_code: int | None,
+        resume: bool,
+        delay_s: float,
     ) -> None: ...
 
     def stopped(
@@ -204,7 +209,7 @@ class RecordingReporter:
     def _touch(self) -> None:
         self.changed.set()
 
-    def state_changed(self, shard_id: int, state: str) -> None:
+    def state_changed(self, shard_id: int, state: ipc.ShardState) -> None:
         self.states.append((shard_id, state))
         self._touch()
 
@@ -215,7 +220,12 @@ class RecordingReporter:
         self._touch()
 
     def reconnecting(
-        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+        self,
+        shard_id: int,
+        reason: ipc.Reason,
+        close_code: int | None,
+        resume: bool,
+        delay_s: float,
     ) -> None:
         self.reconnects.append(
             ipc.Reconnecting(
