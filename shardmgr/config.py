@@ -15,12 +15,12 @@ from shardmgr.plan import host_slice
 from shardmgr.redisconn import safe_url
 from shardmgr.token import bot_id_from_token
 from workers.codec import COMPRESS_MODES
-from workers.protocol import parse_intents
+from workers.protocol import PresenceStatus, parse_intents
 
 ENV_PREFIX: Final = "SHARDMGR_"
 TOKEN_ENV: Final = "DISCORD_TOKEN"
 DISCORD_API: Final = "https://discord.com/api/v10"
-PRESENCE_STATUSES: Final = ("online", "dnd", "idle", "invisible")
+PRESENCE_STATUSES: Final = tuple(status.value for status in PresenceStatus)
 # Discord's activity types by name (bots may not use 4 "custom" with a name only: it shows
 # ``state``, so a custom activity's text goes there).
 ACTIVITY_TYPES: Final = {

@@ -18,9 +18,8 @@ from aiohttp import web
 
 from shardmgr.errors import UserError
 from workers.logsetup import fields
-from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op
+from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op, parse_presence_status
 
-PRESENCE_STATUSES: Final = ("online", "dnd", "idle", "invisible")
 # The shard owns its session: an operator's Identify or Resume would fight it.
 _SESSION_OPS: Final = frozenset({Op.IDENTIFY, Op.RESUME})
 _SENDABLE_OPS: Final = sorted(int(op) for op in CLIENT_OPS - _SESSION_OPS)
@@ -186,10 +185,10 @@ class HttpApi:
             return web.json_response({"error": "this server cannot send commands"}, status=501)
         try:
             presence = await _body(request, _Presence)
-            if presence.status not in PRESENCE_STATUSES:
-                raise _BadRequest(
-                    f"status must be one of {', '.join(PRESENCE_STATUSES)}, not {presence.status!r}"
-                )
+            try:
+                parse_presence_status(presence.status)
+            except ValueError as exc:
+                raise _BadRequest(str(exc)) from None
             if any(not a.name for a in presence.activities):
                 raise _BadRequest("every activity needs a non-empty name")
             if any(not 0 <= a.type <= 5 for a in presence.activities):

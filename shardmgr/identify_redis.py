@@ -148,7 +148,7 @@ return {cur, fenced, tonumber(redis.call('GET', KEYS[2])), redis.call('PTTL', KE
 
 # KEYS: bucket, budget. ARGV: holder. Hands back a grant nobody used (the waiter was
 # cancelled while the script ran): frees the bucket and refunds the session start.
-_RELEASE_LUA: Final = """
+_REFUND_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -177,12 +177,12 @@ return 0
 
 # KEYS: bucket. ARGV: holder, ms left of one lease counted from the grant. The grant will not
 # be used: the bucket opens when a lease from the grant ends, as if it had been used at once.
-_UNUSED_LUA: Final = """
+_RELEASE_LUA: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 if tonumber(ARGV[2]) > 0 then
-  redis.call('SET', KEYS[1], 'unused', 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], 'released', 'PX', ARGV[2])
 else
   redis.call('DEL', KEYS[1])
 end
@@ -275,9 +275,9 @@ class RedisIdentifyLimiter:
         self._client = connect(url, socket_timeout_s=socket_timeout_s, what="--identify-limiter")
         self._acquire_script = self._client.register_script(_ACQUIRE_LUA)
         self._sync_script = self._client.register_script(_SYNC_LUA)
-        self._release_script = self._client.register_script(_RELEASE_LUA)
+        self._refund_script = self._client.register_script(_REFUND_LUA)
         self._sent_script = self._client.register_script(_SENT_LUA)
-        self._unused_script = self._client.register_script(_UNUSED_LUA)
+        self._release_script = self._client.register_script(_RELEASE_LUA)
         self._holder_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
         self._limits: SessionStartLimit | None = None
@@ -390,7 +390,7 @@ class RedisIdentifyLimiter:
         elapsed_ms = (self._clock.monotonic() - hold.granted_at) * 1000
         left_ms = math.ceil(self._lease_ms - elapsed_ms)
         try:
-            await self._unused_script(
+            await self._release_script(
                 keys=[self._bucket_key(hold.bucket)], args=[hold.holder, left_ms]
             )
         except RedisError as exc:
@@ -550,7 +550,7 @@ class RedisIdentifyLimiter:
             return
         ns = self.namespace
         try:
-            await self._release_script(
+            await self._refund_script(
                 keys=[f"{ns}:bucket:{bucket}", f"{ns}:budget"], args=[holder]
             )
         except RedisError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from workers import ipc
-from workers.shard import ShardState
+from workers.ipc import ShardState
 
 SHARD_STATES: Final[tuple[str, ...]] = tuple(state.value for state in ShardState)
 

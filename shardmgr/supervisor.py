@@ -22,9 +22,9 @@ from shardmgr.shardtable import ShardTable
 from shardmgr.workerproc import WorkerProcess
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
+from workers.ipc import ShardState
 from workers.logsetup import fields
 from workers.protocol import CloseCode
-from workers.shard import ShardState
 
 log = logging.getLogger(__name__)
 
@@ -517,8 +517,8 @@ class Supervisor:
             self.metrics.worker_up(worker_id, True)
         elif isinstance(msg, ipc.IdentifyRequest):
             self._on_identify_request(slot, slot.proc, msg)
-        elif isinstance(msg, ipc.IdentifyCancel):
-            self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
+        elif isinstance(msg, ipc.IdentifyRelease):
+            self.permits.release(msg.gen, msg.shard_id, msg.nonce)
         elif isinstance(msg, ipc.IdentifySent):
             self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
         else:

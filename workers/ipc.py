@@ -170,9 +170,10 @@ class IdentifyRequest(msgspec.Struct, tag="identify_request", kw_only=True):
     nonce: int
 
 
-class IdentifyCancel(msgspec.Struct, tag="identify_cancel", kw_only=True):
-    """A pending identify wait was abandoned, or its grant will not be used (socket closed
-    before the IDENTIFY went out): free its place in the queue or its bucket."""
+class IdentifyRelease(msgspec.Struct, tag="identify_release", kw_only=True):
+    """Gives back an identify request: its wait was abandoned, or its grant will not be
+    used (socket closed before the IDENTIFY went out): free its place in the queue or its
+    bucket."""
 
     gen: int
     shard_id: int
@@ -273,7 +274,7 @@ ToSupervisor = (
     Started
     | Pong
     | IdentifyRequest
-    | IdentifyCancel
+    | IdentifyRelease
     | IdentifySent
     | ShardStateChanged
     | SessionStarted

@@ -53,13 +53,13 @@ class IpcChannel:
 class IpcPermits:
     """``IdentifyPermit`` granted by the supervisor: request with a nonce, wait for the
     grant or refusal; a cancelled wait tells the supervisor to free the place. A grant is
-    then reported sent (``IdentifySent``) or unused (``IdentifyCancel``) with its nonce."""
+    then reported sent (``IdentifySent``) or released (``IdentifyRelease``) with its nonce."""
 
     def __init__(self, channel: IpcChannel) -> None:
         self._channel = channel
         self._nonces = itertools.count(1)
         self._pending: dict[int, asyncio.Future[None]] = {}
-        # shard -> nonce of its grant not yet reported sent or unused
+        # shard -> nonce of its grant not yet reported sent or released
         self._granted: dict[int, int] = {}
 
     async def acquire(self, shard_id: int) -> None:
@@ -73,7 +73,7 @@ class IpcPermits:
         except asyncio.CancelledError:
             # Also when the grant raced the cancellation: it will not be used, and the
             # supervisor holds its bucket until told so.
-            self._channel.send(ipc.IdentifyCancel(gen=gen, shard_id=shard_id, nonce=nonce))
+            self._channel.send(ipc.IdentifyRelease(gen=gen, shard_id=shard_id, nonce=nonce))
             raise
         finally:
             self._pending.pop(nonce, None)
@@ -82,11 +82,11 @@ class IpcPermits:
     def sent(self, shard_id: int) -> None:
         self._settle(shard_id, ipc.IdentifySent)
 
-    def unused(self, shard_id: int) -> None:
-        self._settle(shard_id, ipc.IdentifyCancel)
+    def release(self, shard_id: int) -> None:
+        self._settle(shard_id, ipc.IdentifyRelease)
 
     def _settle(
-        self, shard_id: int, report: type[ipc.IdentifySent] | type[ipc.IdentifyCancel]
+        self, shard_id: int, report: type[ipc.IdentifySent] | type[ipc.IdentifyRelease]
     ) -> None:
         nonce = self._granted.pop(shard_id, None)
         if nonce is not None:

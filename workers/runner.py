@@ -330,7 +330,7 @@ class Runner:
             self.end(decisions.decide_network(False, f"identify send: {exc}"))
         finally:
             if not may_leave:
-                shard.permits.unused(shard.shard_id)
+                shard.permits.release(shard.shard_id)
 
     async def _resume(self) -> None:
         shard = self.shard

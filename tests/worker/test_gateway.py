@@ -342,7 +342,7 @@ async def test_identify_waits_for_a_permit_while_heartbeating() -> None:
         def sent(self, shard_id: int) -> None:
             pass
 
-        def unused(self, shard_id: int) -> None:
+        def release(self, shard_id: int) -> None:
             pass
 
     rec = Recorder()
@@ -413,7 +413,7 @@ async def test_resume_never_asks_for_a_permit() -> None:
         def sent(self, shard_id: int) -> None:
             pass
 
-        def unused(self, shard_id: int) -> None:
+        def release(self, shard_id: int) -> None:
             pass
 
     rec = Recorder()

@@ -418,12 +418,12 @@ async def test_a_later_op9_does_not_report_the_identify_twice() -> None:
     await shard.runner._closer
 
 
-async def test_an_identify_with_no_socket_gives_its_grant_back_unused() -> None:
+async def test_an_identify_with_no_socket_releases_its_grant() -> None:
     permits = RecordingPermits()
     shard, _ = make_shard(permits=permits)
     shard.set_state(ShardState.CONNECTING)
     await shard.runner._identify()
-    assert permits.log == ["granted", "unused"]
+    assert permits.log == ["granted", "released"]
 
 
 async def test_an_illegal_state_change_fails_under_test_and_is_logged_and_counted_else(
