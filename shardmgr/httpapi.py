@@ -11,6 +11,7 @@ import asyncio
 import errno
 import hmac
 import logging
+import math
 from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
@@ -50,6 +51,14 @@ class CommandSource(Protocol):
     def runs_shard(self, shard_id: int) -> bool: ...
     async def send_command(self, shard_id: int, op: int, d: bytes) -> bool: ...
     async def broadcast_command(self, op: int, d: bytes) -> tuple[int, int]: ...
+
+
+class CommandQueueFull(Exception):
+    """The shard's worker holds as many unsent commands as it may: retry later."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"command queue full; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
 
 
 class _BadRequest(Exception):
@@ -240,7 +249,16 @@ class HttpApi:
             _check_size(packet.op, d)
         except _BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        if not await commands.send_command(shard_id, packet.op, d):
+        try:
+            sent = await commands.send_command(shard_id, packet.op, d)
+        except CommandQueueFull as exc:
+            retry = max(1, math.ceil(exc.retry_after_s))
+            return web.json_response(
+                {"error": f"shard {shard_id} has too many commands queued; retry in {retry} s"},
+                status=429,
+                headers={"Retry-After": str(retry)},
+            )
+        if not sent:
             return web.json_response(
                 {"error": f"shard {shard_id}'s worker is not running right now; retry shortly"},
                 status=503,

@@ -148,6 +148,8 @@ class ShardTable:
         elif isinstance(msg, ipc.Reconnecting):
             view.reconnects += 1
             view.close_code = msg.close_code
+            # The old connection's round trip says nothing about the next one.
+            view.latency_s = None
         elif isinstance(msg, ipc.ShardStopped):
             view.stop_reason = msg.reason
             view.close_code = msg.close_code

@@ -132,12 +132,14 @@ class IdentifyRefused(msgspec.Struct, tag="identify_refused", kw_only=True):
 
 
 class SendCommand(msgspec.Struct, tag="send_command", kw_only=True):
-    """A gateway command (op 3, 4, 8, or a custom one) for one shard, ``d`` as JSON bytes."""
+    """A gateway command (op 3, 4, 8, or a custom one) for one shard, ``d`` as JSON bytes.
+    Answered by ``CommandQueued`` with the same ``nonce``."""
 
     gen: int
     shard_id: int
     op: int
     d: bytes
+    nonce: int = 0
 
 
 class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
@@ -188,6 +190,17 @@ class IdentifySent(msgspec.Struct, tag="identify_sent", kw_only=True):
     gen: int
     shard_id: int
     nonce: int
+
+
+class CommandQueued(msgspec.Struct, tag="command_queued", kw_only=True):
+    """The answer to ``SendCommand``: queued for the shard's connection, or refused because
+    the shard's bounded command queue is full (retry after ``retry_after_s``)."""
+
+    gen: int
+    shard_id: int
+    nonce: int
+    queued: bool
+    retry_after_s: float = 0.0
 
 
 class ShardStateChanged(msgspec.Struct, tag="shard_state", kw_only=True):
@@ -276,6 +289,7 @@ ToSupervisor = (
     | IdentifyRequest
     | IdentifyRelease
     | IdentifySent
+    | CommandQueued
     | ShardStateChanged
     | SessionStarted
     | Reconnecting

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import functools
 import itertools
 import logging
 import os
@@ -17,6 +18,7 @@ import time
 import msgspec
 
 from workers import ipc, logsetup, redact
+from workers.commands import QueueFull, ShardClosed
 from workers.handlers import HandlerLoadError, load_handler
 from workers.permits import PermitRefused
 from workers.runtime import WorkerRuntime
@@ -193,7 +195,6 @@ class WorkerProcess:
         self._channel: IpcChannel | None = None
         self._permits: IpcPermits | None = None
         self._shutdown: asyncio.Task[None] | None = None
-        self._command_tasks: set[asyncio.Task[None]] = set()
         self._finished = asyncio.Event()
 
     async def run(self) -> int:
@@ -241,8 +242,6 @@ class WorkerProcess:
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
-        for task in self._command_tasks:
-            task.cancel()
         await channel.drain()
         return 0
 
@@ -297,19 +296,37 @@ class WorkerProcess:
             )
             return
         payload = b'{"op":%d,"d":%s}' % (msg.op, msg.d or b"null")
-
-        async def send() -> None:
-            try:
-                await shard.send_raw(payload)
-            except Exception as exc:
-                log.warning(
-                    "command not sent",
-                    extra={"shard": msg.shard_id, "op": msg.op, "error": str(exc)},
+        channel = self._channel
+        assert channel is not None
+        try:
+            written = shard.queue_raw(payload)
+        except QueueFull as exc:
+            # The supervisor answers the caller 429: nothing is held here for it.
+            channel.send(
+                ipc.CommandQueued(
+                    gen=channel.gen,
+                    shard_id=msg.shard_id,
+                    nonce=msg.nonce,
+                    queued=False,
+                    retry_after_s=exc.retry_after_s,
                 )
-
-        task = asyncio.get_running_loop().create_task(send())
-        self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
+            )
+            return
+        except (ValueError, ShardClosed) as exc:
+            log.warning(
+                "command not sent", extra={"shard": msg.shard_id, "op": msg.op, "error": str(exc)}
+            )
+            channel.send(
+                ipc.CommandQueued(
+                    gen=channel.gen, shard_id=msg.shard_id, nonce=msg.nonce, queued=False
+                )
+            )
+            return
+        channel.send(
+            ipc.CommandQueued(gen=channel.gen, shard_id=msg.shard_id, nonce=msg.nonce, queued=True)
+        )
+        # A callback, not a task per command: the queue's bound is the only memory held.
+        written.add_done_callback(functools.partial(_log_unsent, msg.shard_id, msg.op))
 
     def _begin_shutdown(self, keep_sessions: bool, reply: bool = True) -> None:
         if self._shutdown is not None:
@@ -331,6 +348,15 @@ class WorkerProcess:
             self._permits.fail_all("worker shutting down")
         await channel.drain()
         self._finished.set()
+
+
+def _log_unsent(shard_id: int, op: int, written: asyncio.Future[None]) -> None:
+    if written.cancelled():
+        return
+    exc = written.exception()
+    # A shard that stopped for good fails what it still held; its stop is logged once.
+    if exc is not None and not isinstance(exc, ShardClosed):
+        log.warning("command not sent", extra={"shard": shard_id, "op": op, "error": str(exc)})
 
 
 async def serve_fd(fd: int) -> int:

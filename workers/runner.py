@@ -60,7 +60,9 @@ class Runner:
         self.action: Action | None = None
         self._action_event = asyncio.Event()
         self._ready_event = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        # Live tasks only: a finished one leaves at once, so a flood of short tasks
+        # never grows the set.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closer: asyncio.Task[None] | None = None
         # The beat the server asked for (op 1) and not yet sent: at most one, so that a
         # flood of op 1 costs nothing but the frames.
@@ -87,7 +89,8 @@ class Runner:
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task owned by this connection: cancelled and awaited when it ends."""
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.append(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
     def start_handshake(self, heartbeater: Heartbeater) -> None:
@@ -198,7 +201,7 @@ class Runner:
                     self._close_ws(ws, self.action or _CANCELLED, False)
                 )
             pending = [*self._tasks, *([closer] if closer else [])]
-            self._tasks = []
+            self._tasks.clear()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             self.ws = None

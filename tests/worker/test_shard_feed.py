@@ -324,8 +324,8 @@ async def test_server_requested_beat_is_owned_by_the_connection_and_keeps_proof_
     shard.runner.ws = socket  # type: ignore[assignment]
     shard.monitor.received_since_beat = False
     shard.feed(b'{"op":1,"d":null}')
-    assert len(shard.runner._tasks) == 1  # cancelled and awaited when the connection ends
-    await shard.runner._tasks[0]
+    (task,) = shard.runner._tasks  # cancelled and awaited when the connection ends
+    await task
     assert socket.sent == [b'{"op":1,"d":null}']
     assert shard.monitor.received_since_beat
     assert shard.monitor.awaiting_ack
