@@ -166,9 +166,11 @@ async def test_server_close_code_resumes(code: int) -> None:
             await reporter.wait_for(lambda: len(reporter.sessions) == 2)
         assert reporter.reconnects[0].close_code == code
         assert reporter.reconnects[0].resume
-        # the fake may refuse a resume after some codes; the fallback is then identify
-        if reporter.sessions[1][1] == "resume":
-            assert runtime.shards[0].session_id == first
+        # the fake keeps the session after every server close: the worker must resume
+        # it, and never identify again
+        assert reporter.sessions[1][1] == "resume"
+        assert runtime.shards[0].session_id == first
+        assert fg.stats()["identifies"] == 1
 
 
 @pytest.mark.parametrize("code", NEW_SESSION)
