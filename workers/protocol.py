@@ -163,6 +163,14 @@ class ReadySession(msgspec.Struct):
     session_id: str
     resume_gateway_url: str
     guilds: list[msgspec.Raw] = []
+    # [shard_id, num_shards] as the server understood our IDENTIFY; absent on some servers
+    shard: list[int] | None = None
+
+
+class GuildId(msgspec.Struct):
+    """The one field of a GUILD_CREATE a shard looks at (to check the server shards)."""
+
+    id: str
 
 
 class Resumed(msgspec.Struct):

@@ -32,6 +32,7 @@ from workers.permits import IdentifyPermit
 from workers.protocol import (
     ENVELOPE_ERRORS,
     MAX_CLIENT_PAYLOAD,
+    GuildId,
     Hello,
     Op,
     ReadySession,
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 _decode_hello: Final = msgspec.json.Decoder(Hello).decode
 _decode_ready: Final = msgspec.json.Decoder(ReadySession).decode
 _decode_bool: Final = msgspec.json.Decoder(bool).decode
+_decode_guild_id: Final = msgspec.json.Decoder(GuildId).decode
 # A module constant, not a call: the check runs for every dispatch.
 _MAX_SEQ_JUMP: Final = decisions.MAX_SEQ_JUMP
 
@@ -129,6 +131,8 @@ class Shard:
         self.identifies = 0
         self.resumes = 0
         self.illegal_transitions = 0
+        # Whether we already warned that the server ignores our sharding (once a shard).
+        self.sharding_warned = False
         self._state = ShardState.IDLE
         self.commands = CommandQueue(shard_id)
 
@@ -277,6 +281,8 @@ class Shard:
                 counters.duplicates += 1
                 return
             else:
+                if name == "GUILD_CREATE" and not self.sharding_warned:
+                    self._check_guild_shard(envelope.d)
                 if self.deadline is not None:
                     # A long replay is progress, not a stuck handshake.
                     self.deadline = self.clock.monotonic() + self.config.ready_timeout_s
@@ -371,6 +377,9 @@ class Shard:
         return True
 
     def _on_ready(self, ready: ReadySession) -> None:
+        requested = [self.shard_id, self.config.num_shards]
+        if ready.shard is not None and ready.shard != requested:
+            self._warn_sharding(f"READY is for shard {ready.shard}, we asked for {requested}")
         self.identify_seen()
         self.identify_rejects = 0
         self.session.start(ready.session_id, ready.resume_gateway_url)
@@ -388,6 +397,28 @@ class Shard:
         log.info(
             "shard connected",
             extra={"shard": self.shard_id, "kind": kind, "seq": self.session.seq},
+        )
+
+    def _check_guild_shard(self, body: msgspec.Raw) -> None:
+        """A guild outside this shard's share (Discord's ``(id >> 22) % num_shards``)
+        means the server ignores sharding: every shard then gets it, and every event of
+        it reaches the handler once per shard."""
+        try:
+            guild_id = int(_decode_guild_id(body).id)
+        except (msgspec.DecodeError, ValueError):
+            return  # the handler sees the body as it is; this check has nothing to say
+        owner = (guild_id >> 22) % self.config.num_shards
+        if owner != self.shard_id:
+            self._warn_sharding(f"guild {guild_id} belongs to shard {owner}")
+
+    def _warn_sharding(self, detail: str) -> None:
+        if self.sharding_warned:
+            return
+        self.sharding_warned = True
+        log.warning(
+            "the gateway does not seem to honour sharding: events may reach the handler "
+            "once per shard",
+            extra={"shard": self.shard_id, "detail": detail},
         )
 
     def _on_zombie(self) -> None:

@@ -36,12 +36,11 @@ def make_shard(
     permits: IdentifyPermit | None = None,
     **config_overrides: Any,
 ) -> tuple[Shard, RecordingReporter]:
-    settings: dict[str, Any] = {"max_message_bytes": 10_000, **config_overrides}
+    settings: dict[str, Any] = {"max_message_bytes": 10_000, "num_shards": 1, **config_overrides}
     config = ipc.WorkerConfig(
         worker_id=0,
         token="token",
         gateway_url="ws://127.0.0.1:1",
-        num_shards=1,
         shards=[ipc.ShardAssignment(0, session)],
         intents=1,
         compress=compress,
@@ -443,3 +442,27 @@ def test_every_state_can_stop_and_a_stopped_shard_goes_nowhere() -> None:
     assert set(TRANSITIONS) == set(ShardState)
     for state, following in TRANSITIONS.items():
         assert (ShardState.STOPPED in following) is (state is not ShardState.STOPPED)
+
+
+SHARDING_WARNING = "does not seem to honour sharding"
+
+
+async def test_a_ready_for_another_shard_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    shard, _ = make_shard(num_shards=2)
+    shard.feed(dispatch(1, "READY", {**READY, "shard": [0, 2]}))
+    assert SHARDING_WARNING not in caplog.text
+    for seq in (2, 3):
+        shard.feed(dispatch(seq, "READY", {**READY, "shard": [1, 2]}))
+    assert caplog.text.count(SHARDING_WARNING) == 1
+
+
+async def test_a_guild_of_another_shard_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    shard, _ = make_shard(num_shards=2)
+    ours, theirs = 2 << 22, 3 << 22  # Discord's rule: (id >> 22) % num_shards
+    shard.feed(dispatch(1, "READY", {**READY, "shard": [0, 2]}))
+    shard.feed(dispatch(2, "GUILD_CREATE", {"id": str(ours)}))
+    assert SHARDING_WARNING not in caplog.text
+    shard.feed(dispatch(3, "GUILD_CREATE", {"id": str(theirs)}))
+    shard.feed(dispatch(4, "GUILD_CREATE", {"id": str(theirs + 1)}))
+    assert caplog.text.count(SHARDING_WARNING) == 1
+    assert shard.delivery.backlog == 4  # a warning, never a reason to drop the event
