@@ -58,7 +58,8 @@ class Gateway:
         return shard
 
     def latency(self, shard_id: int) -> float | None:
-        """The last heartbeat round trip in seconds (None before the first ACK)."""
+        """The last heartbeat round trip in seconds; None until the current connection's
+        first ACK (a reconnect forgets the previous connection's)."""
         return self._shard(shard_id).latency_s
 
     def state(self, shard_id: int) -> ShardState:

@@ -23,9 +23,9 @@ from tests.worker.gateway_harness import (
     worker_config,
 )
 from workers.decisions import FATAL_CLOSE_CODES
+from workers.ipc import ShardState
 from workers.reporter import RecordingReporter
 from workers.runtime import WorkerRuntime
-from workers.shard import ShardState
 
 
 def contiguous(seqs: list[int | None]) -> bool:
