@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.reliability.hostile_gateway import Conn, HostileGateway, Top, shard_against
@@ -210,3 +211,37 @@ async def test_a_worker_answers_a_command_beyond_its_queue_with_retry_after() ->
         assert isinstance(last, ipc.CommandQueued)
         assert (last.nonce, last.queued) == (MAX_QUEUED_COMMANDS + 1, False)
         assert last.retry_after_s >= 1
+
+
+async def test_an_op1_flood_leaves_a_worker_process_within_its_memory_bound() -> None:
+    max_message_bytes = 1024 * 1024
+    bound = max_message_bytes + 64 * 1024 * 1024
+
+    async def script(conn: Conn) -> None:
+        await conn.handshake()
+        for _ in range(10 * FLOOD):
+            await conn.send(1)
+        # read after every op 1 before it: its arrival in the stats ends the flood
+        await conn.dispatch(name="TYPING_START")
+
+    base = ipc_config(shards=1)
+    config = msgspec.structs.replace(
+        base, compress="none", max_message_bytes=max_message_bytes, report_interval_s=0.2
+    )
+    async with HostileGateway(script) as gw, spawn_worker() as w:
+        config = msgspec.structs.replace(config, gateway_url=gw.gateway_url)
+        w.send(ipc.Start(gen=4, config=config))
+        await w.expect(ipc.Started)
+        grant = await w.expect(ipc.IdentifyRequest)
+        assert isinstance(grant, ipc.IdentifyRequest)
+        w.send(ipc.IdentifyGrant(gen=4, shard_id=0, nonce=grant.nonce))
+        most = 0
+        async with asyncio.timeout(4 * WAIT_S):
+            while True:
+                stats = await w.expect(ipc.Stats)
+                assert isinstance(stats, ipc.Stats)
+                most = max(most, stats.rss_bytes)
+                if any("TYPING_START" in s.events or "other" in s.events for s in stats.shards):
+                    break
+        assert gw.heartbeats <= 120
+        assert 0 < most < bound
