@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from typing import assert_never
 
 import msgspec
 
@@ -270,21 +271,24 @@ class WorkerProcess:
                 return
             if msg is None:
                 return
-            if isinstance(msg, ipc.Ping):
-                channel.send(ipc.Pong(gen=channel.gen, nonce=msg.nonce))
-            elif isinstance(msg, ipc.IdentifyGrant):
-                assert self._permits is not None
-                self._permits.granted(msg.nonce)
-            elif isinstance(msg, ipc.IdentifyRefused):
-                assert self._permits is not None
-                self._permits.refused(msg.nonce, msg.reason)
-            elif isinstance(msg, ipc.SendCommand):
-                self._command(msg)
-            elif isinstance(msg, ipc.Shutdown):
-                # Runs in its own task: this loop keeps answering pings while shards close.
-                self._begin_shutdown(msg.keep_sessions)
-            elif isinstance(msg, ipc.Start):
-                log.warning("ignoring a second Start message")
+            permits = self._permits
+            assert permits is not None
+            match msg:
+                case ipc.Ping():
+                    channel.send(ipc.Pong(gen=channel.gen, nonce=msg.nonce))
+                case ipc.IdentifyGrant():
+                    permits.granted(msg.nonce)
+                case ipc.IdentifyRefused():
+                    permits.refused(msg.nonce, msg.reason)
+                case ipc.SendCommand():
+                    self._command(msg)
+                case ipc.Shutdown():
+                    # Its own task: this loop keeps answering pings while shards close.
+                    self._begin_shutdown(msg.keep_sessions)
+                case ipc.Start():
+                    log.warning("ignoring a second Start message")
+                case _:
+                    assert_never(msg)
 
     def _command(self, msg: ipc.SendCommand) -> None:
         runtime = self.runtime

@@ -173,7 +173,12 @@ class Runner:
             ws = await asyncio.shield(connecting)
         except asyncio.CancelledError:
             if not connecting.cancelled():
+                # This task itself is cancelled: the connect goes with it, and a socket
+                # it opened meanwhile is dropped, not leaked.
                 connecting.cancel()
+                (opened,) = await asyncio.gather(connecting, return_exceptions=True)
+                if isinstance(opened, aiohttp.ClientWebSocketResponse):
+                    _abort(opened)
                 raise
             return self.action or _CANCELLED
         except TimeoutError:
