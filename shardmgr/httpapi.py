@@ -11,6 +11,7 @@ import asyncio
 import errno
 import hmac
 import logging
+import math
 from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
@@ -18,9 +19,8 @@ from aiohttp import web
 
 from shardmgr.errors import UserError
 from workers.logsetup import fields
-from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op
+from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op, parse_presence_status
 
-PRESENCE_STATUSES: Final = ("online", "dnd", "idle", "invisible")
 # The shard owns its session: an operator's Identify or Resume would fight it.
 _SESSION_OPS: Final = frozenset({Op.IDENTIFY, Op.RESUME})
 _SENDABLE_OPS: Final = sorted(int(op) for op in CLIENT_OPS - _SESSION_OPS)
@@ -51,6 +51,14 @@ class CommandSource(Protocol):
     def runs_shard(self, shard_id: int) -> bool: ...
     async def send_command(self, shard_id: int, op: int, d: bytes) -> bool: ...
     async def broadcast_command(self, op: int, d: bytes) -> tuple[int, int]: ...
+
+
+class CommandQueueFull(Exception):
+    """The shard's worker holds as many unsent commands as it may: retry later."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"command queue full; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
 
 
 class _BadRequest(Exception):
@@ -186,10 +194,10 @@ class HttpApi:
             return web.json_response({"error": "this server cannot send commands"}, status=501)
         try:
             presence = await _body(request, _Presence)
-            if presence.status not in PRESENCE_STATUSES:
-                raise _BadRequest(
-                    f"status must be one of {', '.join(PRESENCE_STATUSES)}, not {presence.status!r}"
-                )
+            try:
+                parse_presence_status(presence.status)
+            except ValueError as exc:
+                raise _BadRequest(str(exc)) from None
             if any(not a.name for a in presence.activities):
                 raise _BadRequest("every activity needs a non-empty name")
             if any(not 0 <= a.type <= 5 for a in presence.activities):
@@ -241,7 +249,16 @@ class HttpApi:
             _check_size(packet.op, d)
         except _BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        if not await commands.send_command(shard_id, packet.op, d):
+        try:
+            sent = await commands.send_command(shard_id, packet.op, d)
+        except CommandQueueFull as exc:
+            retry = max(1, math.ceil(exc.retry_after_s))
+            return web.json_response(
+                {"error": f"shard {shard_id} has too many commands queued; retry in {retry} s"},
+                status=429,
+                headers={"Retry-After": str(retry)},
+            )
+        if not sent:
             return web.json_response(
                 {"error": f"shard {shard_id}'s worker is not running right now; retry shortly"},
                 status=503,

@@ -52,9 +52,7 @@ PREFIX: Final = "shardmgr"
 OTHER: Final = "other"
 
 
-RECONNECT_REASONS: Final = frozenset(
-    {"close_code", "zombie", "op7", "op9", "network", "bad_payload", "timeout"}
-)
+RECONNECT_REASONS: Final = frozenset(reason.value for reason in ipc.Reason)
 RESTART_REASONS: Final = frozenset({"exit", "hung", "rolling", "replan"})
 SESSION_KINDS: Final = frozenset({"identify", "resume"})
 BYTE_FORMS: Final = ("compressed", "inflated")

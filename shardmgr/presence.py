@@ -12,9 +12,10 @@ from typing import Any, Final
 
 from shardmgr.adminclient import request_json
 from shardmgr.errors import UserError
+from workers.protocol import PresenceStatus
 
 SECRET_ENV = "SHARDMGR_ADMIN_SECRET"
-PRESENCE_STATUSES: Final = ("online", "dnd", "idle", "invisible")
+PRESENCE_STATUSES: Final = tuple(status.value for status in PresenceStatus)
 # Discord's activity types by name (bots may not use 4 "custom" with a name only: it shows
 # ``state``, so a custom activity's text goes there).
 ACTIVITY_TYPES: Final = {

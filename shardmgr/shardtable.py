@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final, assert_never
 
 from workers import ipc
-from workers.shard import ShardState
+from workers.ipc import ShardState
 
 SHARD_STATES: Final[tuple[str, ...]] = tuple(state.value for state in ShardState)
 
@@ -31,8 +31,9 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             ipc.Started()
             | ipc.Pong()
             | ipc.IdentifyRequest()
-            | ipc.IdentifyCancel()
+            | ipc.IdentifyRelease()
             | ipc.IdentifySent()
+            | ipc.CommandQueued()
             | ipc.Stats()
             | ipc.Suspended()
         ):
@@ -164,6 +165,8 @@ class ShardTable:
             case ipc.Reconnecting():
                 view.reconnects += 1
                 view.close_code = msg.close_code
+                # The old connection's round trip says nothing about the next one.
+                view.latency_s = None
             case ipc.ShardStopped():
                 view.stop_reason = msg.reason
                 view.close_code = msg.close_code

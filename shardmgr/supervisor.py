@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -13,6 +14,7 @@ from typing import Any, Protocol, assert_never
 
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
+from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
@@ -25,9 +27,9 @@ from shardmgr.workerproc import SpawnedWorker
 from shardmgr.workerslot import LEAVING, RestartReason, SlotRunner, WorkerSlot, WorkerState
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
+from workers.ipc import ShardState
 from workers.logsetup import fields
 from workers.protocol import CloseCode
-from workers.shard import ShardState
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,9 @@ class Supervisor:
             clock=clock,
             worker_env=worker_env,
         )
+        # SendCommand nonce -> the worker's CommandQueued answer, awaited by send_command
+        self._command_nonces = itertools.count(1)
+        self._command_replies: dict[int, asyncio.Future[ipc.CommandQueued]] = {}
         self._slots: dict[int, WorkerSlot] = {}
         self._progress: asyncio.Task[None] | None = None
         self.shards = ShardTable([])
@@ -261,10 +266,14 @@ class Supervisor:
                 self.metrics.worker_up(worker_id, True)
             case ipc.IdentifyRequest():
                 self._on_identify_request(slot, slot.proc, msg)
-            case ipc.IdentifyCancel():
-                self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
+            case ipc.IdentifyRelease():
+                self.permits.release(msg.gen, msg.shard_id, msg.nonce)
             case ipc.IdentifySent():
                 self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
+            case ipc.CommandQueued():
+                reply = self._command_replies.get(msg.nonce)
+                if reply is not None and not reply.done():
+                    reply.set_result(msg)
             case ipc.ShardStopped():
                 self.shards.apply(worker_id, msg)
                 self._on_shard_stopped(slot, msg)
@@ -443,20 +452,41 @@ class Supervisor:
     async def send_command(self, shard_id: int, op: int, d: bytes) -> bool:
         """Forward a gateway command (``d`` as JSON bytes) to the worker running
         ``shard_id``. False when no live worker runs it right now (unplanned shard, worker
-        starting or restarting); the worker queues it until the shard's connection is ready."""
+        starting or restarting, or no answer in time); the worker queues it until the
+        shard's connection is ready. Raises ``CommandQueueFull`` when the shard's bounded
+        queue is full."""
         for slot in self._slots.values():
             if shard_id in slot.shard_ids:
                 proc = slot.proc
                 if proc is None or proc.returncode is not None or not slot.up:
                     return False
-                return await proc.send(ipc.SendCommand(gen=proc.gen, shard_id=shard_id, op=op, d=d))
+                nonce = next(self._command_nonces)
+                reply: asyncio.Future[ipc.CommandQueued] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                self._command_replies[nonce] = reply
+                try:
+                    msg = ipc.SendCommand(gen=proc.gen, shard_id=shard_id, op=op, d=d, nonce=nonce)
+                    if not await proc.send(msg):
+                        return False
+                    async with asyncio.timeout(self.settings.ping_timeout_s):
+                        answer = await reply
+                except TimeoutError:
+                    return False
+                finally:
+                    self._command_replies.pop(nonce, None)
+                if not answer.queued and answer.retry_after_s > 0:
+                    raise CommandQueueFull(answer.retry_after_s)
+                return answer.queued
         return False
 
     async def broadcast_command(self, op: int, d: bytes) -> tuple[int, int]:
         """``send_command`` to every planned shard: (shards reached, shards planned)."""
         shard_ids = [sid for slot in self._slots.values() for sid in slot.shard_ids]
-        results = await asyncio.gather(*(self.send_command(sid, op, d) for sid in shard_ids))
-        return sum(results), len(shard_ids)
+        results = await asyncio.gather(
+            *(self.send_command(sid, op, d) for sid in shard_ids), return_exceptions=True
+        )
+        return sum(r is True for r in results), len(shard_ids)
 
     def healthy(self) -> bool:
         return bool(self._slots) and all(s.up for s in self._slots.values())

@@ -13,7 +13,7 @@ class RecordingReporter:
     every report so tests can wait on conditions."""
 
     def __init__(self) -> None:
-        self.states: list[tuple[int, str]] = []
+        self.states: list[tuple[int, ipc.ShardState]] = []
         self.sessions: list[tuple[int, str, ipc.SessionInfo, int]] = []
         self.reconnects: list[ipc.Reconnecting] = []
         self.stops: list[ipc.ShardStopped] = []
@@ -23,7 +23,7 @@ class RecordingReporter:
     def _touch(self) -> None:
         self.changed.set()
 
-    def state_changed(self, shard_id: int, state: str) -> None:
+    def state_changed(self, shard_id: int, state: ipc.ShardState) -> None:
         self.states.append((shard_id, state))
         self._touch()
 
@@ -34,7 +34,12 @@ class RecordingReporter:
         self._touch()
 
     def reconnecting(
-        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+        self,
+        shard_id: int,
+        reason: ipc.Reason,
+        close_code: int | None,
+        resume: bool,
+        delay_s: float,
     ) -> None:
         self.reconnects.append(
             ipc.Reconnecting(

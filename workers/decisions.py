@@ -13,7 +13,10 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from workers.ipc import Reason
 from workers.protocol import RESUMABLE_CLIENT_CLOSE, CloseCode
+
+__all__ = ["Action", "Next", "Reason", "StopKind"]
 
 
 class Next(enum.Enum):
@@ -22,16 +25,12 @@ class Next(enum.Enum):
     STOP = "stop"
 
 
-class Reason(enum.StrEnum):
-    """The closed set reported in ``ipc.Reconnecting.reason``."""
+class StopKind(enum.Enum):
+    """Why a shard was asked to stop: the value is what ``ShardStopped.reason`` says."""
 
-    CLOSE_CODE = "close_code"
-    ZOMBIE = "zombie"
-    OP7 = "op7"
-    OP9 = "op9"
-    NETWORK = "network"
-    BAD_PAYLOAD = "bad_payload"
-    TIMEOUT = "timeout"
+    STOP = "stopped"
+    SUSPEND = "suspended"
+    KILL = "killed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +135,105 @@ def decide_network(has_session: bool, detail: str) -> Action:
 def keeps_session(close_code: int) -> bool:
     """Whether a close *we* send leaves the session resumable."""
     return close_code not in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
+
+
+# ---------------------------------------------------------------- the shard's own rules
+
+# Bad payloads at the same (session, seq) before the event there is skipped. More than
+# two, so that two unrelated faults in a row (a cut, then corrupt data) never lose an event.
+SKIP_AFTER_FAILURES: Final = 3
+
+# Close codes that say the gateway could not read what we sent.
+IDENTIFY_REJECTED: Final = frozenset({CloseCode.UNKNOWN_OPCODE, CloseCode.DECODE_ERROR})
+
+# Rejections of our IDENTIFY in a row after which identifying again is hopeless.
+IDENTIFY_REJECTS_TO_STOP: Final = 2
+
+# A HELLO's ``heartbeat_interval`` (ms) outside this range is refused. Discord sends
+# 41 250. Below 100 ms a beat is due before an ACK from a distant gateway can return, so
+# every connection would look like a zombie (the fake gateway of the tests beats every
+# 200 ms, still above it). Above 10 minutes zombie detection is in effect switched off:
+# a dead connection would go unnoticed for longer than a session stays resumable.
+MIN_HEARTBEAT_INTERVAL_MS: Final = 100
+MAX_HEARTBEAT_INTERVAL_MS: Final = 600_000
+
+# How far past the last seq one dispatch may jump. Discord numbers every dispatch of a
+# session one by one and a resume replays from our seq + 1, so a real gap is 1; other
+# servers may leave small gaps. Past the bound the jump is a bad payload: accepting it
+# would make every real event up to it look like an already-received replay and drop it.
+MAX_SEQ_JUMP: Final = 10_000
+
+
+def should_skip_event(failures_in_a_row: int) -> bool:
+    """The same point of the replay failed this many times in a row: the event there can
+    never be taken (too large, bad JSON, corrupt, an invalid seq) and resuming would loop
+    on it forever, so resume past it (logged and counted, never silent)."""
+    return failures_in_a_row >= SKIP_AFTER_FAILURES
+
+
+def decide_server_close(
+    code: int | None, has_session: bool, identifying: bool, rejects_before: int
+) -> tuple[Action, int]:
+    """A server close, counting rejections of our IDENTIFY (4001/4002 while identifying):
+    returns the action and the new count of rejections in a row. Twice in a row stops the
+    shard: the gateway rejects the very payload we send, and sending it again can only
+    loop (and spend identify budget)."""
+    action = decide_close(code, has_session)
+    if not (identifying and code in IDENTIFY_REJECTED):
+        return action, rejects_before
+    rejects = rejects_before + 1
+    if rejects >= IDENTIFY_REJECTS_TO_STOP:
+        action = Action(
+            Next.STOP,
+            Reason.CLOSE_CODE,
+            close_code=code,
+            detail=f"gateway rejected our identify twice in a row (close {code})",
+        )
+    return action, rejects
+
+
+def decide_permit_refused(reason: str) -> Action:
+    """The identify budget refused us (e.g. the daily session starts are spent): waiting
+    cannot help, so the shard ends its session and stops."""
+    return Action(
+        Next.STOP,
+        Reason.CLOSE_CODE,
+        send_close=CloseCode.NORMAL,
+        detail=f"identify refused: {reason}",
+    )
+
+
+def decide_stop(kind: StopKind) -> Action:
+    """A requested stop ends the session (1000); suspend and kill keep it resumable."""
+    return Action(
+        Next.STOP,
+        Reason.CLOSE_CODE,
+        send_close=CloseCode.NORMAL if kind is StopKind.STOP else RESUMABLE_CLIENT_CLOSE,
+        detail=kind.value,
+    )
+
+
+def is_quick_reconnect(action: Action) -> bool:
+    """The server asked us to go (op 7) or the peer went silent (zombie): no failure of
+    ours, so a connection that worked may come back at once (see ``Backoff``)."""
+    return action.reason is Reason.OP7 or action.reason is Reason.ZOMBIE
+
+
+def decide_reconnect_delay(action: Action, backoff_s: float, draw: float) -> float:
+    """Seconds to wait before the next connection. ``backoff_s``: what the backoff offers
+    for this disconnect; ``draw``: a uniform random number in [0, 1). An action with its
+    own wait (op 9 false: Discord's random 1-5 s) takes that wait instead of the backoff,
+    which after an outage can be far longer than a healthy gateway asks for."""
+    low, high = action.min_delay
+    if high > 0:
+        return low + (high - low) * draw
+    return backoff_s
+
+
+def hello_interval_refused(interval_ms: int) -> str | None:
+    """Why a HELLO's heartbeat interval is refused (None: it is sane)."""
+    if interval_ms < MIN_HEARTBEAT_INTERVAL_MS:
+        return f"heartbeat_interval {interval_ms} ms is below {MIN_HEARTBEAT_INTERVAL_MS} ms"
+    if interval_ms > MAX_HEARTBEAT_INTERVAL_MS:
+        return f"heartbeat_interval {interval_ms} ms is above {MAX_HEARTBEAT_INTERVAL_MS} ms"
+    return None

@@ -11,12 +11,11 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from workers.protocol import Op
+from workers.protocol import Op, parse_presence_status
 
 if TYPE_CHECKING:
-    from workers.shard import Shard, ShardState
-
-PRESENCE_STATUSES = ("online", "dnd", "idle", "invisible")
+    from workers.ipc import ShardState
+    from workers.shard import Shard
 
 _current: Gateway | None = None
 
@@ -59,7 +58,8 @@ class Gateway:
         return shard
 
     def latency(self, shard_id: int) -> float | None:
-        """The last heartbeat round trip in seconds (None before the first ACK)."""
+        """The last heartbeat round trip in seconds; None until the current connection's
+        first ACK (a reconnect forgets the previous connection's)."""
         return self._shard(shard_id).latency_s
 
     def state(self, shard_id: int) -> ShardState:
@@ -74,9 +74,7 @@ class Gateway:
         shard_id: int | None = None,
     ) -> None:
         """Op 3 on one shard, or on every shard of this worker when ``shard_id`` is None."""
-        if status not in PRESENCE_STATUSES:
-            allowed = ", ".join(PRESENCE_STATUSES)
-            raise ValueError(f"status must be one of {allowed}, not {status!r}")
+        parse_presence_status(status)
         shards = [self._shard(shard_id)] if shard_id is not None else list(self._shards.values())
         # Concurrently: a shard that is reconnecting must not hold up its healthy siblings.
         await asyncio.gather(

@@ -12,6 +12,7 @@ worker must not import the supervisor package.
 from __future__ import annotations
 
 import asyncio
+import enum
 import struct
 from typing import Final
 
@@ -19,6 +20,31 @@ import msgspec
 
 MAX_FRAME: Final = 16 * 1024 * 1024
 _HEADER: Final = struct.Struct(">I")
+
+
+class ShardState(enum.StrEnum):
+    """Where a shard's connection stands; ``workers.shard`` holds which may follow which."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    IDENTIFYING = "identifying"
+    RESUMING = "resuming"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    WAITING_PERMIT = "waiting_permit"
+    STOPPED = "stopped"
+
+
+class Reason(enum.StrEnum):
+    """Why a shard reconnects (``Reconnecting.reason``)."""
+
+    CLOSE_CODE = "close_code"
+    ZOMBIE = "zombie"
+    OP7 = "op7"
+    OP9 = "op9"
+    NETWORK = "network"
+    BAD_PAYLOAD = "bad_payload"
+    TIMEOUT = "timeout"
 
 
 class SessionInfo(msgspec.Struct, frozen=True):
@@ -106,12 +132,14 @@ class IdentifyRefused(msgspec.Struct, tag="identify_refused", kw_only=True):
 
 
 class SendCommand(msgspec.Struct, tag="send_command", kw_only=True):
-    """A gateway command (op 3, 4, 8, or a custom one) for one shard, ``d`` as JSON bytes."""
+    """A gateway command (op 3, 4, 8, or a custom one) for one shard, ``d`` as JSON bytes.
+    Answered by ``CommandQueued`` with the same ``nonce``."""
 
     gen: int
     shard_id: int
     op: int
     d: bytes
+    nonce: int = 0
 
 
 class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
@@ -144,9 +172,10 @@ class IdentifyRequest(msgspec.Struct, tag="identify_request", kw_only=True):
     nonce: int
 
 
-class IdentifyCancel(msgspec.Struct, tag="identify_cancel", kw_only=True):
-    """A pending identify wait was abandoned, or its grant will not be used (socket closed
-    before the IDENTIFY went out): free its place in the queue or its bucket."""
+class IdentifyRelease(msgspec.Struct, tag="identify_release", kw_only=True):
+    """Gives back an identify request: its wait was abandoned, or its grant will not be
+    used (socket closed before the IDENTIFY went out): free its place in the queue or its
+    bucket."""
 
     gen: int
     shard_id: int
@@ -163,10 +192,21 @@ class IdentifySent(msgspec.Struct, tag="identify_sent", kw_only=True):
     nonce: int
 
 
+class CommandQueued(msgspec.Struct, tag="command_queued", kw_only=True):
+    """The answer to ``SendCommand``: queued for the shard's connection, or refused because
+    the shard's bounded command queue is full (retry after ``retry_after_s``)."""
+
+    gen: int
+    shard_id: int
+    nonce: int
+    queued: bool
+    retry_after_s: float = 0.0
+
+
 class ShardStateChanged(msgspec.Struct, tag="shard_state", kw_only=True):
     gen: int
     shard_id: int
-    state: str  # a workers.shard.ShardState value
+    state: ShardState
     at: float  # wall-clock seconds
 
 
@@ -184,8 +224,7 @@ class SessionStarted(msgspec.Struct, tag="session_started", kw_only=True):
 class Reconnecting(msgspec.Struct, tag="reconnecting", kw_only=True):
     gen: int
     shard_id: int
-    # one of: "close_code", "zombie", "op7", "op9", "network", "bad_payload", "timeout"
-    reason: str
+    reason: Reason
     close_code: int | None
     resume: bool
     delay_s: float
@@ -248,8 +287,9 @@ ToSupervisor = (
     Started
     | Pong
     | IdentifyRequest
-    | IdentifyCancel
+    | IdentifyRelease
     | IdentifySent
+    | CommandQueued
     | ShardStateChanged
     | SessionStarted
     | Reconnecting

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import functools
 import itertools
 import logging
 import os
@@ -13,10 +14,12 @@ import signal
 import socket
 import sys
 import time
+from typing import assert_never
 
 import msgspec
 
 from workers import ipc, logsetup, redact
+from workers.commands import QueueFull, ShardClosed
 from workers.handlers import HandlerLoadError, load_handler
 from workers.permits import PermitRefused
 from workers.runtime import WorkerRuntime
@@ -53,13 +56,13 @@ class IpcChannel:
 class IpcPermits:
     """``IdentifyPermit`` granted by the supervisor: request with a nonce, wait for the
     grant or refusal; a cancelled wait tells the supervisor to free the place. A grant is
-    then reported sent (``IdentifySent``) or unused (``IdentifyCancel``) with its nonce."""
+    then reported sent (``IdentifySent``) or released (``IdentifyRelease``) with its nonce."""
 
     def __init__(self, channel: IpcChannel) -> None:
         self._channel = channel
         self._nonces = itertools.count(1)
         self._pending: dict[int, asyncio.Future[None]] = {}
-        # shard -> nonce of its grant not yet reported sent or unused
+        # shard -> nonce of its grant not yet reported sent or released
         self._granted: dict[int, int] = {}
 
     async def acquire(self, shard_id: int) -> None:
@@ -73,7 +76,7 @@ class IpcPermits:
         except asyncio.CancelledError:
             # Also when the grant raced the cancellation: it will not be used, and the
             # supervisor holds its bucket until told so.
-            self._channel.send(ipc.IdentifyCancel(gen=gen, shard_id=shard_id, nonce=nonce))
+            self._channel.send(ipc.IdentifyRelease(gen=gen, shard_id=shard_id, nonce=nonce))
             raise
         finally:
             self._pending.pop(nonce, None)
@@ -82,11 +85,11 @@ class IpcPermits:
     def sent(self, shard_id: int) -> None:
         self._settle(shard_id, ipc.IdentifySent)
 
-    def unused(self, shard_id: int) -> None:
-        self._settle(shard_id, ipc.IdentifyCancel)
+    def release(self, shard_id: int) -> None:
+        self._settle(shard_id, ipc.IdentifyRelease)
 
     def _settle(
-        self, shard_id: int, report: type[ipc.IdentifySent] | type[ipc.IdentifyCancel]
+        self, shard_id: int, report: type[ipc.IdentifySent] | type[ipc.IdentifyRelease]
     ) -> None:
         nonce = self._granted.pop(shard_id, None)
         if nonce is not None:
@@ -115,7 +118,7 @@ class IpcReporter:
     def __init__(self, channel: IpcChannel) -> None:
         self._channel = channel
 
-    def state_changed(self, shard_id: int, state: str) -> None:
+    def state_changed(self, shard_id: int, state: ipc.ShardState) -> None:
         self._channel.send(
             ipc.ShardStateChanged(
                 gen=self._channel.gen, shard_id=shard_id, state=state, at=time.time()
@@ -137,7 +140,12 @@ class IpcReporter:
         )
 
     def reconnecting(
-        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+        self,
+        shard_id: int,
+        reason: ipc.Reason,
+        close_code: int | None,
+        resume: bool,
+        delay_s: float,
     ) -> None:
         self._channel.send(
             ipc.Reconnecting(
@@ -188,7 +196,6 @@ class WorkerProcess:
         self._channel: IpcChannel | None = None
         self._permits: IpcPermits | None = None
         self._shutdown: asyncio.Task[None] | None = None
-        self._command_tasks: set[asyncio.Task[None]] = set()
         self._finished = asyncio.Event()
 
     async def run(self) -> int:
@@ -236,8 +243,6 @@ class WorkerProcess:
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
-        for task in self._command_tasks:
-            task.cancel()
         await channel.drain()
         return 0
 
@@ -266,21 +271,24 @@ class WorkerProcess:
                 return
             if msg is None:
                 return
-            if isinstance(msg, ipc.Ping):
-                channel.send(ipc.Pong(gen=channel.gen, nonce=msg.nonce))
-            elif isinstance(msg, ipc.IdentifyGrant):
-                assert self._permits is not None
-                self._permits.granted(msg.nonce)
-            elif isinstance(msg, ipc.IdentifyRefused):
-                assert self._permits is not None
-                self._permits.refused(msg.nonce, msg.reason)
-            elif isinstance(msg, ipc.SendCommand):
-                self._command(msg)
-            elif isinstance(msg, ipc.Shutdown):
-                # Runs in its own task: this loop keeps answering pings while shards close.
-                self._begin_shutdown(msg.keep_sessions)
-            elif isinstance(msg, ipc.Start):
-                log.warning("ignoring a second Start message")
+            permits = self._permits
+            assert permits is not None
+            match msg:
+                case ipc.Ping():
+                    channel.send(ipc.Pong(gen=channel.gen, nonce=msg.nonce))
+                case ipc.IdentifyGrant():
+                    permits.granted(msg.nonce)
+                case ipc.IdentifyRefused():
+                    permits.refused(msg.nonce, msg.reason)
+                case ipc.SendCommand():
+                    self._command(msg)
+                case ipc.Shutdown():
+                    # Its own task: this loop keeps answering pings while shards close.
+                    self._begin_shutdown(msg.keep_sessions)
+                case ipc.Start():
+                    log.warning("ignoring a second Start message")
+                case _:
+                    assert_never(msg)
 
     def _command(self, msg: ipc.SendCommand) -> None:
         runtime = self.runtime
@@ -292,19 +300,37 @@ class WorkerProcess:
             )
             return
         payload = b'{"op":%d,"d":%s}' % (msg.op, msg.d or b"null")
-
-        async def send() -> None:
-            try:
-                await shard.send_raw(payload)
-            except Exception as exc:
-                log.warning(
-                    "command not sent",
-                    extra={"shard": msg.shard_id, "op": msg.op, "error": str(exc)},
+        channel = self._channel
+        assert channel is not None
+        try:
+            written = shard.queue_raw(payload)
+        except QueueFull as exc:
+            # The supervisor answers the caller 429: nothing is held here for it.
+            channel.send(
+                ipc.CommandQueued(
+                    gen=channel.gen,
+                    shard_id=msg.shard_id,
+                    nonce=msg.nonce,
+                    queued=False,
+                    retry_after_s=exc.retry_after_s,
                 )
-
-        task = asyncio.get_running_loop().create_task(send())
-        self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
+            )
+            return
+        except (ValueError, ShardClosed) as exc:
+            log.warning(
+                "command not sent", extra={"shard": msg.shard_id, "op": msg.op, "error": str(exc)}
+            )
+            channel.send(
+                ipc.CommandQueued(
+                    gen=channel.gen, shard_id=msg.shard_id, nonce=msg.nonce, queued=False
+                )
+            )
+            return
+        channel.send(
+            ipc.CommandQueued(gen=channel.gen, shard_id=msg.shard_id, nonce=msg.nonce, queued=True)
+        )
+        # A callback, not a task per command: the queue's bound is the only memory held.
+        written.add_done_callback(functools.partial(_log_unsent, msg.shard_id, msg.op))
 
     def _begin_shutdown(self, keep_sessions: bool, reply: bool = True) -> None:
         if self._shutdown is not None:
@@ -326,6 +352,15 @@ class WorkerProcess:
             self._permits.fail_all("worker shutting down")
         await channel.drain()
         self._finished.set()
+
+
+def _log_unsent(shard_id: int, op: int, written: asyncio.Future[None]) -> None:
+    if written.cancelled():
+        return
+    exc = written.exception()
+    # A shard that stopped for good fails what it still held; its stop is logged once.
+    if exc is not None and not isinstance(exc, ShardClosed):
+        log.warning("command not sent", extra={"shard": shard_id, "op": op, "error": str(exc)})
 
 
 async def serve_fd(fd: int) -> int:

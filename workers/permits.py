@@ -2,7 +2,7 @@
 and the daily budget live behind it (in-process here, over IPC in ``ipc_client``). A grant
 holds its bucket until the shard says what became of it: ``sent`` once the gateway has
 read the IDENTIFY (its READY or op 9 arrived, or the connection is gone; Discord's window
-started no later), ``unused`` if it never went out. RESUME never asks for a
+started no later), ``release`` if it never went out. RESUME never asks for a
 permit."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class IdentifyPermit(Protocol):
         """The gateway read the granted IDENTIFY: the bucket's window counts from now."""
         ...
 
-    def unused(self, shard_id: int) -> None:
+    def release(self, shard_id: int) -> None:
         """The grant will not be used (the socket closed first): the bucket's window counts
         from the grant."""
         ...
@@ -92,7 +92,7 @@ class InProcessPermits:
         self._next_at[bucket] = max(self._next_at.get(bucket, 0.0), now + self.window_s)
         self._settle(bucket, shard_id)
 
-    def unused(self, shard_id: int) -> None:
+    def release(self, shard_id: int) -> None:
         self._settle(shard_id % self.max_concurrency, shard_id)
 
     def _settle(self, bucket: int, shard_id: int) -> None:

@@ -163,6 +163,14 @@ class ReadySession(msgspec.Struct):
     session_id: str
     resume_gateway_url: str
     guilds: list[msgspec.Raw] = []
+    # [shard_id, num_shards] as the server understood our IDENTIFY; absent on some servers
+    shard: list[int] | None = None
+
+
+class GuildId(msgspec.Struct):
+    """The one field of a GUILD_CREATE a shard looks at (to check the server shards)."""
+
+    id: str
 
 
 class Resumed(msgspec.Struct):
@@ -178,17 +186,36 @@ class IdentifyProperties(msgspec.Struct):
     device: str
 
 
-class Activity(msgspec.Struct, omit_defaults=True):
+class PresenceStatus(enum.StrEnum):
+    """The statuses a bot may set (op 3 and Identify's presence)."""
+
+    ONLINE = "online"
+    DND = "dnd"
+    IDLE = "idle"
+    INVISIBLE = "invisible"
+
+
+def parse_presence_status(value: str) -> PresenceStatus:
+    """Raises ``ValueError`` naming the allowed statuses."""
+    try:
+        return PresenceStatus(value)
+    except ValueError:
+        allowed = ", ".join(PresenceStatus)
+        raise ValueError(f"status must be one of {allowed}, not {value!r}") from None
+
+
+class Activity(msgspec.Struct):
     name: str
+    # Always on the wire, even 0 (playing): Discord requires it.
     type: int = 0
-    url: str | None = None
-    state: str | None = None
+    url: str | msgspec.UnsetType | None = msgspec.UNSET
+    state: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class PresenceUpdate(msgspec.Struct):
     since: int | None
     activities: list[Activity]
-    status: str
+    status: PresenceStatus
     afk: bool
 
 

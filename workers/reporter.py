@@ -17,14 +17,19 @@ log = logging.getLogger(__name__)
 
 
 class Reporter(Protocol):
-    def state_changed(self, shard_id: int, state: str) -> None: ...
+    def state_changed(self, shard_id: int, state: ipc.ShardState) -> None: ...
 
     def session_started(
         self, shard_id: int, kind: str, session: ipc.SessionInfo, guilds: int
     ) -> None: ...
 
     def reconnecting(
-        self, shard_id: int, reason: str, close_code: int | None, resume: bool, delay_s: float
+        self,
+        shard_id: int,
+        reason: ipc.Reason,
+        close_code: int | None,
+        resume: bool,
+        delay_s: float,
     ) -> None: ...
 
     def stopped(

@@ -1,7 +1,7 @@
 """Identify permits for worker processes: each ``IdentifyRequest`` waits in the
 ``IdentifyLimiter`` and is answered with a grant (or a refusal when the limiter itself fails).
 A grant holds its bucket until the worker reports that the gateway answered the IDENTIFY
-(``IdentifySent``, the window starts then) or that it was never sent (``IdentifyCancel``),
+(``IdentifySent``, the window starts then) or that it was never sent (``IdentifyRelease``),
 or until its process is gone.
 
 Every identify, a shard's first of a start included, leaves ``reserve`` starts of the daily
@@ -80,7 +80,7 @@ class PermitBroker:
 
     @property
     def held(self) -> int:
-        """Grants whose IDENTIFY is not reported sent (or unused) yet."""
+        """Grants whose IDENTIFY is not reported sent (or released) yet."""
         return len(self._held)
 
     def request(self, msg: ipc.IdentifyRequest, *, send: Send, wanted: Wanted) -> None:
@@ -114,7 +114,7 @@ class PermitBroker:
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
 
-    def cancel(self, gen: int, shard_id: int, nonce: int) -> None:
+    def release(self, gen: int, shard_id: int, nonce: int) -> None:
         """The worker gave up this request: a wait leaves the queue, a grant it will not use
         frees its bucket (one window after the grant)."""
         key = (gen, shard_id)
@@ -240,7 +240,7 @@ class PermitBroker:
             self._call_limiter(self.limiter.release(msg.shard_id))
             return None
         self.granted += 1
-        # Held from before the grant is sent: a cancel racing the grant must find it.
+        # Held from before the grant is sent: a release racing the grant must find it.
         self._held[(msg.gen, msg.shard_id)] = msg.nonce
         return ipc.IdentifyGrant(gen=msg.gen, shard_id=msg.shard_id, nonce=msg.nonce)
 

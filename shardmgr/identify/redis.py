@@ -166,9 +166,9 @@ class RedisIdentifyLimiter:
         self._client = connect(url, socket_timeout_s=socket_timeout_s, what="--identify-limiter")
         self._acquire_script = self._client.register_script(scripts.ACQUIRE_LUA)
         self._sync_script = self._client.register_script(scripts.SYNC_LUA)
-        self._release_script = self._client.register_script(scripts.RELEASE_LUA)
+        self._refund_script = self._client.register_script(scripts.REFUND_LUA)
         self._sent_script = self._client.register_script(scripts.SENT_LUA)
-        self._unused_script = self._client.register_script(scripts.UNUSED_LUA)
+        self._release_script = self._client.register_script(scripts.RELEASE_LUA)
         self._holder_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
         self._limits: SessionStartLimit | None = None
@@ -281,7 +281,7 @@ class RedisIdentifyLimiter:
         elapsed_ms = (self._clock.monotonic() - hold.granted_at) * 1000
         left_ms = math.ceil(self._lease_ms - elapsed_ms)
         try:
-            await self._unused_script(
+            await self._release_script(
                 keys=[self._bucket_key(hold.bucket)], args=[hold.holder, left_ms]
             )
         except RedisError as exc:
@@ -443,7 +443,7 @@ class RedisIdentifyLimiter:
             return
         ns = self.namespace
         try:
-            await self._release_script(
+            await self._refund_script(
                 keys=[f"{ns}:bucket:{bucket}", f"{ns}:budget"], args=[holder]
             )
         except RedisError as exc:

@@ -74,7 +74,7 @@ return {cur, fenced, tonumber(redis.call('GET', KEYS[2])), redis.call('PTTL', KE
 
 # KEYS: bucket, budget. ARGV: holder. Hands back a grant nobody used (the waiter was
 # cancelled while the script ran): frees the bucket and refunds the session start.
-RELEASE_LUA: Final = """
+REFUND_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -103,12 +103,12 @@ return 0
 
 # KEYS: bucket. ARGV: holder, ms left of one lease counted from the grant. The grant will not
 # be used: the bucket opens when a lease from the grant ends, as if it had been used at once.
-UNUSED_LUA: Final = """
+RELEASE_LUA: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 if tonumber(ARGV[2]) > 0 then
-  redis.call('SET', KEYS[1], 'unused', 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], 'released', 'PX', ARGV[2])
 else
   redis.call('DEL', KEYS[1])
 end

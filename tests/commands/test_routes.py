@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shardmgr.httpapi import HttpApi
+from shardmgr.httpapi import CommandQueueFull, HttpApi
 
 SECRET = "s3cret-for-tests"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -174,5 +174,26 @@ async def test_send_to_a_shard_whose_worker_is_down_is_503(source: Source) -> No
             url = api.url + "/shards/0/send"
             async with session.post(url, json={"op": 3, "d": None}, headers=AUTH) as resp:
                 assert resp.status == 503
+    finally:
+        await api.stop()
+
+
+async def test_send_to_a_full_command_queue_is_429_with_retry_after() -> None:
+    class Full(Source):
+        async def send_command(self, shard_id: int, op: int, d: bytes) -> bool:
+            raise CommandQueueFull(0.5)
+
+    api = HttpApi(Full([0]), NoMetrics(), admin_secret=SECRET)
+    await api.start("127.0.0.1", 0)
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                api.url + "/shards/0/send", json={"op": 3, "d": None}, headers=AUTH
+            ) as resp,
+        ):
+            assert resp.status == 429
+            assert resp.headers["Retry-After"] == "1"
+            assert "retry in 1 s" in (await resp.json())["error"]
     finally:
         await api.stop()

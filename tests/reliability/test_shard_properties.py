@@ -99,7 +99,7 @@ def make_shard(compress: str = "none", session: bool = True) -> Shard:
 
 def pending(shard: Shard) -> Action | None:
     """The decision taken for the current connection (None: it carries on)."""
-    action: Action | None = shard._action
+    action: Action | None = shard.action
     return action
 
 

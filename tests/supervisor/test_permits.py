@@ -136,9 +136,9 @@ async def test_second_request_for_a_shard_replaces_the_first() -> None:
     broker.request(_ask(0, 3), send=rec.send, wanted=_always)
     await _settle()
     assert broker.pending == 1
-    broker.cancel(1, 0, nonce=2)  # the replaced request: nothing left to cancel
+    broker.release(1, 0, nonce=2)  # the replaced request: nothing left to cancel
     assert broker.pending == 1
-    broker.cancel(1, 0, nonce=3)
+    broker.release(1, 0, nonce=3)
     await _settle()
     assert broker.pending == 0 and broker.limiter.queue_depth == 0
     await broker.aclose()
@@ -244,7 +244,7 @@ async def test_a_grant_given_back_unused_frees_its_bucket_one_window_after_the_g
     await _granted(broker, rec, 0, 1)
     broker.request(_ask(4, 2), send=rec.send, wanted=_always)
     await _settle()
-    broker.cancel(1, 0, nonce=1)  # the socket closed before the IDENTIFY went out
+    broker.release(1, 0, nonce=1)  # the socket closed before the IDENTIFY went out
     await _settle()
     assert broker.held == 0
     await clock.advance(WINDOW)

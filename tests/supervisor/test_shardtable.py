@@ -50,3 +50,16 @@ def test_report_about_another_workers_shard_is_ignored() -> None:
 def test_messages_without_a_shard_state_imply_none() -> None:
     assert state_after(ipc.Pong(gen=1, nonce=1)) is None
     assert state_without_worker("connected") == "idle"
+
+
+def test_a_reconnecting_shard_shows_no_latency_until_its_new_connection_measures_one() -> None:
+    table = ShardTable([[0]])
+    table.apply(0, _started(0))
+    table.apply(0, ipc.Stats(gen=1, shards=[ipc.ShardStats(shard_id=0, latencies_s=[0.04])]))
+    reconnecting = ipc.Reconnecting(
+        gen=1, shard_id=0, reason=ipc.Reason.OP7, close_code=None, resume=True, delay_s=0.1
+    )
+    table.apply(0, reconnecting)
+    table.apply(0, _started(0))
+    view = table.get(0)
+    assert view is not None and view.latency_s is None

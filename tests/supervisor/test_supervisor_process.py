@@ -14,6 +14,7 @@ import pytest
 
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
+from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import LocalIdentifyLimiter, SessionStartLimit
 from shardmgr.metrics import Metrics
 from shardmgr.plan import Plan, make_plan
@@ -23,6 +24,7 @@ from shardmgr.workerproc import SpawnedWorker
 from shardmgr.workerslot import RestartReason
 from tests.supervisor.conftest import make_token
 from workers import ipc
+from workers.commands import MAX_QUEUED_COMMANDS
 
 pytestmark = pytest.mark.integration
 
@@ -333,3 +335,17 @@ async def test_stop_during_a_replan_closes_workers_cleanly(sup: Supervisor) -> N
     assert await sup.wait_for(lambda: all(s.state == "stopped" for s in slots), 30.0)
     for slot in slots:
         assert str(slot.last_exit).startswith("stopped (exit status 0)"), slot.last_exit
+
+
+async def test_a_full_command_queue_in_the_worker_is_refused_with_retry_after(
+    sup: Supervisor,
+) -> None:
+    # The gateway is unreachable: the shard holds every command it is given.
+    d = b'{"since":null,"activities":[],"status":"idle","afk":false}'
+    for _ in range(MAX_QUEUED_COMMANDS):
+        assert await sup.send_command(0, 3, d)
+    with pytest.raises(CommandQueueFull) as full:
+        await sup.send_command(0, 3, d)
+    assert full.value.retry_after_s >= 1
+    # another shard's queue is its own
+    assert await sup.send_command(1, 3, d)

@@ -35,8 +35,8 @@ class RecordingPermits:
     def sent(self, shard_id: int) -> None:
         self.log.append("sent")
 
-    def unused(self, shard_id: int) -> None:
-        self.log.append("unused")
+    def release(self, shard_id: int) -> None:
+        self.log.append("released")
 
 
 class Recorder:

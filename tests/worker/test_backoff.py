@@ -63,3 +63,27 @@ def test_quick_reconnect_of_a_connection_that_never_connected_backs_off() -> Non
     for _ in range(3):
         backoff.next_delay()
     assert backoff.next_delay(quick=True) == 8
+
+
+async def test_quick_reconnects_back_off_once_short_lived_connections_repeat() -> None:
+    clock = FakeClock()
+    backoff = Backoff(base_s=1, cap_s=60, stable_s=30, clock=clock, rng=Top(), quick_s=0.5)
+    delays = []
+    for _ in range(6):
+        backoff.connected()
+        await clock.advance(0.1)  # op 7 right after every RESUMED
+        delays.append(backoff.next_delay(quick=True))
+    assert delays == [0.5, 0.5, 1, 2, 4, 8]
+
+
+async def test_a_healthy_connection_earns_quick_reconnects_back() -> None:
+    clock = FakeClock()
+    backoff = Backoff(base_s=1, cap_s=60, stable_s=30, clock=clock, rng=Top(), quick_s=0.5)
+    for _ in range(4):
+        backoff.connected()
+        await clock.advance(0.1)
+        backoff.next_delay(quick=True)
+    backoff.connected()
+    await clock.advance(31)
+    assert backoff.next_delay(quick=True) == 0.5
+    assert (backoff.attempt, backoff.short_lived) == (0, 0)

@@ -13,7 +13,7 @@ import os
 from shardmgr.fakegateway import FakeGateway
 from tests.worker.gateway_harness import Recorder, connected, eventually, fake_config, running
 from tests.worker.gateway_harness import worker_config as base_worker_config
-from workers.shard import ShardState
+from workers.ipc import ShardState
 
 SHARDS = 16
 FAULT_INTERVAL_S = 0.4

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from workers.decisions import (
     Next,
     Reason,
+    StopKind,
     decide_bad_payload,
     decide_close,
     decide_invalid_session,
+    decide_permit_refused,
+    decide_reconnect_delay,
     decide_reconnect_request,
+    decide_server_close,
+    decide_stop,
     decide_timeout,
     decide_zombie,
+    hello_interval_refused,
+    is_quick_reconnect,
     keeps_session,
+    should_skip_event,
 )
 from workers.protocol import RESUMABLE_CLIENT_CLOSE, CloseCode
 
@@ -119,3 +129,108 @@ def test_bad_payload_and_timeout_keep_the_session() -> None:
 )
 def test_only_1000_and_1001_end_the_session(code: int, keeps: bool) -> None:
     assert keeps_session(code) is keeps
+
+
+# ---------------------------------------------------------------- the shard's own rules
+
+# failures in a row at one point of the replay -> skip the event there
+SKIP_TABLE = {1: False, 2: False, 3: True, 4: True}
+
+
+@pytest.mark.parametrize(("failures", "skip"), sorted(SKIP_TABLE.items()))
+def test_an_event_is_skipped_only_after_three_failures_at_the_same_point(
+    failures: int, skip: bool
+) -> None:
+    assert should_skip_event(failures) is skip
+
+
+# (code, identifying, rejections before) -> (next, rejections after)
+IDENTIFY_REJECT_TABLE: list[tuple[int, bool, int, Next, int]] = [
+    (4002, True, 0, R, 1),  # once may be a fluke
+    (4002, True, 1, S, 2),  # twice in a row: the payload itself is rejected
+    (4001, True, 1, S, 2),
+    (4001, False, 1, R, 1),  # not while identifying: says nothing of our IDENTIFY
+    (4000, True, 1, R, 1),  # another code: not a rejection
+    (4004, True, 0, S, 0),  # fatal anyway
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "identifying", "before", "expected", "after"), IDENTIFY_REJECT_TABLE
+)
+def test_identify_rejected_twice_in_a_row_stops(
+    code: int, identifying: bool, before: int, expected: Next, after: int
+) -> None:
+    action, rejects = decide_server_close(code, True, identifying, before)
+    assert (action.next, rejects) == (expected, after)
+
+
+def test_a_refused_permit_stops_and_ends_the_session() -> None:
+    action = decide_permit_refused("daily budget spent")
+    assert action.next is Next.STOP
+    assert action.send_close == CloseCode.NORMAL
+    assert "daily budget spent" in action.detail
+
+
+STOP_TABLE = {
+    StopKind.STOP: (CloseCode.NORMAL, False),
+    StopKind.SUSPEND: (RESUMABLE_CLIENT_CLOSE, True),
+    StopKind.KILL: (RESUMABLE_CLIENT_CLOSE, True),
+}
+
+
+@pytest.mark.parametrize(("kind", "expected"), list(STOP_TABLE.items()))
+def test_only_a_stop_ends_the_session(kind: StopKind, expected: tuple[int, bool]) -> None:
+    action = decide_stop(kind)
+    code, keeps = expected
+    assert action.next is Next.STOP
+    assert action.send_close == code
+    assert action.send_close is not None and keeps_session(action.send_close) is keeps
+
+
+# (action, backoff offered, draw) -> delay
+DELAY_TABLE: list[tuple[str, Any, float, float, float]] = [
+    ("close code: the backoff", decide_close(4000, True), 7.5, 0.5, 7.5),
+    ("op 9 true: the backoff", decide_invalid_session(True, True), 7.5, 0.5, 7.5),
+    ("op 9 false, low draw: 1 s", decide_invalid_session(False, True), 14.8, 0.0, 1.0),
+    ("op 9 false, high draw: about 5 s", decide_invalid_session(False, True), 14.8, 0.999, 4.996),
+    ("op 9 false, short backoff: still 1-5 s", decide_invalid_session(False, True), 0.1, 0.5, 3.0),
+]
+
+
+@pytest.mark.parametrize(("why", "action", "backoff", "draw", "delay"), DELAY_TABLE)
+def test_reconnect_delay(why: str, action: Any, backoff: float, draw: float, delay: float) -> None:
+    assert decide_reconnect_delay(action, backoff, draw) == pytest.approx(delay)
+
+
+QUICK_TABLE = {
+    "op7": (decide_reconnect_request(True), True),
+    "zombie": (decide_zombie(True), True),
+    "close code": (decide_close(4000, True), False),
+    "timeout": (decide_timeout(True, "x"), False),
+    "op 9": (decide_invalid_session(True, True), False),
+}
+
+
+@pytest.mark.parametrize(("why", "case"), list(QUICK_TABLE.items()))
+def test_only_op7_and_zombie_are_quick_reconnects(why: str, case: tuple[Any, bool]) -> None:
+    action, quick = case
+    assert is_quick_reconnect(action) is quick
+
+
+HELLO_TABLE = {
+    0: False,
+    99: False,
+    100: True,
+    41_250: True,
+    600_000: True,
+    600_001: False,
+    10**18: False,
+}
+
+
+@pytest.mark.parametrize(("interval_ms", "accepted"), sorted(HELLO_TABLE.items()))
+def test_hello_interval_outside_100_ms_to_10_minutes_is_refused(
+    interval_ms: int, accepted: bool
+) -> None:
+    assert (hello_interval_refused(interval_ms) is None) is accepted

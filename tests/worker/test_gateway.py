@@ -24,8 +24,8 @@ from tests.worker.gateway_harness import (
     worker_config,
 )
 from workers.decisions import FATAL_CLOSE_CODES
+from workers.ipc import ShardState
 from workers.runtime import WorkerRuntime
-from workers.shard import ShardState
 
 
 def contiguous(seqs: list[int | None]) -> bool:
@@ -166,9 +166,11 @@ async def test_server_close_code_resumes(code: int) -> None:
             await reporter.wait_for(lambda: len(reporter.sessions) == 2)
         assert reporter.reconnects[0].close_code == code
         assert reporter.reconnects[0].resume
-        # the fake may refuse a resume after some codes; the fallback is then identify
-        if reporter.sessions[1][1] == "resume":
-            assert runtime.shards[0].session_id == first
+        # the fake keeps the session after every server close: the worker must resume
+        # it, and never identify again
+        assert reporter.sessions[1][1] == "resume"
+        assert runtime.shards[0].session_id == first
+        assert fg.stats()["identifies"] == 1
 
 
 @pytest.mark.parametrize("code", NEW_SESSION)
@@ -342,7 +344,7 @@ async def test_identify_waits_for_a_permit_while_heartbeating() -> None:
         def sent(self, shard_id: int) -> None:
             pass
 
-        def unused(self, shard_id: int) -> None:
+        def release(self, shard_id: int) -> None:
             pass
 
     rec = Recorder()
@@ -413,7 +415,7 @@ async def test_resume_never_asks_for_a_permit() -> None:
         def sent(self, shard_id: int) -> None:
             pass
 
-        def unused(self, shard_id: int) -> None:
+        def release(self, shard_id: int) -> None:
             pass
 
     rec = Recorder()

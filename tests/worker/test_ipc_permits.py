@@ -52,8 +52,8 @@ async def test_a_sent_identify_is_reported_with_its_grants_nonce() -> None:
 async def test_an_unused_grant_is_given_back_with_its_nonce() -> None:
     permits, pipe = _permits()
     nonce = await _granted(permits, pipe, 3)
-    permits.unused(3)
-    assert pipe.messages[-1] == ipc.IdentifyCancel(gen=7, shard_id=3, nonce=nonce)
+    permits.release(3)
+    assert pipe.messages[-1] == ipc.IdentifyRelease(gen=7, shard_id=3, nonce=nonce)
 
 
 async def test_a_grant_is_reported_once_whatever_the_shard_says_after() -> None:
@@ -62,7 +62,7 @@ async def test_a_grant_is_reported_once_whatever_the_shard_says_after() -> None:
     permits.sent(3)
     before = len(pipe.messages)
     permits.sent(3)
-    permits.unused(3)
+    permits.release(3)
     assert len(pipe.messages) == before
 
 
@@ -75,4 +75,4 @@ async def test_a_grant_that_raced_the_cancelled_wait_is_given_back() -> None:
     permits.granted(request.nonce)
     waiting.cancel()  # before the waiter saw its grant
     await asyncio.gather(waiting, return_exceptions=True)
-    assert pipe.messages[-1] == ipc.IdentifyCancel(gen=7, shard_id=3, nonce=request.nonce)
+    assert pipe.messages[-1] == ipc.IdentifyRelease(gen=7, shard_id=3, nonce=request.nonce)

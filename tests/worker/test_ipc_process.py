@@ -199,8 +199,8 @@ async def test_shutdown_while_waiting_for_a_permit_cancels_the_request() -> None
         request = await w.expect(ipc.IdentifyRequest)
         assert isinstance(request, ipc.IdentifyRequest)
         w.send(ipc.Shutdown(gen=1))
-        cancel = await w.expect(ipc.IdentifyCancel)
-        assert isinstance(cancel, ipc.IdentifyCancel)
+        cancel = await w.expect(ipc.IdentifyRelease)
+        assert isinstance(cancel, ipc.IdentifyRelease)
         assert (cancel.shard_id, cancel.nonce) == (0, request.nonce)
         async with asyncio.timeout(10):
             assert await w.proc.wait() == 0

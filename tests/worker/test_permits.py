@@ -77,7 +77,7 @@ async def test_an_unused_grant_frees_its_bucket_one_window_after_the_grant() -> 
     await permits.acquire(0)
     follower = asyncio.ensure_future(permits.acquire(1))
     await clock.advance(3)
-    permits.unused(0)
+    permits.release(0)
     await _settle()
     await clock.advance(2)
     await asyncio.wait_for(follower, 1)

@@ -67,3 +67,26 @@ def test_default_window_keeps_a_second_of_slack_for_network_delay() -> None:
     clock = FakeClock()
     limiter = SendLimiter(reserve=0, clock=clock)
     assert limiter.window_s > 60
+
+
+# Discord's gateway send limit, written out here rather than taken from
+# workers.protocol: the fake gateway enforces the same shared constant, so a wrong value
+# there would pass every test that goes through it.
+DISCORD_SENDS = 120
+DISCORD_WINDOW_S = 60.0
+
+
+async def test_the_default_limiter_never_sends_more_than_120_in_any_60_seconds() -> None:
+    clock = FakeClock()
+    limiter = SendLimiter(clock=clock)  # the defaults every connection uses
+    stamps: list[float] = []
+    for _ in range(3 * DISCORD_SENDS):
+        await clock.advance(limiter.delay(priority=True))
+        assert limiter.try_acquire(priority=True)
+        stamps.append(clock.monotonic())
+    for i, start in enumerate(stamps):
+        in_window = sum(1 for t in stamps[i:] if t < start + DISCORD_WINDOW_S)
+        assert in_window <= DISCORD_SENDS
+    # and it does use the budget: a full 120 at once, then the next within about a minute
+    assert stamps[DISCORD_SENDS - 1] == stamps[0]
+    assert stamps[DISCORD_SENDS] - stamps[0] <= DISCORD_WINDOW_S + 2

@@ -13,13 +13,14 @@ import pytest
 from tests.doubles import RecordingReporter
 from tests.worker.gateway_harness import RecordingPermits
 from workers import ipc
+from workers import shard as shard_module
 from workers.clock import REAL_CLOCK, Clock, FakeClock
 from workers.decisions import Next, Reason
 from workers.events import Event
 from workers.handlers import TURN_EVERY, Delivery, Handler
 from workers.permits import IdentifyPermit, InProcessPermits
 from workers.reporter import ShardCounters, snapshot
-from workers.shard import Shard, ShardState
+from workers.shard import TRANSITIONS, IllegalTransition, Shard, ShardState
 
 
 async def nothing(event: Event) -> None:
@@ -36,12 +37,11 @@ def make_shard(
     permits: IdentifyPermit | None = None,
     **config_overrides: Any,
 ) -> tuple[Shard, RecordingReporter]:
-    settings: dict[str, Any] = {"max_message_bytes": 10_000, **config_overrides}
+    settings: dict[str, Any] = {"max_message_bytes": 10_000, "num_shards": 1, **config_overrides}
     config = ipc.WorkerConfig(
         worker_id=0,
         token="token",
         gateway_url="ws://127.0.0.1:1",
-        num_shards=1,
         shards=[ipc.ShardAssignment(0, session)],
         intents=1,
         compress=compress,
@@ -122,16 +122,16 @@ async def test_malformed_json_is_counted_and_ends_the_connection_keeping_the_ses
     shard.feed(dispatch(1, "READY", READY))
     shard.feed(b'{"op":0,"s":2,"t":"X","d":{')
     assert shard.counters.bad_payloads == 1
-    assert shard._action is not None
-    assert shard._action.reason is Reason.BAD_PAYLOAD
-    assert shard._action.next is Next.RESUME
+    assert shard.action is not None
+    assert shard.action.reason is Reason.BAD_PAYLOAD
+    assert shard.action.next is Next.RESUME
 
 
 async def test_corrupt_compression_is_counted_as_a_bad_payload() -> None:
     shard, _ = make_shard(compress="zlib-stream")
     shard.feed(b"\x01\x02garbage\x00\x00\xff\xff")
     assert shard.counters.bad_payloads == 1
-    assert shard._action is not None and shard._action.reason is Reason.BAD_PAYLOAD
+    assert shard.action is not None and shard.action.reason is Reason.BAD_PAYLOAD
 
 
 async def test_oversized_message_is_a_bad_payload() -> None:
@@ -144,8 +144,8 @@ async def test_op7_asks_for_a_resume() -> None:
     shard, _ = make_shard()
     shard.feed(dispatch(1, "READY", READY))
     shard.feed(b'{"op":7,"d":null}')
-    assert shard._action is not None
-    assert (shard._action.next, shard._action.reason) == (Next.RESUME, Reason.OP7)
+    assert shard.action is not None
+    assert (shard.action.next, shard.action.reason) == (Next.RESUME, Reason.OP7)
 
 
 async def test_op9_false_drops_the_session_and_identifies() -> None:
@@ -153,7 +153,7 @@ async def test_op9_false_drops_the_session_and_identifies() -> None:
     shard.feed(dispatch(1, "READY", READY))
     shard.feed(b'{"op":9,"d":false}')
     assert shard.session_id is None
-    assert shard._action is not None and shard._action.next is Next.IDENTIFY
+    assert shard.action is not None and shard.action.next is Next.IDENTIFY
 
 
 async def test_op9_true_keeps_the_session() -> None:
@@ -161,7 +161,7 @@ async def test_op9_true_keeps_the_session() -> None:
     shard.feed(dispatch(1, "READY", READY))
     shard.feed(b'{"op":9,"d":true}')
     assert shard.session_id == "abc"
-    assert shard._action is not None and shard._action.next is Next.RESUME
+    assert shard.action is not None and shard.action.next is Next.RESUME
 
 
 async def test_ack_records_latency() -> None:
@@ -193,7 +193,8 @@ async def test_malformed_ready_is_a_bad_payload_and_does_not_move_the_seq() -> N
 async def test_resumed_connects_a_resuming_shard() -> None:
     given = ipc.SessionInfo("old", 40, "ws://127.0.0.1:3")
     shard, reporter = make_shard(session=given)
-    shard._set_state(ShardState.RESUMING)
+    shard.set_state(ShardState.CONNECTING)
+    shard.set_state(ShardState.RESUMING)
     shard.feed(dispatch(41, "MESSAGE_CREATE", {}))
     shard.feed(dispatch(42, "RESUMED", {}))
     assert shard.state is ShardState.CONNECTED
@@ -205,33 +206,34 @@ def replayed_failing(frame: bytes, times: int, text: bool = False) -> Shard:
     """A resumed shard whose every connection fails on the same replayed ``frame``."""
     shard, _ = make_shard(session=ipc.SessionInfo("old", 40, "ws://127.0.0.1:3"))
     for _ in range(times):
-        shard._new_connection()
+        shard.new_connection()
         (shard.feed_text if text else shard.feed)(frame)
-        assert shard._action is not None and shard._action.next is Next.RESUME
+        assert shard.action is not None and shard.action.next is Next.RESUME
     return shard
 
 
 async def test_bad_json_replayed_at_the_same_seq_three_times_skips_that_event() -> None:
     shard = replayed_failing(b'{"op":0,"s":41,"t":"MESSAGE_CREATE","d":{', 3)
     assert shard.counters.bad_payloads == 3
-    assert shard._skip_one
+    assert shard.session.skip_one
 
 
 async def test_two_bad_payloads_at_the_same_seq_do_not_skip_an_event() -> None:
     shard = replayed_failing(b"\xff\xfe not json", 2)
-    assert not shard._skip_one
+    assert not shard.session.skip_one
 
 
 async def test_oversized_text_frame_is_a_bad_payload_counted_toward_the_skip() -> None:
     shard = replayed_failing(dispatch(41, "MESSAGE_CREATE", {"x": "a" * 20_000}), 3, text=True)
     assert shard.counters.bad_payloads == 3
-    assert shard._skip_one
+    assert shard.session.skip_one
 
 
 async def test_resumed_carrying_an_already_received_seq_still_connects() -> None:
     given = ipc.SessionInfo("old", 40, "ws://127.0.0.1:3")
     shard, _ = make_shard(session=given)
-    shard._set_state(ShardState.RESUMING)
+    shard.set_state(ShardState.CONNECTING)
+    shard.set_state(ShardState.RESUMING)
     shard.feed(dispatch(40, "RESUMED", {}))
     assert shard.state is ShardState.CONNECTED
     assert shard.seq == 40
@@ -241,7 +243,8 @@ async def test_resumed_carrying_an_already_received_seq_still_connects() -> None
 async def test_resumed_with_an_unexpected_body_still_connects() -> None:
     given = ipc.SessionInfo("old", 40, "ws://127.0.0.1:3")
     shard, _ = make_shard(session=given)
-    shard._set_state(ShardState.RESUMING)
+    shard.set_state(ShardState.CONNECTING)
+    shard.set_state(ShardState.RESUMING)
     shard.feed(dispatch(41, "RESUMED", None))
     assert shard.state is ShardState.CONNECTED
     assert shard.counters.bad_payloads == 0
@@ -263,23 +266,25 @@ def test_identify_payload_above_4096_bytes_is_rejected_at_shard_creation() -> No
 
 async def test_our_identify_rejected_with_4002_twice_in_a_row_stops_the_shard() -> None:
     shard, _ = make_shard()
-    shard._set_state(ShardState.IDENTIFYING)
-    shard._server_closed(4002, "decode error")
-    assert shard._action is not None and shard._action.next is not Next.STOP
-    shard._new_connection()
-    shard._set_state(ShardState.IDENTIFYING)
-    shard._server_closed(4002, "decode error")
-    assert shard._action is not None and shard._action.next is Next.STOP
-    assert shard._action.close_code == 4002
+    shard.set_state(ShardState.CONNECTING)
+    shard.set_state(ShardState.WAITING_PERMIT)
+    shard.set_state(ShardState.IDENTIFYING)
+    shard.server_closed(4002, "decode error")
+    assert shard.action is not None and shard.action.next is not Next.STOP
+    shard.new_connection()
+    shard.set_state(ShardState.IDENTIFYING)
+    shard.server_closed(4002, "decode error")
+    assert shard.action is not None and shard.action.next is Next.STOP
+    assert shard.action.close_code == 4002
 
 
 async def test_4001_while_connected_does_not_count_as_a_rejected_identify() -> None:
     shard, _ = make_shard()
     shard.feed(dispatch(1, "READY", READY))
     for _ in range(2):
-        shard._new_connection()
-        shard._server_closed(4001, "unknown opcode")
-        assert shard._action is not None and shard._action.next is not Next.STOP
+        shard.new_connection()
+        shard.server_closed(4001, "unknown opcode")
+        assert shard.action is not None and shard.action.next is not Next.STOP
 
 
 async def test_duplicates_identifies_resumes_and_skips_are_reported_in_shard_stats() -> None:
@@ -296,7 +301,7 @@ async def test_hello_with_a_zero_interval_is_a_bad_payload() -> None:
     shard, _ = make_shard()
     shard.feed(b'{"op":10,"d":{"heartbeat_interval":0}}')
     assert shard.counters.bad_payloads == 1
-    assert shard._heartbeater is None
+    assert shard.heartbeater is None
 
 
 class FakeSocket:
@@ -316,11 +321,11 @@ async def test_server_requested_beat_is_owned_by_the_connection_and_keeps_proof_
     shard, _ = make_shard()
     shard.feed(b'{"op":10,"d":{"heartbeat_interval":41250}}')
     socket = FakeSocket()
-    shard._ws = socket  # type: ignore[assignment]
+    shard.runner.ws = socket  # type: ignore[assignment]
     shard.monitor.received_since_beat = False
     shard.feed(b'{"op":1,"d":null}')
-    assert len(shard._tasks) == 1  # cancelled and awaited when the connection ends
-    await shard._tasks[0]
+    (task,) = shard.runner._tasks  # cancelled and awaited when the connection ends
+    await task
     assert socket.sent == [b'{"op":1,"d":null}']
     assert shard.monitor.received_since_beat
     assert shard.monitor.awaiting_ack
@@ -331,8 +336,8 @@ async def test_ready_deadline_moves_forward_by_the_time_reading_was_paused() -> 
     shard, _ = make_shard(clock=clock, backlog=1)
     delivery = shard.delivery
     shard.feed(dispatch(1, "MESSAGE_CREATE", {}))  # fills the backlog
-    shard._deadline = clock.monotonic() + 15
-    waiting = asyncio.ensure_future(shard._wait_for_room())
+    shard.deadline = clock.monotonic() + 15
+    waiting = asyncio.ensure_future(shard.runner.wait_for_room())
     await asyncio.sleep(0)  # one loop turn: the reader is now paused
     assert shard.monitor.paused
     await clock.advance(20)
@@ -341,7 +346,7 @@ async def test_ready_deadline_moves_forward_by_the_time_reading_was_paused() -> 
         await waiting
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
-    assert shard._deadline == 1000 + 15 + 20
+    assert shard.deadline == 1000 + 15 + 20
 
 
 async def test_the_reader_yields_to_the_handler_after_a_turn_of_events_without_pausing() -> None:
@@ -378,8 +383,9 @@ async def identified_shard() -> tuple[Shard, RecordingPermits, FakeSocket]:
     shard, _ = make_shard(permits=permits)
     shard.feed(b'{"op":10,"d":{"heartbeat_interval":41250}}')
     socket = FakeSocket()
-    shard._ws = socket  # type: ignore[assignment]
-    await shard._identify()
+    shard.runner.ws = socket  # type: ignore[assignment]
+    shard.set_state(ShardState.CONNECTING)
+    await shard.runner._identify()
     return shard, permits, socket
 
 
@@ -399,8 +405,8 @@ async def test_op9_answering_the_identify_starts_the_buckets_window() -> None:
     shard, permits, _ = await identified_shard()
     shard.feed(b'{"op":9,"d":false}')
     assert permits.log == ["granted", "sent"]
-    assert shard._closer is not None
-    await shard._closer
+    assert shard.runner._closer is not None
+    await shard.runner._closer
 
 
 async def test_a_later_op9_does_not_report_the_identify_twice() -> None:
@@ -408,12 +414,56 @@ async def test_a_later_op9_does_not_report_the_identify_twice() -> None:
     shard.feed(dispatch(1, "READY", READY))
     shard.feed(b'{"op":9,"d":true}')
     assert permits.log == ["granted", "sent"]
-    assert shard._closer is not None
-    await shard._closer
+    assert shard.runner._closer is not None
+    await shard.runner._closer
 
 
-async def test_an_identify_with_no_socket_gives_its_grant_back_unused() -> None:
+async def test_an_identify_with_no_socket_releases_its_grant() -> None:
     permits = RecordingPermits()
     shard, _ = make_shard(permits=permits)
-    await shard._identify()
-    assert permits.log == ["granted", "unused"]
+    shard.set_state(ShardState.CONNECTING)
+    await shard.runner._identify()
+    assert permits.log == ["granted", "released"]
+
+
+async def test_an_illegal_state_change_fails_under_test_and_is_logged_and_counted_else(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    shard, reporter = make_shard()
+    with pytest.raises(IllegalTransition):
+        shard.set_state(ShardState.RESUMING)  # RESUME is only sent on a new connection
+    monkeypatch.setattr(shard_module, "STRICT_TRANSITIONS", False)
+    shard.set_state(ShardState.RESUMING)
+    assert shard.illegal_transitions == 2
+    assert "illegal shard state transition" in caplog.text
+    assert reporter.states[-1] == (0, ShardState.RESUMING)
+
+
+def test_every_state_can_stop_and_a_stopped_shard_goes_nowhere() -> None:
+    assert set(TRANSITIONS) == set(ShardState)
+    for state, following in TRANSITIONS.items():
+        assert (ShardState.STOPPED in following) is (state is not ShardState.STOPPED)
+
+
+SHARDING_WARNING = "does not seem to honour sharding"
+
+
+async def test_a_ready_for_another_shard_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    shard, _ = make_shard(num_shards=2)
+    shard.feed(dispatch(1, "READY", {**READY, "shard": [0, 2]}))
+    assert SHARDING_WARNING not in caplog.text
+    for seq in (2, 3):
+        shard.feed(dispatch(seq, "READY", {**READY, "shard": [1, 2]}))
+    assert caplog.text.count(SHARDING_WARNING) == 1
+
+
+async def test_a_guild_of_another_shard_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    shard, _ = make_shard(num_shards=2)
+    ours, theirs = 2 << 22, 3 << 22  # Discord's rule: (id >> 22) % num_shards
+    shard.feed(dispatch(1, "READY", {**READY, "shard": [0, 2]}))
+    shard.feed(dispatch(2, "GUILD_CREATE", {"id": str(ours)}))
+    assert SHARDING_WARNING not in caplog.text
+    shard.feed(dispatch(3, "GUILD_CREATE", {"id": str(theirs)}))
+    shard.feed(dispatch(4, "GUILD_CREATE", {"id": str(theirs + 1)}))
+    assert caplog.text.count(SHARDING_WARNING) == 1
+    assert shard.delivery.backlog == 4  # a warning, never a reason to drop the event
