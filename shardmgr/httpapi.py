@@ -20,7 +20,13 @@ import msgspec
 from aiohttp import web
 
 from shardmgr.errors import UserError
-from shardmgr.httpguard import ACCEPT_BATCH, BACKLOG, BODY_TIMEOUT_S, ConnectionGuard
+from shardmgr.httpguard import (
+    ACCEPT_BATCH,
+    BACKLOG,
+    BODY_TIMEOUT_S,
+    ConnectionGuard,
+    LogThrottle,
+)
 from workers.logsetup import fields
 from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op
 
@@ -91,6 +97,8 @@ class HttpApi:
         self._server: asyncio.Server | None = None
         self._previous_handler: Any = None
         self.guard = guard if guard is not None else ConnectionGuard()
+        # Anyone who can reach the port can make us refuse them: bound what that logs.
+        self._refusals = LogThrottle(log)
         self.address: tuple[str, int] | None = None
         app = web.Application(middlewares=[self._track])
         app.router.add_get("/metrics", self._get_metrics)
@@ -205,12 +213,15 @@ class HttpApi:
                 {"error": f"{what} over HTTP is disabled: set SHARDMGR_ADMIN_SECRET to enable it"},
                 status=403,
             )
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {self._secret}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            log.warning(
-                f"refused POST {request.path}: bad or missing admin secret",
-                extra=fields(peer=request.remote),
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as the
+        # bytes they were, so they are a wrong secret, not an encoding error (a 500).
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        expected = f"Bearer {self._secret}".encode()
+        if not hmac.compare_digest(given, expected):
+            self._refusals.warning(
+                "refused a request: bad or missing admin secret",
+                path=request.path,
+                peer=request.remote,
             )
             return web.json_response({"error": "bad or missing admin secret"}, status=403)
         return None
