@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 
 import msgspec
 
+from shardmgr import statefiles
 from workers import ipc
 from workers.logsetup import fields
 
@@ -92,8 +92,9 @@ def token_fingerprint(token: str) -> str:
 def write_state(
     path: Path, token: str, total_shards: int, sessions: dict[int, ipc.SessionInfo]
 ) -> None:
-    """Atomic (write + rename), owner-only: session ids let anyone with the token resume."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomic and owner-only (session ids let anyone with the token resume), never through a
+    symlink: see ``statefiles``. OSError or UserError (an unsafe directory) if it cannot be."""
+    statefiles.ensure_dir(path.parent, "state file directory")
     doc = _StateFile(
         version=STATE_VERSION,
         token_fingerprint=token_fingerprint(token),
@@ -101,13 +102,7 @@ def write_state(
         saved_at=time.time(),
         sessions=sessions,
     )
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(msgspec.json.encode(doc))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    statefiles.write_atomic(path, msgspec.json.encode(doc))
 
 
 def read_state(
@@ -117,11 +112,14 @@ def read_state(
     the resume window; otherwise nothing (with a log line saying why). The file is consumed
     either way: sessions resumed once must not be resumed again by a later start."""
     try:
-        raw = path.read_bytes()
+        raw = statefiles.read_bytes(path)
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        log.warning("cannot read the session state file", extra=fields(path=str(path), error=exc))
+        log.warning(
+            "cannot read the session state file: " + statefiles.refusal(path, exc),
+            extra=fields(path=str(path)),
+        )
         return {}
     with contextlib.suppress(OSError):
         path.unlink()
@@ -142,11 +140,7 @@ def read_state(
     elif (age := time.time() - doc.saved_at) > max_age_s:
         reason = f"it is {age:.0f}s old, past the {max_age_s:.0f}s resume window"
     if reason is not None:
-        log.warning(
-            "ignoring the session state file: " + reason, extra=fields(path=str(path))
-        )
+        log.warning("ignoring the session state file: " + reason, extra=fields(path=str(path)))
         return {}
-    log.info(
-        "loaded saved sessions", extra=fields(path=str(path), sessions=len(doc.sessions))
-    )
+    log.info("loaded saved sessions", extra=fields(path=str(path), sessions=len(doc.sessions)))
     return doc.sessions

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from shardmgr import statefiles
 from shardmgr.config import ENV_PREFIX, TOKEN_ENV, Settings, parse_http_address, parse_shard_ids
 from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
@@ -128,13 +129,7 @@ def warn_if_unshared_slice(settings: Settings, plan: Plan) -> None:
 
 def check_state_file(settings: Settings) -> None:
     """The sessions of a --keep-sessions stop must not be lost to an unwritable path."""
-    parent = settings.state_path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"state file directory {parent}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"state file directory {parent} is not writable")
+    statefiles.ensure_dir(settings.state_path.parent, "state file directory")
 
 
 async def run_supervisor(
@@ -250,10 +245,10 @@ def _save_sessions(settings: Settings, token: str, supervisor: Supervisor) -> bo
     path = settings.state_path
     try:
         write_state(path, token, supervisor.plan.total_shards, saved)
-    except OSError as exc:
+    except (OSError, UserError) as exc:
         log.error(
             "cannot save the suspended sessions; the next start identifies every shard",
-            extra=fields(path=str(path), error=exc.strerror or str(exc), sessions=len(saved)),
+            extra=fields(path=str(path), error=str(exc), sessions=len(saved)),
         )
         return False
     log.info("sessions saved for the next start", extra=fields(path=str(path), sessions=len(saved)))
