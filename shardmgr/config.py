@@ -80,6 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     resume_window_s: float = 120.0
     log_level: str = "INFO"
     log_json: bool = False
+    # Core dumps carry the token: off (and processes non-dumpable) unless debugging a crash.
+    allow_core_dumps: bool = False
     # --- gateway session options (discordrb's Gateway equivalents) ---
     heartbeat_ack_check: bool = True
     identify_browser: str = "shardmgr"

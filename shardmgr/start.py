@@ -28,6 +28,7 @@ from shardmgr.plan import Plan, auto_shard_count, make_plan
 from shardmgr.sessions import SessionStore, read_state, write_state
 from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
+from workers.hardening import ALLOW_CORE_DUMPS_ENV, protect_process
 from workers.logsetup import fields
 from workers.permits import HOLD_TIMEOUT_S
 
@@ -112,6 +113,8 @@ def worker_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, 
     }
     if settings.sink:
         out[SINK_URL_ENV] = settings.sink
+    if settings.allow_core_dumps:
+        out[ALLOW_CORE_DUMPS_ENV] = "1"
     return out
 
 
@@ -271,6 +274,7 @@ def _install_signals(
 
 
 def start(settings: Settings, token: str) -> int:
+    protect_process(settings.allow_core_dumps)
     check_handler(effective_handler(settings))
     try:
         return asyncio.run(run_supervisor(settings, token))
