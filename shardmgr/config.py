@@ -78,6 +78,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     state_dir: str = msgspec.field(default_factory=default_state_dir)
     state_file: str | None = None
     resume_window_s: float = 120.0
+    # Sessions reach the state file this often while they change (a kill -9 loses at most this).
+    sessions_save_interval_s: float = 2.0
     log_level: str = "INFO"
     log_json: bool = False
     # Core dumps carry the token: off (and processes non-dumpable) unless debugging a crash.
@@ -284,6 +286,7 @@ def validate(s: Settings) -> None:
         "restart_stable_s",
         "shutdown_timeout_s",
         "resume_window_s",
+        "sessions_save_interval_s",
     ):
         if getattr(s, name) <= 0:
             raise UserError(f"{name.replace('_', '-')} must be positive")

@@ -25,8 +25,8 @@ from shardmgr.httpguard import (
     BACKLOG,
     BODY_TIMEOUT_S,
     ConnectionGuard,
-    LogThrottle,
 )
+from shardmgr.logthrottle import LogThrottle
 from workers.logsetup import fields
 from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op
 

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from workers.clock import REAL_CLOCK, Clock
-from workers.logsetup import fields
+from shardmgr.logthrottle import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,6 @@ FD_RESERVE: Final = 128
 IDLE_TIMEOUT_S: Final = 5.0
 # A POST body must arrive within this (bodies are at most 64 KiB).
 BODY_TIMEOUT_S: Final = 5.0
-# Refusals and accept errors: one log line per interval, with the count of those suppressed.
-LOG_INTERVAL_S: Final = 10.0
 # A burst of connects must not fill the kernel's accept queue and drop a probe's SYN (the
 # kernel caps this at net.core.somaxconn, 4096 by default).
 BACKLOG: Final = 4096
@@ -51,32 +48,6 @@ ACCEPT_BATCH: Final = 32
 # How often the descriptors held outside this port are re-counted.
 FD_RECOUNT_S: Final = 0.5
 _ACCEPT_ERROR: Final = "socket.accept() out of system resource"
-
-
-class LogThrottle:
-    """At most one warning per ``interval_s``; the next one says how many were suppressed."""
-
-    def __init__(
-        self, logger: logging.Logger, interval_s: float = LOG_INTERVAL_S, clock: Clock = REAL_CLOCK
-    ) -> None:
-        self._log = logger
-        self._interval_s = interval_s
-        self._clock = clock
-        self._next_at: float | None = None
-        self.suppressed = 0
-
-    def warning(self, message: str, **kw: Any) -> bool:
-        """Log ``message`` unless one was logged within the interval; True if logged."""
-        now = self._clock.monotonic()
-        if self._next_at is not None and now < self._next_at:
-            self.suppressed += 1
-            return False
-        if self.suppressed:
-            kw["suppressed"] = self.suppressed
-        self._log.warning(message, extra=fields(**kw))
-        self.suppressed = 0
-        self._next_at = now + self._interval_s
-        return True
 
 
 def open_fds() -> int:

@@ -25,7 +25,13 @@ from shardmgr.identify import (
 )
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, auto_shard_count, make_plan
-from shardmgr.sessions import SessionStore, read_state, write_state
+from shardmgr.sessions import (
+    SessionSaver,
+    SessionStore,
+    discard_state,
+    read_state,
+    write_state,
+)
 from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
 from workers.hardening import ALLOW_CORE_DUMPS_ENV, protect_process
@@ -230,13 +236,27 @@ async def _run(
         announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status --http {bound})")
         loop = asyncio.get_running_loop()
         installed = _install_signals(loop, supervisor, settings.keep_sessions)
+        # Sessions are on disk all along, not only after a --keep-sessions stop: a kill -9
+        # of this process must not cost every shard an identify.
+        saver = SessionSaver(
+            sessions,
+            lambda saved: write_state(
+                settings.state_path, token, supervisor.plan.total_shards, saved
+            ),
+            settings.sessions_save_interval_s,
+        )
+        saver.start()
         try:
             code = await supervisor.run()
         finally:
+            await saver.stop()
             for sig in installed:
                 loop.remove_signal_handler(sig)
-        if supervisor.kept_sessions and not _save_sessions(settings, token, supervisor):
-            code = 1
+        if supervisor.kept_sessions:
+            if not _save_sessions(settings, token, supervisor):
+                code = 1
+        else:
+            discard_state(settings.state_path)  # the stop ended them (close 1000)
     finally:
         await api.stop()
     log.info("supervisor stopped")

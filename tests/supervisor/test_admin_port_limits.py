@@ -15,7 +15,8 @@ import pytest
 
 from shardmgr import httpapi
 from shardmgr.httpapi import HttpApi
-from shardmgr.httpguard import ConnectionGuard, LogThrottle
+from shardmgr.httpguard import ConnectionGuard
+from shardmgr.logthrottle import LogThrottle
 from tests.supervisor.test_httpapi import Metrics, Source
 from workers.clock import FakeClock
 
