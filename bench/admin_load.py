@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import socket
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -94,22 +95,24 @@ class Probes:
         return statistics.median(ordered), p99
 
 
-async def probe_once(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> float:
-    """Seconds for one ``GET /livez`` on a fresh connection; raises on failure."""
+def probe_once(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> float:
+    """Seconds for one ``GET /livez`` on a fresh connection; raises on failure. Blocking, run
+    in a thread: a probe is its own client (as the kubelet is), not one more task of the
+    event loop that is busy opening the flood's connections."""
     started = time.monotonic()
-    writer = None
-    try:
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            status = await reader.readline()
-            if b" 200 " not in status:
-                raise AssertionError(f"/livez answered {status!r}")
-            await reader.read()
-    finally:
-        if writer is not None:
-            writer.transport.abort()
-    return time.monotonic() - started
+    deadline = started + timeout_s
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+    if not answer.startswith(b"HTTP/1.1 200 "):
+        raise AssertionError(f"/livez answered {answer[:40]!r}")
+    elapsed = time.monotonic() - started
+    if elapsed > timeout_s:
+        raise TimeoutError(f"/livez took {elapsed:.2f}s")
+    return elapsed
 
 
 async def probe_for(
@@ -119,7 +122,7 @@ async def probe_for(
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            probes.latencies.append(await probe_once(host, port))
+            probes.latencies.append(await asyncio.to_thread(probe_once, host, port))
         except (OSError, TimeoutError, AssertionError) as exc:
             probes.failures.append(f"{type(exc).__name__}: {exc}")
         await asyncio.sleep(interval_s)
@@ -157,6 +160,8 @@ def run(quick: bool) -> list[Row]:
             continue
         median, p99 = probes.summary()
         note = f"{len(probes.latencies)} probes, {len(probes.failures)} failed"
+        if probes.failures:
+            note += f" (first: {probes.failures[0]})"
         if label == "flooded":
             note += f"; {count} idle connections held, supervisor RLIMIT_NOFILE 1024"
         rows.append(Row(f"admin_load.livez_{label}_median", median * 1000, "ms", note=note))
