@@ -129,12 +129,13 @@ class SessionSaver:
         if task is None:
             return
         self._stopping.set()
+        self._store.changed.set()  # wakes the loop, which then sees the stop
         await task
 
     async def _run(self) -> None:
         next_at = float("-inf")
         while True:
-            await _wait_any((self._store.changed, self._stopping))
+            await self._store.changed.wait()
             if self._stopping.is_set():
                 return
             early = next_at - self._clock.monotonic()
@@ -153,16 +154,6 @@ class SessionSaver:
                     error=str(exc),
                 )
             next_at = self._clock.monotonic() + self._interval_s
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...]) -> None:
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
 
 
 class _StateFile(msgspec.Struct):

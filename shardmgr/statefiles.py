@@ -75,14 +75,7 @@ def open_existing_or_new(path: Path, flags: int = os.O_RDWR) -> int:
     try:
         return os.open(path, flags | os.O_CREAT | os.O_EXCL | _NOFOLLOW, FILE_MODE)
     except FileExistsError:
-        pass
-    fd = os.open(path, flags | _NOFOLLOW)
-    try:
-        _check_regular(fd, path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return _open_ours(path, flags)
 
 
 def open_append(path: Path) -> int:
@@ -98,13 +91,7 @@ def refusal(path: Path, exc: OSError) -> str:
 
 
 def open_read(path: Path) -> int:
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    try:
-        _check_regular(fd, path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _open_ours(path, os.O_RDONLY)
 
 
 def read_bytes(path: Path, max_bytes: int = MAX_READ_BYTES) -> bytes:
@@ -145,9 +132,16 @@ def _sync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _check_regular(fd: int, path: Path) -> None:
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise OSError(f"{path} is not a regular file")
-    if st.st_uid != os.geteuid():
-        raise OSError(f"{path} is owned by uid {st.st_uid}, not by this user")
+def _open_ours(path: Path, flags: int) -> int:
+    """An existing regular file of this user, never through a symlink."""
+    fd = os.open(path, flags | _NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise OSError(f"{path} is owned by uid {st.st_uid}, not by this user")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -74,7 +74,9 @@ def marked_pids(marker: str) -> list[int]:
         if fields[0] == b"Z":
             continue
         parents[pid] = int(fields[1])
-        if arg_needle in cmdline(pid).split(b"\0") or env_needle in _environ(pid).split(b"\0"):
+        if arg_needle in cmdline(pid).split(b"\0") or env_needle in _proc_file(
+            pid, "environ"
+        ).split(b"\0"):
             marked.add(pid)
     grew = True
     while grew:
@@ -84,14 +86,6 @@ def marked_pids(marker: str) -> list[int]:
     return sorted(marked)
 
 
-def _environ(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
 def kill_marked(marker: str) -> None:
     for pid in marked_pids(marker):
         with contextlib.suppress(ProcessLookupError):
@@ -99,8 +93,13 @@ def kill_marked(marker: str) -> None:
 
 
 def cmdline(pid: int) -> bytes:
+    return _proc_file(pid, "cmdline")
+
+
+def _proc_file(pid: int, name: str) -> bytes:
+    """/proc/PID/NAME, or nothing if it is gone or closed to us."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        with open(f"/proc/{pid}/{name}", "rb") as fh:
             return fh.read()
     except OSError:
         return b""
