@@ -103,8 +103,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     state_dir: str = msgspec.field(default_factory=default_state_dir)
     state_file: str | None = None
     resume_window_s: float = 120.0
+    # Sessions reach the state file this often while they change (a kill -9 loses at most this).
+    sessions_save_interval_s: float = 2.0
     log_level: str = "INFO"
     log_json: bool = False
+    # Core dumps carry the token: off (and processes non-dumpable) unless debugging a crash.
+    allow_core_dumps: bool = False
     # --- gateway session options (discordrb's Gateway equivalents) ---
     heartbeat_ack_check: bool = True
     identify_browser: str = "shardmgr"
@@ -448,6 +452,7 @@ _POSITIVE: Final = (
     "shutdown_timeout_s",
     "resume_window_s",
     "drain_timeout_s",
+    "sessions_save_interval_s",
 )
 
 

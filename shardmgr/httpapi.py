@@ -12,12 +12,22 @@ import errno
 import hmac
 import logging
 import math
+import os
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from shardmgr.errors import UserError
+from shardmgr.httpguard import (
+    ACCEPT_BATCH,
+    BACKLOG,
+    BODY_TIMEOUT_S,
+    ConnectionGuard,
+)
+from shardmgr.logthrottle import LogThrottle
 from workers.logsetup import fields
 from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op, parse_presence_status
 
@@ -64,6 +74,7 @@ class CommandQueueFull(Exception):
 class _BadRequest(Exception):
     """A request body or path the operator must fix; the message is one line."""
 
+
 log = logging.getLogger(__name__)
 
 
@@ -85,13 +96,19 @@ class HttpApi:
         metrics: MetricsSource,
         *,
         admin_secret: str | None = None,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         self._source = source
         self._metrics = metrics
         self._secret = admin_secret or None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._previous_handler: Any = None
+        self.guard = guard if guard is not None else ConnectionGuard()
+        # Anyone who can reach the port can make us refuse them: bound what that logs.
+        self._refusals = LogThrottle(log)
         self.address: tuple[str, int] | None = None
-        app = web.Application()
+        app = web.Application(middlewares=[self._track])
         app.router.add_get("/metrics", self._get_metrics)
         app.router.add_get("/livez", self._get_livez)
         app.router.add_get("/healthz", self._get_healthz)
@@ -110,11 +127,33 @@ class HttpApi:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind (port 0 picks a free one) and return the bound address."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # The guard's deadline closes idle connections (aiohttp's keep-alive timer does not
+        # see half-sent headers). Lingering for an unread body and waiting on handlers at
+        # shutdown are bounded too: a client that stops sending must not hold either.
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            lingering_time=1.0,
+            shutdown_timeout=BODY_TIMEOUT_S,
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        server = runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            self._server = await loop.create_server(
+                lambda: self.guard.protocol(server),
+                host,
+                port,
+                reuse_address=True,
+                backlog=ACCEPT_BATCH,
+            )
+            for listening in self._server.sockets:
+                # The kernel's queue grows; asyncio's accept batch stays small. (A dup shares
+                # the listening socket; asyncio's wrapper has no listen().)
+                with socket.socket(fileno=os.dup(listening.fileno())) as sock:
+                    sock.listen(BACKLOG)
         except OSError as exc:
             await runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
@@ -124,14 +163,33 @@ class HttpApi:
                 ) from None
             raise UserError(f"--http {host}:{port}: cannot listen: {exc.strerror}") from None
         self._runner = runner
-        bound = runner.addresses[0] if runner.addresses else (host, port)
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self.guard.handle_loop_exception(self._previous_handler))
+        bound = self._server.sockets[0].getsockname()
         self.address = (str(bound[0]), int(bound[1]))
         return self.address
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            asyncio.get_running_loop().set_exception_handler(self._previous_handler)
+            self._server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.guard.close_all()
+
+    @web.middleware
+    async def _track(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Inside a handler a connection is busy: not timed out, not evicted."""
+        transport = request.transport
+        self.guard.request_started(transport)
+        try:
+            return await handler(request)
+        finally:
+            self.guard.request_finished(transport)
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
         # Rendering thousands of per-shard series takes a while; off the event loop, it
@@ -163,11 +221,16 @@ class HttpApi:
                 {"error": f"{what} over HTTP is disabled: set SHARDMGR_ADMIN_SECRET to enable it"},
                 status=403,
             )
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {self._secret}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            log.warning(f"refused POST {request.path}: bad or missing admin secret",
-                        extra=fields(peer=request.remote))
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as the
+        # bytes they were, so they are a wrong secret, not an encoding error (a 500).
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        expected = f"Bearer {self._secret}".encode()
+        if not hmac.compare_digest(given, expected):
+            self._refusals.warning(
+                "refused a request: bad or missing admin secret",
+                path=request.path,
+                peer=request.remote,
+            )
             return web.json_response({"error": "bad or missing admin secret"}, status=403)
         return None
 
@@ -270,7 +333,11 @@ class HttpApi:
 async def _body(request: web.Request, kind: type[_T]) -> _T:
     if request.content_length is not None and request.content_length > _MAX_BODY:
         raise _BadRequest(f"request body above {_MAX_BODY} bytes")
-    data = await request.read()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            data = await request.read()
+    except TimeoutError:
+        raise _BadRequest(f"request body not received within {BODY_TIMEOUT_S:g}s") from None
     if len(data) > _MAX_BODY:
         raise _BadRequest(f"request body above {_MAX_BODY} bytes")
     try:

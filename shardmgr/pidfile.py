@@ -1,6 +1,6 @@
 """The running supervisor's pid file: created and locked (``flock``) before anything else, so
 two supervisors on one state directory cannot both start, and ``shardmgr stop`` can find
-the one that runs."""
+the one that runs. Opened through ``statefiles``: never through a symlink."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from shardmgr import statefiles
 from shardmgr.errors import UserError
 
 
@@ -21,12 +22,12 @@ class PidFile:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        statefiles.ensure_dir(self.path.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = statefiles.open_existing_or_new(self.path)
         except OSError as exc:
             raise UserError(
-                f"--state-dir {self.path.parent} cannot be used: {exc.strerror or exc}"
+                f"cannot open the pid file {statefiles.refusal(self.path, exc)}"
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,11 +67,11 @@ def _read(fd: int) -> int | None:
 def read_pid(path: Path) -> int:
     """The pid of the supervisor holding ``path``; a UserError if none does."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = statefiles.open_read(path)
     except FileNotFoundError:
         raise UserError(f"no running supervisor found (no pid file at {path})") from None
     except OSError as exc:
-        raise UserError(f"cannot read the pid file {path}: {exc.strerror}") from None
+        raise UserError(f"cannot read the pid file {statefiles.refusal(path, exc)}") from None
     try:
         pid = _read(fd)
         if pid is None:

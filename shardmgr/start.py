@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from shardmgr import addressfile
+from shardmgr import addressfile, statefiles
 from shardmgr.config import ENV_PREFIX, Settings, default_state_dir
 from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
@@ -27,11 +27,18 @@ from shardmgr.identify import (
 )
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
-from shardmgr.sessions import SessionStore, read_state, write_state
+from shardmgr.sessions import (
+    SessionSaver,
+    SessionStore,
+    discard_state,
+    read_state,
+    write_state,
+)
 from shardmgr.settingvalues import LimiterKind
 from shardmgr.stop import KEEP_SIGNAL
 from shardmgr.supervisor import Supervisor
 from shardmgr.token import TOKEN_ENV
+from workers.hardening import ALLOW_CORE_DUMPS_ENV, protect_process
 from workers.logsetup import announcer, fields
 from workers.permits import HOLD_TIMEOUT_S
 
@@ -131,6 +138,8 @@ def worker_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, 
     # on the path, not --app-dir).
     pythonpath = out.get("PYTHONPATH")
     out["PYTHONPATH"] = os.pathsep.join([settings.app_path, *([pythonpath] if pythonpath else [])])
+    if settings.allow_core_dumps:
+        out[ALLOW_CORE_DUMPS_ENV] = "1"
     return out
 
 
@@ -148,13 +157,7 @@ def warn_if_unshared_slice(settings: Settings, plan: Plan) -> None:
 
 def check_state_file(settings: Settings) -> None:
     """The sessions of a --keep-sessions stop must not be lost to an unwritable path."""
-    parent = settings.state_path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"state file directory {parent}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"state file directory {parent} is not writable")
+    statefiles.ensure_dir(settings.state_path.parent, "state file directory")
 
 
 def check_port_free(settings: Settings) -> None:
@@ -288,14 +291,28 @@ async def _run(
         announce(f"http: {api.url}/metrics  {api.url}/status  (shardmgr status{recorded})")
         loop = asyncio.get_running_loop()
         installed = _install_signals(loop, supervisor, settings.keep_sessions)
+        # Sessions are on disk all along, not only after a --keep-sessions stop: a kill -9
+        # of this process must not cost every shard an identify.
+        saver = SessionSaver(
+            sessions,
+            lambda saved: write_state(
+                settings.state_path, token, supervisor.plan.total_shards, saved
+            ),
+            settings.sessions_save_interval_s,
+        )
+        saver.start()
         try:
             code = await supervisor.run()
         finally:
+            await saver.stop()
             for sig in installed:
                 loop.remove_signal_handler(sig)
             addressfile.remove_address(settings.state_dir, bound)
-        if supervisor.kept_sessions and not _save_sessions(settings, token, supervisor):
-            code = 1
+        if supervisor.kept_sessions:
+            if not _save_sessions(settings, token, supervisor):
+                code = 1
+        else:
+            discard_state(settings.state_path)  # the stop ended them (close 1000)
     finally:
         await api.stop()
     log.info("supervisor stopped")
@@ -323,10 +340,10 @@ def _save_sessions(settings: Settings, token: str, supervisor: Supervisor) -> bo
     path = settings.state_path
     try:
         write_state(path, token, supervisor.plan.total_shards, saved)
-    except OSError as exc:
+    except (OSError, UserError) as exc:
         log.error(
             "cannot save the suspended sessions; the next start identifies every shard",
-            extra=fields(path=str(path), error=exc.strerror or str(exc), sessions=len(saved)),
+            extra=fields(path=str(path), error=str(exc), sessions=len(saved)),
         )
         return False
     log.info("sessions saved for the next start", extra=fields(path=str(path), sessions=len(saved)))
@@ -349,6 +366,7 @@ def _install_signals(
 
 
 def start(settings: Settings, token: str) -> int:
+    protect_process(settings.allow_core_dumps)
     use_app_dir(settings.app_path)
     check_handler(settings.handler_target, settings.app_path)
     try:

@@ -133,7 +133,7 @@ def configure(level: str = "INFO", as_json: bool = False) -> None:
     handler.setFormatter(KeyValueFormatter(as_json))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # No RedactingFilter on this handler: KeyValueFormatter redacts the whole finished line
-    # (message, extra fields and traceback), which the filter cannot see all of; one pass
-    # per record. ``redact.install`` remains for handlers with other formatters.
+    # KeyValueFormatter redacts the whole finished line (extra fields included); records are
+    # also scrubbed as they are created, for any handler the bot adds with its own format.
+    redact.install()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

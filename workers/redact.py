@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
 REDACTED: Final = "[REDACTED]"
 # Discord bot tokens: base64 user id . timestamp . hmac (the protocol reference, section 1.1).
@@ -26,28 +26,38 @@ def redact(text: str) -> str:
     return _TOKEN_SHAPE.sub(REDACTED, text)
 
 
-class RedactingFilter(logging.Filter):
-    """Rewrites the fully formatted message (args and traceback included) of each record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
+def scrub(record: logging.LogRecord) -> None:
+    """Rewrite the record's fully formatted message, exception text and stack in place."""
+    try:
         message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
-        return True
+    except Exception:
+        return  # a bad format string: logging reports it when a handler formats the record
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg = cleaned
+        record.args = None
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
 
 
-def install(root: logging.Logger | None = None) -> None:
-    """Attach the filter to every handler of the root logger (filters on loggers do not see
-    records propagated from child loggers; filters on handlers do)."""
-    logger = root or logging.getLogger()
-    for handler in logger.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+def install() -> None:
+    """Redact every log record of this process as it is created, whichever handler later
+    prints it: our own formatter redacts its whole line anyway, but a handler the bot adds
+    (a file, a syslog, a third-party formatter) sees only records already scrubbed. Filters
+    would not do: one on a logger misses records propagated from its children, one on a
+    handler misses handlers added later."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        scrub(record)
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

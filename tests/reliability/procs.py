@@ -1,5 +1,6 @@
 """Process helpers for the reliability tests: run ``python -m shardmgr`` as a user would,
-find every process a test started (by a marker in its environment), start the fake
+find every process a test started (by a marker in its environment or on its command line,
+and their descendants), start the fake
 gateway on a free port."""
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ REPO: Final = Path(__file__).resolve().parents[2]
 SECRET_TOKEN: Final = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.SeCrEt.LeakCanaryToken_xyzzy_9f8e7d6c5b4a"
 # Not SHARDMGR_*: the supervisor scrubs those from worker environments.
 MARKER_ENV: Final = "SMGR_TEST_PROCESS_MARKER"
+# The same marker as a ``python -X`` option (Python keeps unknown ones in sys._xoptions).
+MARKER_X: Final = "smgr_test_marker"
 
 
 def free_port() -> int:
@@ -44,23 +47,43 @@ def new_marker() -> str:
     return uuid.uuid4().hex
 
 
+def python_argv(marker: str) -> list[str]:
+    """The interpreter with the marker on its command line: a process that made itself
+    non-dumpable (as the supervisor and workers do) has an environment only root can read,
+    but its command line stays public."""
+    return [sys.executable, "-X", f"{MARKER_X}={marker}"]
+
+
 def marked_pids(marker: str) -> list[int]:
-    """Live processes whose environment carries ``marker`` (children inherit it)."""
-    needle = f"{MARKER_ENV}={marker}".encode()
-    found = []
+    """Live processes started with ``marker`` (in their environment, or on their command
+    line through ``python_argv``), and all their descendants: a worker is non-dumpable and
+    carries no marker argument, but its parent does."""
+    env_needle = f"{MARKER_ENV}={marker}".encode()
+    arg_needle = f"{MARKER_X}={marker}".encode()
+    parents: dict[int, int] = {}
+    marked: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
+        pid = int(entry)
         try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                env = fh.read()
             with open(f"/proc/{entry}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
+                fields = fh.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if state != b"Z" and needle in env.split(b"\0"):
-            found.append(int(entry))
-    return found
+        if fields[0] == b"Z":
+            continue
+        parents[pid] = int(fields[1])
+        if arg_needle in cmdline(pid).split(b"\0") or env_needle in _proc_file(
+            pid, "environ"
+        ).split(b"\0"):
+            marked.add(pid)
+    grew = True
+    while grew:
+        children = {pid for pid, ppid in parents.items() if ppid in marked} - marked
+        marked |= children
+        grew = bool(children)
+    return sorted(marked)
 
 
 def kill_marked(marker: str) -> None:
@@ -70,8 +93,13 @@ def kill_marked(marker: str) -> None:
 
 
 def cmdline(pid: int) -> bytes:
+    return _proc_file(pid, "cmdline")
+
+
+def _proc_file(pid: int, name: str) -> bytes:
+    """/proc/PID/NAME, or nothing if it is gone or closed to us."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        with open(f"/proc/{pid}/{name}", "rb") as fh:
             return fh.read()
     except OSError:
         return b""
@@ -85,8 +113,10 @@ class CliResult:
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 30.0) -> CliResult:
+    marker = env.get(MARKER_ENV)
+    python = python_argv(marker) if marker else [sys.executable]
     proc = subprocess.run(
-        [sys.executable, "-m", "shardmgr", *args],
+        [*python, "-m", "shardmgr", *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -5,6 +5,11 @@ two workers) with a recognisable token, then drives the paths that tend to leak:
 whose exception text and log line carry the token, bad payloads, server closes, a cut TCP
 connection, refused and accepted ``POST /restart``, a ``kill -9`` of a worker, and a stop that
 saves sessions. Everything observable is collected; each test checks one exposure.
+
+The run sets allow_core_dumps: the supervisor and workers are otherwise non-dumpable, and a
+non-dumpable process's /proc/PID/environ is readable by root only, yet every live worker's
+environment is read here (what a worker inherits does not depend on that setting;
+test_core_dumps checks the default).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import contextlib
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from tests.reliability.procs import (
     kill_marked,
     marked_pids,
     new_marker,
+    python_argv,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,6 +51,10 @@ import logging
 
 TOKEN = "{SECRET_TOKEN}"
 log = logging.getLogger("leaky_bot")
+# The bot's own handler and format: shardmgr's formatter never sees what this one prints.
+_own = logging.StreamHandler()
+_own.setFormatter(logging.Formatter("leaky_bot own handler: %(message)s"))
+log.addHandler(_own)
 
 
 class Bot:
@@ -70,10 +79,12 @@ class Observed:
     logs: str = ""
     http_bodies: dict[str, bytes] = field(default_factory=dict)
     cmdlines: dict[int, bytes] = field(default_factory=dict)
+    environs: dict[int, bytes] = field(default_factory=dict)
     files: dict[Path, bytes] = field(default_factory=dict)
     restart_codes: dict[str, int] = field(default_factory=dict)
     listen_addresses: list[str] = field(default_factory=list)
     worker_pids: set[int] = field(default_factory=set)
+    live_worker_pids: set[int] = field(default_factory=set)
     supervisor_pid: int = 0
     exit_code: int | None = None
 
@@ -119,10 +130,11 @@ async def scenario(
         DISCORD_TOKEN=SECRET_TOKEN,
         SHARDMGR_ADMIN_SECRET=ADMIN_SECRET,
         SHARDMGR_JSONL=str(tmp / "events.jsonl"),
+        SHARDMGR_ALLOW_CORE_DUMPS="true",
     )
     env["PYTHONPATH"] = f"{tmp / 'bot'}{os.pathsep}{env['PYTHONPATH']}"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
+        *python_argv(marker),
         "-m",
         "shardmgr",
         "start",
@@ -171,6 +183,8 @@ async def scenario(
             # the fake gateway plays Discord's side: it is given the token to check against
             if pid != fake_pid:
                 out.cmdlines.setdefault(pid, cmdline(pid))
+                if pid != proc.pid:  # the supervisor was given the token in its environment
+                    out.environs[pid] = _read_environ(pid)
         proc.send_signal(signal.SIGTERM)
         out.exit_code = await asyncio.wait_for(proc.wait(), 30)
         await drain
@@ -179,6 +193,11 @@ async def scenario(
             proc.kill()
             await proc.wait()
     return stdout_lines
+
+
+def _read_environ(pid: int) -> bytes:
+    with open(f"/proc/{pid}/environ", "rb") as fh:
+        return fh.read()
 
 
 async def _collect(stream: asyncio.StreamReader, into: list[bytes]) -> None:
@@ -235,7 +254,8 @@ async def drive(api: str, fake: str, out: Observed) -> None:
             lambda: _replaced(status, pids[0]), CONNECT_TIMEOUT_S, "the killed worker's replacement"
         )
         await _wait(all_connected, CONNECT_TIMEOUT_S, "reconnect after kill -9")
-        out.worker_pids.update(w["pid"] for w in (await status())["workers"] if w.get("pid"))
+        out.live_worker_pids = {w["pid"] for w in (await status())["workers"] if w.get("pid")}
+        out.worker_pids.update(out.live_worker_pids)
 
         for path in ("/metrics", "/status", "/healthz", "/readyz"):
             async with http.get(api + path) as resp:
@@ -280,6 +300,7 @@ def test_the_leaky_paths_were_exercised(observed: Observed) -> None:
     """Guards the other tests against passing vacuously."""
     assert "RuntimeError" in observed.logs
     assert "[REDACTED]" in observed.logs
+    assert "leaky_bot own handler: calling" in observed.logs  # the bot's handler printed
     assert " debug " in observed.logs
     assert observed.exit_code == 0
     assert len(observed.worker_pids) >= 3  # two workers, then at least one replacement
@@ -301,9 +322,22 @@ def test_token_is_not_in_metrics_or_status(observed: Observed) -> None:
 def test_token_is_on_no_process_command_line(observed: Observed) -> None:
     assert observed.supervisor_pid in observed.cmdlines
     assert len(observed.cmdlines) >= 3  # the supervisor and its two live workers
+    assert observed.live_worker_pids <= set(observed.cmdlines)
     for pid, line in observed.cmdlines.items():
         assert SECRET_TOKEN.encode() not in line, (pid, line)
         assert ADMIN_SECRET.encode() not in line, (pid, line)
+
+
+def test_token_is_in_no_live_worker_environment(observed: Observed) -> None:
+    # Every worker the supervisor reported at the end was read, and each read found a
+    # real environment: the check cannot pass by reading nothing.
+    assert observed.live_worker_pids
+    assert observed.live_worker_pids <= set(observed.environs)
+    for pid, env in observed.environs.items():
+        assert b"PATH=" in env, pid
+        assert SECRET_TOKEN.encode() not in env, pid
+        assert ADMIN_SECRET.encode() not in env, pid
+        assert b"DISCORD_TOKEN=" not in env, pid
 
 
 def test_token_is_in_no_file_the_project_writes(observed: Observed) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -151,5 +153,42 @@ async def test_restart_with_the_secret_starts_a_rolling_restart(
         source.accept_restart = False
         async with client.post(api.url + "/restart", headers=headers) as resp:
             assert resp.status == 409
+    finally:
+        await api.stop()
+
+
+async def test_a_non_utf8_authorization_header_is_refused_403_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api, source = await _serve("s3cret-admin")
+    assert api.address is not None
+    try:
+        reader, writer = await asyncio.open_connection(*api.address)
+        writer.write(
+            b"POST /restart HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3\x28\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        async with asyncio.timeout(5):
+            status = await reader.readline()
+        writer.close()
+        assert b" 403 " in status
+        assert source.restarts == 0
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    finally:
+        await api.stop()
+
+
+async def test_refused_requests_log_one_warning_per_interval(
+    client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, _ = await _serve("s3cret-admin")
+    try:
+        with caplog.at_level(logging.WARNING, logger="shardmgr.httpapi"):
+            for _ in range(30):
+                headers = {"Authorization": "Bearer nope"}
+                async with client.post(api.url + "/restart", headers=headers) as resp:
+                    assert resp.status == 403
+        refused = [r for r in caplog.records if "admin secret" in r.getMessage()]
+        assert len(refused) == 1
     finally:
         await api.stop()

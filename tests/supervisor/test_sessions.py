@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from shardmgr.sessions import SessionStore, read_state, write_state
+from shardmgr.sessions import SessionSaver, SessionStore, read_state, write_state
 from tests.supervisor.conftest import make_token
 from workers import ipc
+from workers.clock import FakeClock
 
 
 def _info(sid: str = "abc", seq: int = 10, url: str = "ws://r") -> ipc.SessionInfo:
@@ -125,3 +128,117 @@ def test_corrupt_state_file_is_ignored(tmp_path: Path) -> None:
 
 def test_missing_state_file_means_no_sessions(tmp_path: Path) -> None:
     assert read_state(tmp_path / "nope.json", make_token(), 4, max_age_s=120) == {}
+
+
+class Saves:
+    """A save callable that records what it was given; run inline on the loop (no thread),
+    so the fake clock alone decides when the saver saves."""
+
+    def __init__(self) -> None:
+        self.saved: list[dict[int, ipc.SessionInfo]] = []
+        self.event = asyncio.Event()
+        self.fail = False
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def offload(self, fn: Callable[[], None]) -> None:
+        self.entered.set()
+        await self.release.wait()
+        fn()
+
+    def __call__(self, sessions: dict[int, ipc.SessionInfo]) -> None:
+        self.event.set()
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        self.saved.append(sessions)
+
+    async def next(self) -> None:
+        await asyncio.wait_for(self.event.wait(), 5)
+        self.event.clear()
+
+
+async def _saver(interval_s: float = 2.0) -> tuple[SessionStore, Saves, SessionSaver, FakeClock]:
+    store, saves, clock = SessionStore(), Saves(), FakeClock()
+    saver = SessionSaver(store, saves, interval_s, clock, offload=saves.offload)
+    saver.start()
+    return store, saves, saver, clock
+
+
+async def test_a_session_change_is_saved_without_a_stop() -> None:
+    store, saves, saver, _ = await _saver()
+    store.on_message(_started("identify", _info(seq=1)))
+    await saves.next()
+    await saver.stop()
+    assert saves.saved == [{0: _info(seq=1)}]
+
+
+async def test_changes_inside_the_interval_are_saved_once_after_it_with_the_latest() -> None:
+    store, saves, saver, clock = await _saver(interval_s=2.0)
+    store.on_message(_started("identify", _info(seq=1)))
+    await saves.next()
+    for seq in (2, 3, 4):
+        store.put(0, _info(seq=seq))
+    await clock.advance(1.9)
+    with pytest.raises(TimeoutError):  # the clock alone can release the next save
+        await asyncio.wait_for(saves.event.wait(), 0.5)
+    await clock.advance(0.1)
+    await saves.next()
+    await saver.stop()
+    assert saves.saved == [{0: _info(seq=1)}, {0: _info(seq=4)}]
+
+
+async def test_an_unchanged_checkpoint_is_not_saved_again() -> None:
+    store, saves, saver, clock = await _saver()
+    store.put(0, _info(seq=5))
+    await saves.next()
+    await clock.advance(2.0)
+    store.put(0, _info(seq=5))  # what each second's stats report does while nothing moves
+    assert not store.changed.is_set()
+    await saver.stop()
+    assert len(saves.saved) == 1
+
+
+async def test_forgetting_a_session_is_saved_too() -> None:
+    store, saves, saver, clock = await _saver()
+    store.put(0, _info())
+    await saves.next()
+    await clock.advance(2.0)
+    store.on_message(
+        ipc.Reconnecting(
+            gen=1, shard_id=0, reason="op9", close_code=None, resume=False, delay_s=0.0
+        )
+    )
+    await saves.next()
+    await saver.stop()
+    assert saves.saved[-1] == {}
+
+
+async def test_stop_waits_for_a_save_in_progress() -> None:
+    store, saves, saver, _ = await _saver()
+    saves.release.clear()
+    store.put(0, _info())
+    await asyncio.wait_for(saves.entered.wait(), 5)
+    stopping = asyncio.ensure_future(saver.stop())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not stopping.done()
+    saves.release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert saves.saved == [{0: _info()}]
+
+
+async def test_a_failed_save_is_logged_and_the_saver_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, saves, saver, clock = await _saver()
+    saves.fail = True
+    store.put(0, _info(seq=1))
+    await saves.next()
+    saves.fail = False
+    await clock.advance(2.0)
+    store.put(0, _info(seq=2))
+    await saves.next()
+    await saver.stop()
+    assert "cannot save the sessions" in caplog.text
+    assert saves.saved == [{0: _info(seq=2)}]
