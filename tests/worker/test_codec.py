@@ -26,6 +26,14 @@ def zstd_frames(messages: list[bytes]) -> list[bytes]:
     return [c.compress(m) + c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK) for m in messages]
 
 
+def one_frame(mode: str, payload: bytes) -> bytes:
+    if mode == "zlib-stream":
+        return zlib_frames([payload])[0]
+    if mode == "zstd-stream":
+        return zstd_frames([payload])[0]
+    return zlib.compress(payload)
+
+
 def test_zlib_stream_inflates_consecutive_messages_with_one_context() -> None:
     inflater = make_inflater("zlib-stream", 1 << 20)
     assert [inflater.feed(f) for f in zlib_frames(MESSAGES)] == MESSAGES
@@ -149,3 +157,21 @@ def test_zlib_stream_with_stdlib_zlib_inflates_and_reports_corruption(
     with pytest.raises(CodecError) as err:
         make_inflater("zlib-stream", 1 << 20).feed(b"\x00garbage\x00\x00\xff\xff")
     assert err.value.kind == "bad_compression"
+
+
+@pytest.mark.parametrize("mode", ["zlib-stream", "zstd-stream", "payload"])
+def test_a_message_of_several_inflate_steps_comes_out_whole(mode: str) -> None:
+    rng = random.Random(4)
+    payload = bytes(rng.getrandbits(8) for _ in range(50_000)) * 6  # several 64 KiB steps
+    frame = one_frame(mode, payload)
+    assert make_inflater(mode, len(payload)).feed(frame) == payload
+
+
+@pytest.mark.parametrize("mode", ["zlib-stream", "zstd-stream", "payload"])
+def test_a_message_one_byte_above_the_limit_is_oversized(mode: str) -> None:
+    payload = b"a" * 200_001
+    frame = one_frame(mode, payload)
+    assert make_inflater(mode, 200_001).feed(frame) == payload
+    with pytest.raises(CodecError) as err:
+        make_inflater(mode, 200_000).feed(frame)
+    assert err.value.kind == "oversized"
