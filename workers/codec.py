@@ -138,11 +138,16 @@ class ZstdStreamInflater:
     Discord never ends its zstd frame: one frame lives as long as the connection, flushed
     after every message, and each websocket message is exactly one gateway message. Other
     Discord-compatible servers (Spacebar) end a frame after every message; a frame may
-    then also be split over websocket messages. Once a frame has ended, the inflater knows
-    the server ends frames, and from then on a message is complete only at a frame's end.
+    then also be split over websocket messages. The inflater knows the server ends frames
+    once a frame has ended, or at once when the connection's first frame header declares
+    its content size (only a compressor that ends the frame can); from then on a message
+    is complete only at a frame's end. Several frames in one websocket message make one
+    gateway message.
     """
 
-    __slots__ = ("_decompress", "_ends_frames", "_pending", "_window", "_zstd", "max_bytes")
+    __slots__ = (
+        "_decompress", "_ends_frames", "_first", "_pending", "_window", "_zstd", "max_bytes",
+    )  # fmt: skip
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -151,10 +156,14 @@ class ZstdStreamInflater:
         self._zstd = zstd.ZstdDecompressor(options=self._window)
         self._decompress = self._zstd.decompress
         self._ends_frames = False
+        self._first = True
         # A frame-ending server's message so far, while its frame spans websocket messages.
         self._pending = b""
 
     def feed(self, chunk: bytes) -> bytes | None:
+        if self._first:
+            self._first = False
+            self._ends_frames = _declares_content_size(chunk)
         try:
             out: bytes = self._decompress(chunk, _STEP)
         except zstd.ZstdError as exc:
@@ -202,6 +211,13 @@ class ZstdStreamInflater:
         # A frame-ending server's frame goes on in the next websocket message.
         self._pending = message
         return None
+
+
+def _declares_content_size(chunk: bytes) -> bool:
+    try:
+        return zstd.get_frame_info(chunk).decompressed_size is not None
+    except zstd.ZstdError:  # a header split over messages, or not zstd: decoding will tell
+        return False
 
 
 class PlainInflater:
