@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
-from workers.events import Event
+from workers.events import DISPATCH_NAMES, Event
 from workers.reporter import ShardCounters
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,9 @@ DEFAULT_BATCH: Final = 100
 # still in the CPU cache: holding ~1000 inflated messages instead of ~100 made the whole
 # receive path ~7% slower (make bench, receive.zlib).
 TURN_EVERY: Final = 128
+
+# Event names whose ``on_<name>`` lookup is remembered, beyond the documented ones.
+METHOD_CACHE_SIZE: Final = 256
 
 EventCallback = Callable[[Event], Awaitable[None]]
 BatchCallback = Callable[[Sequence[Event]], Awaitable[None]]
@@ -84,7 +87,10 @@ class Handler:
             return self._methods[name]
         except KeyError:
             method = getattr(self.target, "on_" + name.lower(), None)
-            self._methods[name] = method
+            # Names come from the network: past a bound only documented ones are
+            # remembered, so millions of distinct names cannot grow the cache.
+            if len(self._methods) < METHOD_CACHE_SIZE or name in DISPATCH_NAMES:
+                self._methods[name] = method
             return method
 
     async def handle(self, event: Event) -> None:

@@ -26,7 +26,7 @@ from workers.backoff import Backoff
 from workers.clock import REAL_CLOCK, Clock
 from workers.codec import CodecError, Inflater, make_inflater, query_value
 from workers.decisions import Action, Next, Reason
-from workers.events import Event
+from workers.events import DISPATCH_NAMES, OTHER_EVENT, Event
 from workers.handlers import Delivery
 from workers.heartbeat import Heartbeater, HeartbeatMonitor
 from workers.permits import IdentifyPermit, PermitRefused
@@ -315,7 +315,8 @@ class Shard:
             # No per-dispatch log line: the ``log`` handler is there for that, and even a
             # disabled logger's level check costs ~3% of this path (make bench).
             events = counters.events
-            events[name] = events.get(name, 0) + 1
+            key = name if name in DISPATCH_NAMES else OTHER_EVENT  # t comes from the network
+            events[key] = events.get(key, 0) + 1
             self._push(Event(self.shard_id, seq, name, envelope.d, self._epoch))
         elif op == Op.HEARTBEAT_ACK:
             latency = self.monitor.on_ack()
