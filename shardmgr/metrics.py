@@ -80,6 +80,10 @@ SHARD_STAT_COUNTERS: Final = {
         "IDENTIFY payloads each shard sent (each one spends a session start)",
     ),
     "resumes": ("shard_resumes_sent", "RESUME payloads each shard sent"),
+    "model_errors": (
+        "shard_model_errors",
+        "Dispatch payloads that did not fit their typed model (the handler got the raw event)",
+    ),
 }
 
 # Dispatch names documented in the protocol reference (section 9). Anything else is "other".

@@ -1,10 +1,13 @@
-"""The dispatch event a handler receives: shard, seq, name and the body, decoded lazily."""
+"""The dispatch event a handler receives: shard, seq, name and the body, decoded lazily
+(``data()`` into dicts and lists, ``model()`` into the typed models of ``workers.models``)."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
 import msgspec
+
+from workers.models import decode_model
 
 _decode = msgspec.json.decode
 
@@ -117,6 +120,7 @@ class Event(msgspec.Struct, gc=False):
     _epoch: int = 0
     _data: Any = None
     _decoded: bool = False
+    _model: Any = None
 
     @property
     def raw(self) -> bytes:
@@ -131,6 +135,16 @@ class Event(msgspec.Struct, gc=False):
             self._data = _decode(self._body)
             self._decoded = True
         return self._data
+
+    def model(self) -> Any:
+        """The body as a typed model (``workers.models.EVENT_MODELS`` names which), decoded
+        on first use and cached; None for an event type without a model (use ``data()``).
+        Raises ``workers.models.ModelError`` when the payload does not fit its model (a
+        handler method annotated with the model then receives this raw event instead)."""
+        model = self._model
+        if model is None:
+            model = self._model = decode_model(self.name, self._body)
+        return model
 
     def __repr__(self) -> str:
         return f"Event(shard_id={self.shard_id}, seq={self.seq}, name={self.name!r})"
