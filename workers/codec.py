@@ -19,9 +19,9 @@ from typing import Any, Final, Protocol
 from workers.protocol import ZLIB_SUFFIX
 
 if sys.version_info >= (3, 14):
-    from compression import zstd
+    from compression import zstd as zstd
 else:  # the same module, backported: zstandard's streaming API has no output cap
-    from backports import zstd
+    from backports import zstd as zstd
 
 
 def _fastest_zlib() -> ModuleType:

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import msgspec
 
-from workers.models import decode_model
+from workers.models import DECODE_ERRORS, MODEL_DECODERS, ModelError
 
 _decode = msgspec.json.decode
 
@@ -143,7 +143,13 @@ class Event(msgspec.Struct, gc=False):
         handler method annotated with the model then receives this raw event instead)."""
         model = self._model
         if model is None:
-            model = self._model = decode_model(self.name, self._body)
+            decode = MODEL_DECODERS.get(self.name)
+            if decode is None:
+                return None
+            try:
+                model = self._model = decode(self._body)
+            except DECODE_ERRORS as exc:
+                raise ModelError.of(self.name, exc) from exc
         return model
 
     def __repr__(self) -> str:

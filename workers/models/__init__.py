@@ -15,6 +15,7 @@ Handlers import every type from here; the submodules only split the definitions 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -104,33 +105,29 @@ InteractionCreate = Interaction
 ChannelCreate = ChannelUpdate = ChannelDelete = ThreadCreate = Channel
 VoiceStateUpdate = VoiceState
 
-# One decoder per event type, built once: ``strict=False`` turns Discord's string ids into
-# ints (see ``base.Snowflake``).
-_DECODERS: Final = {
-    name: msgspec.json.Decoder(model, strict=False) for name, model in EVENT_MODELS.items()
+# One decode function per event type, built once: ``strict=False`` turns Discord's string
+# ids into ints (see ``base.Snowflake``).
+MODEL_DECODERS: Final[dict[str, Callable[[bytes | msgspec.Raw], Any]]] = {
+    name: msgspec.json.Decoder(model, strict=False).decode for name, model in EVENT_MODELS.items()
 }
+# What a model decode raises on a payload that does not fit (RecursionError: nesting).
+DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError)
 
 
 class ModelError(ValueError):
     """An event's payload does not fit its model (a field of another type than Discord
     documents, a required field missing)."""
 
-
-def decode_model(name: str, body: bytes | msgspec.Raw) -> Any:
-    """``body`` (an event's ``d``) as the model for event type ``name``; None when there
-    is no model for that type. Raises ``ModelError`` when the payload does not fit."""
-    decoder = _DECODERS.get(name)
-    if decoder is None:
-        return None
-    try:
-        return decoder.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    @classmethod
+    def of(cls, name: str, exc: Exception) -> ModelError:
         model = EVENT_MODELS[name].__name__
-        raise ModelError(f"{name} payload does not fit workers.models.{model}: {exc}") from exc
+        return cls(f"{name} payload does not fit workers.models.{model}: {exc}")
 
 
 __all__ = [
+    "DECODE_ERRORS",
     "EVENT_MODELS",
+    "MODEL_DECODERS",
     "Activity",
     "ActivityAssets",
     "ActivityEmoji",
@@ -206,5 +203,4 @@ __all__ = [
     "VoiceServerUpdate",
     "VoiceState",
     "VoiceStateUpdate",
-    "decode_model",
 ]
