@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from workers.events import DISPATCH_NAMES, Event
+from workers.handler_advice import lacks_message_content, unmatched_methods
 from workers.models import EVENT_MODELS, Model, ModelError
 from workers.reporter import ShardCounters
 
@@ -81,6 +82,12 @@ class Handler:
         for method in _event_methods(target):
             if not inspect.iscoroutinefunction(getattr(target, method)):
                 raise HandlerLoadError(f"{self.name}.{method} must be an async method")
+        for method, nearest in unmatched_methods(_event_methods(target)):
+            hint = f"; did you mean {nearest}?" if nearest else ""
+            log.warning(
+                f"{self.name}.{method} matches no gateway event and is never called{hint}",
+                extra={"method": method, "nearest": nearest},
+            )
         # Event names whose method takes the typed model rather than the Event.
         self._typed = _typed_events(target, self.name) if self._function is None else frozenset()
         # Event names whose model error was logged: at most one line per type.
@@ -147,6 +154,17 @@ class Handler:
                 await start(gateway)
             else:
                 await start()
+
+    def check_intents(self, intents: int) -> None:
+        """Warn (once, at start) when message handlers will see empty message content."""
+        if self._function is None and lacks_message_content(_event_methods(self.target), intents):
+            log.warning(
+                f"{self.name} handles message events but the MESSAGE_CONTENT intent is not "
+                "in the intents: content, embeds, attachments and components arrive empty "
+                "(except in DMs and messages that mention the bot). Add MESSAGE_CONTENT to "
+                "--intents and enable it for the bot in the Discord Developer Portal",
+                extra={"intents": intents},
+            )
 
     async def close(self) -> None:
         close = getattr(self.target, "close", None)
