@@ -156,41 +156,46 @@ class ZstdStreamInflater:
     """
 
     __slots__ = (
-        "_decompress", "_ends_frames", "_first", "_pending", "_window", "_zstd", "max_bytes",
+        "_decompress", "_ends_frames", "_first", "_pending", "_plain", "_step", "_window",
+        "_zstd", "max_bytes",
     )  # fmt: skip
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
+        # A step shorter than this held all the output there was, within the limit.
+        self._step = min(_STEP, max_bytes + 1)
         window = min(max(_MIN_WINDOW_LOG, (max_bytes - 1).bit_length()), _MAX_WINDOW_LOG)
         self._window: dict[int, int] = {zstd.DecompressionParameter.window_log_max: window}
         self._zstd = zstd.ZstdDecompressor(options=self._window)
         self._decompress = self._zstd.decompress
-        self._ends_frames = False
         self._first = True
+        self._ends_frames = False
+        # True once the server is known to keep one frame open (Discord): feed's one-step
+        # path. The first message, a large one and every frame end take _read_on.
+        self._plain = False
         # A frame-ending server's message so far, while its frame spans websocket messages.
         self._pending = b""
 
     def feed(self, chunk: bytes) -> bytes | None:
+        try:
+            out: bytes = self._decompress(chunk, self._step)
+        except zstd.ZstdError as exc:
+            raise CodecError("bad_compression", str(exc)) from exc
+        if self._plain and len(out) < self._step and not self._zstd.eof:
+            # Nothing out yet: the server has not flushed the message; wait for more.
+            return out or None
+        return self._read_on(chunk, out)
+
+    def _read_on(self, chunk: bytes, out: bytes) -> bytes | None:
+        """The connection's first message, a large message (read in capped steps), or a
+        frame's end (read on into the next frame, a new decompressor, carrying over the
+        bytes after the end)."""
         if self._first:
             self._first = False
             self._ends_frames = _declares_content_size(chunk)
-        try:
-            out: bytes = self._decompress(chunk, _STEP)
-        except zstd.ZstdError as exc:
-            raise CodecError("bad_compression", str(exc)) from exc
-        if len(out) < _STEP and not self._ends_frames and not self._zstd.eof:
-            if len(out) > self.max_bytes:
-                raise _oversized(self.max_bytes)
-            # Nothing out yet: the server has not flushed the message; wait for more.
-            return out or None
-        return self._read_on(out)
-
-    def _read_on(self, out: bytes) -> bytes | None:
-        """A large message (read in capped steps), or a frame's end (read on into the next
-        frame, a new decompressor, carrying over the bytes after the end)."""
         parts = [self._pending, out]
         size = len(self._pending) + len(out)
-        more = len(out) >= _STEP  # the last call may have stopped with output left inside
+        more = len(out) >= self._step  # the last call may have stopped with output inside
         try:
             while size <= self.max_bytes:
                 want = min(_STEP, self.max_bytes + 1 - size)
@@ -212,6 +217,8 @@ class ZstdStreamInflater:
                 size += len(out)
         except zstd.ZstdError as exc:
             raise CodecError("bad_compression", str(exc)) from exc
+        finally:
+            self._plain = not self._ends_frames
         if size > self.max_bytes:
             self._pending = b""
             raise _oversized(self.max_bytes)
