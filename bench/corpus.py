@@ -255,7 +255,7 @@ def _guild_create(g: _Gen, target_bytes: int) -> tuple[_Guild, dict[str, Any]]:
     members: list[str] = []
     # Members and their presences make up the bulk of a large guild, as in real captures.
     size = len(json.dumps(guild, separators=(",", ":")))
-    while size < target_bytes:
+    while size < target_bytes or not members:  # events pick authors among the members
         m = g.member(roles, with_user=True)
         members.append(m["user"]["id"])
         guild["members"].append(m)
@@ -361,8 +361,10 @@ def _event(g: _Gen, kind: str, guild: _Guild, recent: list[tuple[str, str]]) -> 
             "user_id": r.choice(guild.members),
             "type": 0,
             "message_id": mid,
-            "emoji": {"name": r.choice(("\U0001f44d", "\U0001f602", "\u2764\ufe0f", "\U0001f525")),
-                      "id": None},
+            "emoji": {
+                "name": r.choice(("\U0001f44d", "\U0001f602", "\u2764\ufe0f", "\U0001f525")),
+                "id": None,
+            },
             "channel_id": rcid,
             "burst": False,
             "guild_id": guild.id,
@@ -398,10 +400,20 @@ def _event(g: _Gen, kind: str, guild: _Guild, recent: list[tuple[str, str]]) -> 
             },
             "context": 0,
             "channel_id": cid,
-            "channel": {"type": 0, "name": "general", "id": cid, "guild_id": guild.id,
-                        "permissions": "2248473465835073", "nsfw": False, "position": 3,
-                        "flags": 0, "last_message_id": g.snowflake(), "topic": None,
-                        "rate_limit_per_user": 0, "parent_id": None},
+            "channel": {
+                "type": 0,
+                "name": "general",
+                "id": cid,
+                "guild_id": guild.id,
+                "permissions": "2248473465835073",
+                "nsfw": False,
+                "position": 3,
+                "flags": 0,
+                "last_message_id": g.snowflake(),
+                "topic": None,
+                "rate_limit_per_user": 0,
+                "parent_id": None,
+            },
             "authorizing_integration_owners": {"0": guild.id},
             "attachment_size_limit": 10485760,
             "application_id": app,
@@ -428,9 +440,17 @@ def generate_messages(
     every ``_ACK_EVERY``. Returns (messages, dispatch count, largest GUILD_CREATE)."""
     g = _Gen(seed)
     msgs: list[bytes] = [
-        _dumps({"t": None, "s": None, "op": 10,
-                "d": {"heartbeat_interval": 41250,
-                      "_trace": ['["gateway-prd-us-east1-b-0abc",{"micros":0.0}]']}}),
+        _dumps(
+            {
+                "t": None,
+                "s": None,
+                "op": 10,
+                "d": {
+                    "heartbeat_interval": 41250,
+                    "_trace": ['["gateway-prd-us-east1-b-0abc",{"micros":0.0}]'],
+                },
+            }
+        ),
     ]
     guild_payloads: list[tuple[_Guild, dict[str, Any]]] = [
         _guild_create(g, size) for size in guild_sizes
@@ -439,9 +459,18 @@ def generate_messages(
     ready = {
         "v": 10,
         "user_settings": {},
-        "user": {"verified": True, "username": "benchbot", "mfa_enabled": False,
-                 "id": "1000000000000000001", "global_name": None, "flags": 0,
-                 "email": None, "discriminator": "0", "bot": True, "avatar": None},
+        "user": {
+            "verified": True,
+            "username": "benchbot",
+            "mfa_enabled": False,
+            "id": "1000000000000000001",
+            "global_name": None,
+            "flags": 0,
+            "email": None,
+            "discriminator": "0",
+            "bot": True,
+            "avatar": None,
+        },
         "session_type": "normal",
         "session_id": g.hexhash(),
         "resume_gateway_url": "wss://gateway-us-east1-b.discord.gg",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import ModuleType
 
 from workers import codec, ipc
@@ -71,8 +71,10 @@ def _config(compress: str) -> ipc.WorkerConfig:
     )
 
 
-async def _drive(config: ipc.WorkerConfig, frames: list[bytes]) -> int:
-    delivery = Delivery(0, Handler(_noop), ShardCounters(), maxsize=config.handler_backlog)
+async def _drive(
+    config: ipc.WorkerConfig, frames: list[bytes], handler: Callable[[Event], Awaitable[None]]
+) -> int:
+    delivery = Delivery(0, Handler(handler), ShardCounters(), maxsize=config.handler_backlog)
     shard = Shard(0, config, permits=_NoPermits(), reporter=_NullReporter(), delivery=delivery)
     runner = asyncio.get_running_loop().create_task(delivery.run())
     try:
@@ -92,14 +94,16 @@ async def _drive(config: ipc.WorkerConfig, frames: list[bytes]) -> int:
             await runner
 
 
-def make_loop(compress: str) -> Callable[[list[bytes]], int]:
+def make_loop(
+    compress: str, handler: Callable[[Event], Awaitable[None]] = _noop
+) -> Callable[[list[bytes]], int]:
     """A callable that pushes all frames through a fresh shard and returns how many
-    dispatches the handler received."""
+    dispatches the handler (a no-op unless given) received."""
     config = _config(compress)
     loop = new_loop()
 
     def run(frames: list[bytes]) -> int:
-        return loop.run_until_complete(_drive(config, frames))
+        return loop.run_until_complete(_drive(config, frames, handler))
 
     return run
 

@@ -8,7 +8,7 @@ survive reconnects (see ``Shard.send_raw``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from workers.protocol import Op, parse_presence_status
@@ -28,13 +28,17 @@ def shard_for_guild(guild_id: str | int, num_shards: int) -> int:
 class Gateway:
     """The worker's shards as seen by the bot. ``shards`` is the runtime's live mapping."""
 
-    def __init__(self, shards: Mapping[int, Shard], num_shards: int) -> None:
+    def __init__(
+        self, shards: Mapping[int, Shard], num_shards: int, planned: Iterable[int] = ()
+    ) -> None:
         self._shards = shards
         self.num_shards = num_shards
+        # The worker's shards before they exist: the handler's start(gateway) runs first.
+        self._planned = frozenset(planned)
 
     @property
     def shard_ids(self) -> list[int]:
-        return sorted(self._shards)
+        return sorted(self._planned.union(self._shards))
 
     def shard_for_guild(self, guild_id: str | int) -> int:
         return shard_for_guild(guild_id, self.num_shards)

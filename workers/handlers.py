@@ -3,20 +3,27 @@ bounded backlog, advancing the checkpoint only when the handler has *finished* a
 
 A handler is either an async function ``(event) -> None`` or an object with
 ``async on_<event_name_lowercase>(event)`` methods and optionally ``async start()``,
-``async close()`` and ``async handle_batch(events)``.
+``async close()`` and ``async handle_batch(events)``. An ``on_<name>`` method whose first
+parameter is annotated with a model from ``workers.models`` receives ``event.model()``
+instead of the event (the annotation is read once, at load).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
+import sys
+import typing
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
-from workers.events import Event
+from workers.events import DISPATCH_NAMES, Event
+from workers.handler_advice import lacks_message_content, unmatched_methods
+from workers.models import EVENT_MODELS, Model, ModelError
 from workers.reporter import ShardCounters
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,9 @@ DEFAULT_BATCH: Final = 100
 # still in the CPU cache: holding ~1000 inflated messages instead of ~100 made the whole
 # receive path ~7% slower (make bench, receive.zlib).
 TURN_EVERY: Final = 128
+
+# Event names whose ``on_<name>`` lookup is remembered, beyond the documented ones.
+METHOD_CACHE_SIZE: Final = 256
 
 EventCallback = Callable[[Event], Awaitable[None]]
 BatchCallback = Callable[[Sequence[Event]], Awaitable[None]]
@@ -72,6 +82,16 @@ class Handler:
         for method in _event_methods(target):
             if not inspect.iscoroutinefunction(getattr(target, method)):
                 raise HandlerLoadError(f"{self.name}.{method} must be an async method")
+        for method, nearest in unmatched_methods(_event_methods(target)):
+            hint = f"; did you mean {nearest}?" if nearest else ""
+            log.warning(
+                f"{self.name}.{method} matches no gateway event and is never called{hint}",
+                extra={"method": method, "nearest": nearest},
+            )
+        # Event names whose method takes the typed model rather than the Event.
+        self._typed = _typed_events(target, self.name) if self._function is None else frozenset()
+        # Event names whose model error was logged: at most one line per type.
+        self._model_errors_logged: set[str] = set()
 
     @property
     def function(self) -> EventCallback | None:
@@ -84,16 +104,47 @@ class Handler:
             return self._methods[name]
         except KeyError:
             method = getattr(self.target, "on_" + name.lower(), None)
-            self._methods[name] = method
+            # Names come from the network: past a bound only documented ones are
+            # remembered, so millions of distinct names cannot grow the cache.
+            if len(self._methods) < METHOD_CACHE_SIZE or name in DISPATCH_NAMES:
+                self._methods[name] = method
             return method
 
-    async def handle(self, event: Event) -> None:
+    async def handle(self, event: Event, counters: ShardCounters | None = None) -> None:
         if self._function is not None:
             await self._function(event)
             return
         method = self._method(event.name)
         if method is not None:
-            await method(event)
+            if event.name in self._typed:
+                await method(self._model_or_event(event, counters))
+            else:
+                await method(event)
+
+    def caller(self, counters: ShardCounters) -> EventCallback:
+        """What one shard's delivery awaits per event: the plain function itself, or
+        ``handle`` counting that shard's model errors."""
+        if self._function is not None:
+            return self._function
+        return functools.partial(self.handle, counters=counters)
+
+    def _model_or_event(self, event: Event, counters: ShardCounters | None) -> Any:
+        """The event's model; the event itself when its payload does not fit (counted,
+        logged once per event type): the connection is fine and the handler still runs."""
+        try:
+            model = event.model()
+        except ModelError as exc:
+            if counters is not None:
+                counters.model_errors += 1
+            if event.name not in self._model_errors_logged:
+                self._model_errors_logged.add(event.name)
+                log.warning(
+                    "payload does not fit its model; the handler gets the raw event "
+                    "(logged once per event type, counted as model_errors)",
+                    extra={"event": event.name, "shard": event.shard_id, "detail": str(exc)},
+                )
+            return event
+        return event if model is None else model
 
     async def start(self, gateway: object | None = None) -> None:
         """``start(gateway)`` for a ``start`` that takes one parameter, else ``start()``."""
@@ -103,6 +154,17 @@ class Handler:
                 await start(gateway)
             else:
                 await start()
+
+    def check_intents(self, intents: int) -> None:
+        """Warn (once, at start) when message handlers will see empty message content."""
+        if self._function is None and lacks_message_content(_event_methods(self.target), intents):
+            log.warning(
+                f"{self.name} handles message events but the MESSAGE_CONTENT intent is not "
+                "in the intents: content, embeds, attachments and components arrive empty "
+                "(except in DMs and messages that mention the bot). Add MESSAGE_CONTENT to "
+                "--intents and enable it for the bot in the Discord Developer Portal",
+                extra={"intents": intents},
+            )
 
     async def close(self) -> None:
         close = getattr(self.target, "close", None)
@@ -117,6 +179,46 @@ def _takes_one_argument(function: Callable[..., object]) -> bool:
         return False
     accepted = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return any(p.kind in accepted or p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def _typed_events(target: object, name: str) -> frozenset[str]:
+    """Names of the events whose ``on_<name>`` method's first parameter is annotated with
+    a model. A model that the event never decodes to is a mistake made at load time, so
+    it is refused there, in one line."""
+    typed = set()
+    for method_name in _event_methods(target):
+        annotation = _first_parameter_annotation(getattr(target, method_name))
+        if not (isinstance(annotation, type) and issubclass(annotation, Model)):
+            continue
+        event = method_name[3:].upper()
+        model = EVENT_MODELS.get(event)
+        if model is None:
+            raise HandlerLoadError(
+                f"{name}.{method_name} takes {annotation.__name__}, but {event} events have "
+                "no model: annotate it with workers.events.Event and use event.data()"
+            )
+        if not issubclass(model, annotation):
+            raise HandlerLoadError(
+                f"{name}.{method_name} takes {annotation.__name__}, but {event} events "
+                f"decode to workers.models.{model.__name__}"
+            )
+        typed.add(event)
+    return frozenset(typed)
+
+
+def _first_parameter_annotation(method: Callable[..., object]) -> object:
+    try:
+        params = list(inspect.signature(method).parameters.values())
+        hints = typing.get_type_hints(method)
+    except Exception as exc:  # an annotation that does not resolve: the method gets events
+        log.warning(
+            "cannot read a handler method's annotations; it receives the raw event",
+            extra={"method": getattr(method, "__qualname__", repr(method)), "error": str(exc)},
+        )
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    first = next((p for p in params if p.kind in positional), None)
+    return None if first is None else hints.get(first.name)
 
 
 def _event_methods(target: object) -> list[str]:
@@ -245,6 +347,9 @@ class Delivery:
 
     def _failed(self, message: str, extra: dict[str, Any]) -> None:
         self.counters.handler_errors += 1
+        if isinstance(sys.exc_info()[1], ModelError):
+            # The handler called event.model() itself on a payload that does not fit.
+            self.counters.model_errors += 1
         log.exception(message, extra={"shard": self.shard_id, **extra})
 
     async def _sleep(self) -> None:
@@ -269,7 +374,7 @@ class Delivery:
         popleft = queue.popleft
         handler = self.handler
         # A plain async function is awaited directly: one coroutine per event instead of two.
-        call = handler.function or handler.handle
+        call = handler.caller(self.counters)
         self.in_flight = 1
         while True:
             if not queue:

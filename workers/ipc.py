@@ -265,6 +265,8 @@ class ShardStats(msgspec.Struct, kw_only=True):
     # IDENTIFY / RESUME payloads sent
     identifies: int = 0
     resumes: int = 0
+    # payloads that did not fit their typed model (workers.models); the handler got them raw
+    model_errors: int = 0
 
 
 class Stats(msgspec.Struct, tag="stats", kw_only=True):

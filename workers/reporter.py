@@ -56,6 +56,7 @@ class ShardCounters:
         "handler_errors",
         "identifies",
         "latencies_s",
+        "model_errors",
         "resumes",
         "skipped",
     )
@@ -65,6 +66,8 @@ class ShardCounters:
         self.bytes_compressed = 0
         self.bytes_inflated = 0
         self.handler_errors = 0
+        # Payloads that did not fit their typed model (the handler got the raw event).
+        self.model_errors = 0
         self.bad_payloads = 0
         self.latencies_s: list[float] = []
         # Replayed dispatches dropped as already received; events skipped after their
@@ -82,6 +85,7 @@ class ShardCounters:
             out.bytes_compressed,
             out.bytes_inflated,
             out.handler_errors,
+            out.model_errors,
             out.bad_payloads,
             out.latencies_s,
             out.duplicates,
@@ -93,6 +97,7 @@ class ShardCounters:
             self.bytes_compressed,
             self.bytes_inflated,
             self.handler_errors,
+            self.model_errors,
             self.bad_payloads,
             self.latencies_s,
             self.duplicates,
@@ -102,7 +107,7 @@ class ShardCounters:
         )
         self.events = {}
         self.bytes_compressed = self.bytes_inflated = 0
-        self.handler_errors = self.bad_payloads = 0
+        self.handler_errors = self.model_errors = self.bad_payloads = 0
         self.duplicates = self.skipped = self.identifies = self.resumes = 0
         self.latencies_s = []
         return out
@@ -151,6 +156,7 @@ def snapshot(sources: Iterable[StatsSource]) -> list[ipc.ShardStats]:
                 bytes_compressed=c.bytes_compressed,
                 bytes_inflated=c.bytes_inflated,
                 handler_errors=c.handler_errors,
+                model_errors=c.model_errors,
                 bad_payloads=c.bad_payloads,
                 backlog=src.backlog,
                 guilds=src.guilds,

@@ -50,8 +50,10 @@ class WorkerRuntime:
 
     async def start(self) -> None:
         # Filled in below; the handler may keep it and use it once shards are connected.
-        self.gateway = gateway_api.Gateway(self.shards, self.config.num_shards)
+        planned = [a.shard_id for a in self.config.shards]
+        self.gateway = gateway_api.Gateway(self.shards, self.config.num_shards, planned)
         gateway_api.install(self.gateway)
+        self.handler.check_intents(self.config.intents)
         await self.handler.start(self.gateway)
         # aiohttp's default connector allows 100 connections per session: a worker with more
         # shards than that would leave the rest waiting for a slot until their connect

@@ -24,7 +24,7 @@ from workers.clock import REAL_CLOCK, Clock
 from workers.codec import CodecError, Inflater, make_inflater
 from workers.commands import CommandQueue
 from workers.decisions import Action, Next
-from workers.events import Event
+from workers.events import DISPATCH_NAMES, OTHER_EVENT, Event
 from workers.handlers import Delivery
 from workers.heartbeat import Heartbeater, HeartbeatMonitor
 from workers.ipc import ShardState
@@ -291,7 +291,8 @@ class Shard:
             # No per-dispatch log line: the ``log`` handler is there for that, and even a
             # disabled logger's level check costs ~3% of this path (make bench).
             events = counters.events
-            events[name] = events.get(name, 0) + 1
+            key = name if name in DISPATCH_NAMES else OTHER_EVENT  # t comes from the network
+            events[key] = events.get(key, 0) + 1
             self._push(Event(self.shard_id, seq, name, envelope.d, session.epoch))
         elif op == Op.HEARTBEAT_ACK:
             latency = self.monitor.on_ack()

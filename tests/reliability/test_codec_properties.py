@@ -44,6 +44,11 @@ def zstd_frames(payloads: list[bytes]) -> list[bytes]:
     return [c.compress(p) + c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK) for p in payloads]
 
 
+def split_anywhere(whole: bytes, data: st.DataObject) -> list[bytes]:
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(whole) - 1), max_size=3)))
+    return [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+
+
 def feed_all(inflater: Inflater, frames: list[bytes]) -> list[bytes]:
     out = []
     for frame in frames:
@@ -90,8 +95,7 @@ def test_zlib_messages_split_over_frames_come_out_whole(
     for whole in zlib_frames(payloads):
         # split each message's bytes anywhere but never so that an inner piece ends in the
         # suffix (the only end-of-message marker the protocol gives)
-        cuts = sorted(data.draw(st.sets(st.integers(1, len(whole) - 1), max_size=3)))
-        pieces = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+        pieces = split_anywhere(whole, data)
         if any(p.endswith(ZLIB_SUFFIX) for p in pieces[:-1]):
             pieces = [whole]
         frames += pieces
@@ -102,6 +106,23 @@ def test_zlib_messages_split_over_frames_come_out_whole(
 @given(payloads=st.lists(messages, min_size=1, max_size=6))
 def test_zstd_messages_come_out_one_per_frame(payloads: list[bytes]) -> None:
     assert feed_all(make_inflater("zstd-stream", LIMIT), zstd_frames(payloads)) == payloads
+
+
+@FAST
+@given(payloads=st.lists(messages, min_size=2, max_size=6), data=st.data())
+def test_zstd_messages_in_ended_frames_split_anywhere_come_out_whole(
+    payloads: list[bytes], data: st.DataObject
+) -> None:
+    """A server that ends each message's frame (Spacebar). Its first message (Hello) comes
+    whole: only a frame end tells a streamed frame's server apart from Discord's."""
+    frames = []
+    for p in payloads:
+        c = zstandard.ZstdCompressor().compressobj()
+        frames.append(c.compress(p) + c.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+    pieces = [frames[0]]
+    for whole in frames[1:]:
+        pieces += split_anywhere(whole, data)
+    assert feed_all(make_inflater("zstd-stream", LIMIT), pieces) == payloads
 
 
 @FAST

@@ -26,6 +26,14 @@ def zstd_frames(messages: list[bytes]) -> list[bytes]:
     return [c.compress(m) + c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK) for m in messages]
 
 
+def one_frame(mode: str, payload: bytes) -> bytes:
+    if mode == "zlib-stream":
+        return zlib_frames([payload])[0]
+    if mode == "zstd-stream":
+        return zstd_frames([payload])[0]
+    return zlib.compress(payload)
+
+
 def test_zlib_stream_inflates_consecutive_messages_with_one_context() -> None:
     inflater = make_inflater("zlib-stream", 1 << 20)
     assert [inflater.feed(f) for f in zlib_frames(MESSAGES)] == MESSAGES
@@ -148,4 +156,81 @@ def test_zlib_stream_with_stdlib_zlib_inflates_and_reports_corruption(
     assert [inflater.feed(f) for f in zlib_frames(MESSAGES)] == MESSAGES
     with pytest.raises(CodecError) as err:
         make_inflater("zlib-stream", 1 << 20).feed(b"\x00garbage\x00\x00\xff\xff")
+    assert err.value.kind == "bad_compression"
+
+
+@pytest.mark.parametrize("mode", ["zlib-stream", "zstd-stream", "payload"])
+def test_a_message_of_several_inflate_steps_comes_out_whole(mode: str) -> None:
+    rng = random.Random(4)
+    payload = bytes(rng.getrandbits(8) for _ in range(50_000)) * 6  # several 64 KiB steps
+    frame = one_frame(mode, payload)
+    assert make_inflater(mode, len(payload)).feed(frame) == payload
+
+
+@pytest.mark.parametrize("mode", ["zlib-stream", "zstd-stream", "payload"])
+def test_a_message_one_byte_above_the_limit_is_oversized(mode: str) -> None:
+    payload = b"a" * 200_001
+    frame = one_frame(mode, payload)
+    assert make_inflater(mode, 200_001).feed(frame) == payload
+    with pytest.raises(CodecError) as err:
+        make_inflater(mode, 200_000).feed(frame)
+    assert err.value.kind == "oversized"
+
+
+def ended_frames(messages: list[bytes]) -> list[bytes]:
+    """What Spacebar sends: every message its own complete zstd frame, streamed (no size
+    in the header) like a compressor that is flushed and ended per message."""
+    out = []
+    for m in messages:
+        c = zstandard.ZstdCompressor().compressobj()
+        out.append(c.compress(m) + c.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+    return out
+
+
+def test_zstd_stream_reads_across_frames_ended_after_every_message() -> None:
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    assert [inflater.feed(f) for f in ended_frames(MESSAGES * 3)] == MESSAGES * 3
+
+
+def test_zstd_stream_reassembles_an_ended_frame_split_over_websocket_messages() -> None:
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    hello, big = ended_frames(MESSAGES)
+    assert inflater.feed(hello) == MESSAGES[0]
+    assert inflater.feed(big[:7]) is None
+    assert inflater.feed(big[7:20]) is None
+    assert inflater.feed(big[20:]) == MESSAGES[1]
+    assert inflater.feed(hello) == MESSAGES[0]
+
+
+def test_zstd_stream_reassembles_a_first_frame_that_declares_its_size() -> None:
+    """A one-shot compressor writes the content size into the header: the frame will end,
+    so even the connection's first message may be split."""
+    rng = random.Random(5)
+    message = bytes(rng.getrandbits(8) for _ in range(300_000))  # three zstd blocks
+    frame = zstandard.ZstdCompressor().compress(message)
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    assert inflater.feed(frame[:-100]) is None  # whole blocks in: output, but no frame end
+    assert inflater.feed(frame[-100:]) == message
+
+
+def test_zstd_stream_joins_a_message_sent_as_several_frames() -> None:
+    message = MESSAGES[1]
+    head, tail = ended_frames([message[:300], message[300:]])
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    assert inflater.feed(head + tail) == message
+
+
+def test_zstd_stream_carries_a_frame_start_over_a_frame_end() -> None:
+    message = MESSAGES[1]
+    head, tail = ended_frames([message[:300], message[300:]])
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    assert inflater.feed(head + tail[:5]) is None  # the next frame's header, cut short
+    assert inflater.feed(tail[5:]) == message
+
+
+def test_zstd_stream_corrupt_bytes_after_a_frame_end_raise_bad_compression() -> None:
+    first = ended_frames(MESSAGES[:1])[0]
+    inflater = make_inflater("zstd-stream", 1 << 20)
+    with pytest.raises(CodecError) as err:
+        inflater.feed(first + b"not a zstd frame")
     assert err.value.kind == "bad_compression"

@@ -10,8 +10,15 @@ import msgspec
 import pytest
 
 from tests.worker import sample_handlers
-from workers.events import Event
-from workers.handlers import TURN_EVERY, Delivery, Handler, HandlerLoadError, load_handler
+from workers.events import DISPATCH_NAMES, Event
+from workers.handlers import (
+    METHOD_CACHE_SIZE,
+    TURN_EVERY,
+    Delivery,
+    Handler,
+    HandlerLoadError,
+    load_handler,
+)
 from workers.reporter import ShardCounters
 
 
@@ -255,3 +262,23 @@ def test_a_full_backlog_asks_the_reader_to_hold_even_below_the_turn_size() -> No
     for s in (1, 2, 3):
         d.push(event(s))
     assert d.hold and d.full
+
+
+async def test_the_method_cache_stays_bounded_under_100k_distinct_event_names() -> None:
+    seen: list[str] = []
+
+    class Bot:
+        async def on_message_create(self, e: Event) -> None:
+            seen.append(e.name)
+
+        async def on_custom_thing(self, e: Event) -> None:
+            seen.append(e.name)
+
+    h = Handler(Bot())
+    for i in range(100_000):
+        await h.handle(event(i, f"HOSTILE_{i}"))
+    assert len(h._methods) <= METHOD_CACHE_SIZE + len(DISPATCH_NAMES)
+    # Lookups still work once the cache is full: documented and undocumented names alike.
+    await h.handle(event(1, "MESSAGE_CREATE"))
+    await h.handle(event(2, "CUSTOM_THING"))
+    assert seen == ["MESSAGE_CREATE", "CUSTOM_THING"]
