@@ -1,15 +1,28 @@
-"""A local fake Discord gateway (REST discovery + websocket gateway + fault injection) for
-tests, benchmarks, the demo, and for bot authors testing their own bots."""
+"""The fake Discord now lives in the top-level ``fakegateway`` package; this name stays
+because users import it (``from shardmgr.fakegateway import FakeGateway``)."""
 
-from shardmgr.fakegateway.config import FakeConfig, bot_id_from_token, make_token
-from shardmgr.fakegateway.faults import FAULT_KINDS, FaultError
-from shardmgr.fakegateway.server import FakeGateway
+from fakegateway import (
+    FAULT_KINDS,
+    FakeConfig,
+    FakeGateway,
+    FakeProcess,
+    FakeStartError,
+    FaultError,
+    bot_id_from_token,
+    make_token,
+    spawn,
+    spawn_async,
+)
 
 __all__ = [
     "FAULT_KINDS",
     "FakeConfig",
     "FakeGateway",
+    "FakeProcess",
+    "FakeStartError",
     "FaultError",
     "bot_id_from_token",
     "make_token",
+    "spawn",
+    "spawn_async",
 ]

@@ -7,7 +7,7 @@ import zlib
 import aiohttp
 import pytest
 
-from shardmgr.fakegateway import FakeGateway
+from fakegateway import FakeGateway
 from tests.fakegateway.client import GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from shardmgr.fakegateway import FakeGateway
+from fakegateway import FakeGateway
 from tests.fakegateway.client import GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 from workers.protocol import ALL_INTENTS, INTENT_BITS, PRIVILEGED_INTENTS

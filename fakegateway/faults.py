@@ -13,11 +13,11 @@ from typing import Any, Final
 
 import msgspec
 
-from shardmgr.fakegateway.gateway import HEARTBEAT_REQUEST, INVALID_SESSION, RECONNECT, Connection
-from shardmgr.fakegateway.state import FakeState
+from fakegateway.gateway import HEARTBEAT_REQUEST, INVALID_SESSION, RECONNECT, Connection
+from fakegateway.state import FakeState
 from workers.logsetup import fields
 
-log = logging.getLogger("shardmgr.fakegateway.faults")
+log = logging.getLogger("fakegateway.faults")
 _encoder: Final = msgspec.json.Encoder()
 
 FAULT_KINDS: Final = (
@@ -89,7 +89,10 @@ def validate(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 def targets(
     state: FakeState, shard_id: int | None, session_id: str | None = None
 ) -> list[Connection]:
-    conns = sorted(state.active_connections(), key=lambda c: c.id)
+    # Every live connection is a gateway.Connection; the state only knows their Protocol.
+    conns = sorted(
+        (c for c in state.active_connections() if isinstance(c, Connection)), key=lambda c: c.id
+    )
     if session_id is not None:
         return [c for c in conns if c.session is not None and c.session.session_id == session_id]
     if shard_id is None:

@@ -13,11 +13,12 @@ from typing import Any, Final
 import msgspec
 from aiohttp import WSMsgType, web
 
-from shardmgr.fakegateway import client_requests, inbound
-from shardmgr.fakegateway.codec import COMPRESS_MODES, Encoder, Frame
-from shardmgr.fakegateway.sessions import SESSION_ENDING_CLOSE_CODES, Session
-from shardmgr.fakegateway.state import STATE_KEY, FakeState
-from shardmgr.fakegateway.traffic import ShardTraffic
+from fakegateway import client_requests, inbound
+from fakegateway.codec import COMPRESS_MODES, Encoder, Frame
+from fakegateway.sessions import SESSION_ENDING_CLOSE_CODES, Session
+from fakegateway.state import STATE_KEY, FakeState
+from fakegateway.state import Connection as LiveConnection
+from fakegateway.traffic import ShardTraffic
 from workers.logsetup import fields
 from workers.protocol import (
     INTENT_BITS,
@@ -29,7 +30,7 @@ from workers.protocol import (
     decode_envelope,
 )
 
-log = logging.getLogger("shardmgr.fakegateway.gateway")
+log = logging.getLogger("fakegateway.gateway")
 
 ACK: Final = b'{"t":null,"s":null,"op":11,"d":null}'
 RECONNECT: Final = b'{"t":null,"s":null,"op":7,"d":null}'
@@ -522,7 +523,7 @@ class Connection:
         )
         state.changed()
 
-    def _owner_of(self, session: Session) -> Connection | None:
+    def _owner_of(self, session: Session) -> LiveConnection | None:
         if session.connection_id is None or session.connection_id == self.id:
             return None
         return self.state.connections.get(session.connection_id)

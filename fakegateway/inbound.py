@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import msgspec
 
-from shardmgr.fakegateway.config import FakeConfig
+from fakegateway.config import FakeConfig
 from workers.protocol import ALL_INTENTS, PRIVILEGED_INTENTS, CloseCode
 
 

@@ -12,8 +12,8 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from shardmgr.fakegateway.state import STATE_KEY, FakeState
-from shardmgr.fakegateway.world import FakeUser
+from fakegateway.state import STATE_KEY, FakeState
+from fakegateway.world import FakeUser
 
 _encoder: Final = msgspec.json.Encoder()
 API_VERSIONS: Final = ("v10", "v9")

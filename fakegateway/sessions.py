@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from workers.clock import Clock
 
 if TYPE_CHECKING:
-    from shardmgr.fakegateway.traffic import ShardTraffic
-    from shardmgr.fakegateway.world import FakeUser
+    from fakegateway.traffic import ShardTraffic
+    from fakegateway.world import FakeUser
 
 SessionState = Literal["active", "disconnected", "ended"]
 

@@ -10,20 +10,33 @@ import hmac
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from shardmgr.fakegateway.config import FakeConfig, bot_id_from_token
-from shardmgr.fakegateway.sessions import Budget, IdentifyBuckets, Session, SessionStore
-from shardmgr.fakegateway.traffic import EventPool
-from shardmgr.fakegateway.world import DISCORD_EPOCH_MS, FakeUser, SnowflakeSource, World
+from fakegateway.config import FakeConfig, bot_id_from_token
+from fakegateway.sessions import Budget, IdentifyBuckets, Session, SessionStore
+from fakegateway.traffic import EventPool
+from fakegateway.world import DISCORD_EPOCH_MS, FakeUser, SnowflakeSource, World
 from workers.clock import Clock
 
-if TYPE_CHECKING:
-    from shardmgr.fakegateway.gateway import Connection
+log = logging.getLogger("fakegateway")
 
-log = logging.getLogger("shardmgr.fakegateway")
+
+class Connection(Protocol):
+    """What the shared state, the server's loops and the REST side need of one gateway
+    socket. ``gateway.Connection`` implements it; naming it here keeps the import graph
+    one-way (gateway imports state, never the reverse)."""
+
+    session: Session | None
+    closing: bool
+    traffic_credit: float
+
+    def close(self, code: int, reason: bytes = b"") -> None: ...
+
+    def cut(self) -> None: ...
+
+    def dispatch(self, event: str, body: bytes) -> int: ...
 
 
 class RestFault:

@@ -15,15 +15,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from shardmgr.fakegateway import control, faults, rest
-from shardmgr.fakegateway.config import FakeConfig, bot_id_from_token
-from shardmgr.fakegateway.control import CONTROL_KEY
-from shardmgr.fakegateway.gateway import handle_gateway
-from shardmgr.fakegateway.state import STATE_KEY, FakeState, RestFault
+from fakegateway import control, faults, rest
+from fakegateway.config import FakeConfig, bot_id_from_token
+from fakegateway.control import CONTROL_KEY
+from fakegateway.gateway import handle_gateway
+from fakegateway.state import STATE_KEY, FakeState, RestFault
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
 
-log = logging.getLogger("shardmgr.fakegateway")
+log = logging.getLogger("fakegateway")
 
 TRAFFIC_TICK_S: Final = 0.05
 RESUME_PATH: Final = "/resume"

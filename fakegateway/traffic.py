@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
-from shardmgr.fakegateway.world import FakeUser, Guild, SnowflakeSource, World
+from fakegateway.world import FakeUser, Guild, SnowflakeSource, World
 from workers.protocol import INTENT_BITS
 
 _encoder: Final = msgspec.json.Encoder()

@@ -8,9 +8,9 @@ from typing import Any, Final, Protocol
 import msgspec
 from aiohttp import web
 
-from shardmgr.fakegateway.faults import FaultError
-from shardmgr.fakegateway.rest import json_response
-from shardmgr.fakegateway.state import FakeState
+from fakegateway.faults import FaultError
+from fakegateway.rest import json_response
+from fakegateway.state import FakeState
 
 
 class Controller(Protocol):
