@@ -95,7 +95,7 @@ class FakeConfig:
     zlib_chunk_bytes: int = _f(
         0,
         "split zlib-stream messages into frames of at most this many bytes (0: one frame per "
-        "message)",
+        "message; else at least 4), never splitting the 4-byte flush suffix",
     )
     payload_compress_threshold: int = _f(
         4096,
@@ -187,6 +187,8 @@ class FakeConfig:
         for name in ("interaction_response_s", "interaction_token_ttl_s"):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be positive")
+        if 0 < self.zlib_chunk_bytes < 4:
+            out.append("zlib_chunk_bytes must be 0 (off) or at least 4 (the flush suffix)")
         if self.close_timeout_s <= 0:
             out.append("close_timeout_s must be positive")
         code = self.expired_resume_close_code

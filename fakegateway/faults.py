@@ -44,14 +44,17 @@ CHAOS_WEIGHTS: Final[dict[str, int]] = {
     "close": 12,
     "invalid_session_resumable": 8,
     "stall": 8,
-    "hello_reconnect": 5,
     "heartbeat_request": 8,
     "invalid_session_not_resumable": 3,
 }
-# Corrupt data never comes from Discord itself (mainstream libraries crash on it), so chaos
-# sends it only when asked for by weight.
-CHAOS_KINDS: Final = frozenset(CHAOS_WEIGHTS) | {"bad_json", "bad_compression"}
-CHAOS_CLOSE_CODES: Final = (4000, 4000, 1001, 1011, 4008, 4002)
+# Only when given a weight: corrupt data never comes from Discord itself (mainstream
+# libraries crash on it); op 7 in place of Hello (a draining node) is rare; 4008 and 4002
+# answer the client's own mistakes (sending too fast, bad payloads), not the server's mood.
+OPT_IN_CHAOS: Final = frozenset(
+    {"bad_json", "bad_compression", "hello_reconnect", "close_4008", "close_4002"}
+)
+CHAOS_KINDS: Final = frozenset(CHAOS_WEIGHTS) | OPT_IN_CHAOS
+CHAOS_CLOSE_CODES: Final = (4000, 4000, 1001, 1011)
 
 
 class FaultError(ValueError):
@@ -279,6 +282,9 @@ class Chaos:
             params["resumable"] = choice == "invalid_session_resumable"
         elif choice == "close":
             params["code"] = rng.choice(CHAOS_CLOSE_CODES)
+        elif choice.startswith("close_"):
+            kind = "close"
+            params["code"] = int(choice.removeprefix("close_"))
 
         def one(conns: list[Connection]) -> list[Connection]:
             return [rng.choice(conns)] if conns else []
