@@ -339,6 +339,7 @@ class Connection:
             else:
                 answers = client_requests.answer(state, self.session, op, d)
                 state.stats.requests_by_op[str(op)] += 1
+                self.session.requests_by_op[str(op)] += 1
                 self._answer(answers)
         except (msgspec.ValidationError, ValueError):
             # A known opcode with a payload of the wrong shape.
