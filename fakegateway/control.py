@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from fakegateway.faults import FaultError
+from fakegateway.inject import InjectError
 from fakegateway.rest import json_response
 from fakegateway.state import FakeState
 
@@ -50,6 +51,14 @@ class Controller(Protocol):
     def set_budget(self, remaining: int | None = None, total: int | None = None) -> None: ...
 
     def set_token(self, token: str | None) -> None: ...
+
+    def rest_stats(self) -> dict[str, Any]: ...
+
+    def messages(self, channel_id: int | str | None = None) -> list[dict[str, Any]]: ...
+
+    def interactions(self) -> list[dict[str, Any]]: ...
+
+    def dispatch(self, t: str, **fields: Any) -> dict[str, Any]: ...
 
 
 CONTROL_KEY: Final = web.AppKey("fake_control", Controller)
@@ -247,6 +256,34 @@ async def get_guilds(request: web.Request) -> web.Response:
     return json_response({"guilds": len(state.world.guilds), "per_shard": counts})
 
 
+async def get_rest(request: web.Request) -> web.Response:
+    return json_response(request.app[CONTROL_KEY].rest_stats())
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    channel = request.query.get("channel_id")
+    if channel is not None and not channel.isdigit():
+        return _bad("channel_id must be a snowflake")
+    return json_response(request.app[CONTROL_KEY].messages(channel))
+
+
+async def get_interactions(request: web.Request) -> web.Response:
+    return json_response(request.app[CONTROL_KEY].interactions())
+
+
+async def post_dispatch(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROL_KEY]
+    try:
+        body = await _body(request)
+        event = body.pop("t", None)
+        if not isinstance(event, str):
+            raise BadRequest("t is required (the event name, e.g. MESSAGE_CREATE)")
+        answer = ctl.dispatch(event, **body)
+    except (BadRequest, InjectError) as exc:
+        return _bad(str(exc))
+    return json_response(answer)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/_fake/sessions", get_sessions)
@@ -264,3 +301,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/_fake/budget", post_budget)
     r.add_post("/_fake/token", post_token)
     r.add_get("/_fake/guilds", get_guilds)
+    r.add_get("/_fake/rest", get_rest)
+    r.add_get("/_fake/messages", get_messages)
+    r.add_get("/_fake/interactions", get_interactions)
+    r.add_post("/_fake/dispatch", post_dispatch)

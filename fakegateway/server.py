@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from fakegateway import control, faults, rest
+from fakegateway import control, faults, inject, rest, rest_apps, rest_channels
 from fakegateway.config import FakeConfig, bot_id_from_token
 from fakegateway.control import CONTROL_KEY
 from fakegateway.gateway import handle_gateway
@@ -72,7 +72,10 @@ class FakeGateway:
         app.router.add_get(RESUME_PATH, handle_gateway)
         app.router.add_get(RESUME_PATH + "/", handle_gateway)
         rest.add_routes(app)
+        rest_channels.add_routes(app)
+        rest_apps.add_routes(app)
         control.add_routes(app)
+        rest.add_catch_all(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -280,6 +283,25 @@ class FakeGateway:
         self._state.accepted_token = token
         self._state.token_reset = False
         self._state.changed()
+
+    # ------------------------------------------------------------------ REST world
+
+    def rest_stats(self) -> dict[str, Any]:
+        """Exactly the JSON of ``GET /_fake/rest``."""
+        return self._state.rest.to_json()
+
+    def messages(self, channel_id: int | str | None = None) -> list[dict[str, Any]]:
+        """Exactly the JSON of ``GET /_fake/messages[?channel_id=ID]``: in order."""
+        return self._state.messages.in_channel(None if channel_id is None else int(channel_id))
+
+    def interactions(self) -> list[dict[str, Any]]:
+        """Exactly the JSON of ``GET /_fake/interactions``."""
+        return [i.to_json() for i in self._state.interactions.by_id.values()]
+
+    def dispatch(self, t: str, **fields: Any) -> dict[str, Any]:
+        """The in-process twin of ``POST /_fake/dispatch``: ``dispatch("MESSAGE_CREATE",
+        content="!ping")``. Raises ``InjectError`` for a request the world cannot serve."""
+        return inject.dispatch(self._state, self._state.rng, {"t": t, **fields})
 
     # ------------------------------------------------------------------ background
 

@@ -8,6 +8,7 @@ import asyncio
 import collections
 import hmac
 import logging
+import random
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -15,7 +16,9 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from fakegateway.config import FakeConfig, bot_id_from_token
+from fakegateway.ratelimit import RateLimits, RestCounters
 from fakegateway.sessions import Budget, IdentifyBuckets, Session, SessionStore
+from fakegateway.store import CommandStore, InteractionStore, MessageStore
 from fakegateway.traffic import EventPool
 from fakegateway.world import DISCORD_EPOCH_MS, FakeUser, SnowflakeSource, World
 from workers.clock import Clock
@@ -98,6 +101,7 @@ class FakeState:
         self.config = config
         self.clock = clock
         self.started_mono = clock.monotonic()
+        self.started_wall = time.time()
         self.world = World(config.seed, config.guild_count, config.unavailable_fraction)
         self.pool = EventPool(self.world, config.seed)
         self.ids = SnowflakeSource(int(time.time() * 1000) - DISCORD_EPOCH_MS)
@@ -113,6 +117,15 @@ class FakeState:
         self.hello_reconnects = 0
         self.member_requests: dict[int, float] = {}
         self.rest_faults: collections.deque[RestFault] = collections.deque()
+        self.rate_limits = RateLimits(
+            clock, config.rest_global_limit, config.rest_message_bucket, config.rest_route_bucket
+        )
+        self.rest = RestCounters()
+        self.messages = MessageStore()
+        self.interactions = InteractionStore()
+        self.commands = CommandStore()
+        # Picks authors, guilds and channels for injected events, reproducibly per seed.
+        self.rng = random.Random(f"inject-{config.seed}")
         self.connections: dict[int, Connection] = {}
         self.identify_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
         self.fault_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
@@ -221,6 +234,15 @@ class FakeState:
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_mono
+
+    def epoch(self, after_s: float = 0.0) -> float:
+        """Epoch seconds ``after_s`` from now, on the injected clock (rate-limit resets)."""
+        return self.started_wall + self.uptime() + after_s
+
+    @property
+    def bot(self) -> FakeUser:
+        """The bot the configured token (or bot id) belongs to."""
+        return self.bot_user(self.config.configured_bot_id)
 
 
 STATE_KEY: web.AppKey[FakeState] = web.AppKey("fake_state", FakeState)
