@@ -50,6 +50,10 @@ class Controller(Protocol):
 
     def set_budget(self, remaining: int | None = None, total: int | None = None) -> None: ...
 
+    def set_recommendation(
+        self, shards: int, max_guilds_per_shard: int | None = None
+    ) -> dict[str, int]: ...
+
     def set_token(self, token: str | None) -> None: ...
 
     def rest_stats(self) -> dict[str, Any]: ...
@@ -224,6 +228,19 @@ async def post_budget(request: web.Request) -> web.Response:
     return json_response(ctl.state.budget.snapshot())
 
 
+async def post_recommend(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROL_KEY]
+    try:
+        body = await _body(request)
+        shards = _opt_int(body, "shards")
+        if shards is None:
+            raise BadRequest("shards is required (the recommended shard count)")
+        answer = ctl.set_recommendation(shards, _opt_int(body, "max_guilds_per_shard"))
+    except (BadRequest, ValueError) as exc:
+        return _bad(str(exc))
+    return json_response(answer)
+
+
 async def post_token(request: web.Request) -> web.Response:
     ctl = request.app[CONTROL_KEY]
     try:
@@ -299,6 +316,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/_fake/chaos", get_chaos)
     r.add_post("/_fake/chaos", post_chaos)
     r.add_post("/_fake/budget", post_budget)
+    r.add_post("/_fake/recommend", post_recommend)
     r.add_post("/_fake/token", post_token)
     r.add_get("/_fake/guilds", get_guilds)
     r.add_get("/_fake/rest", get_rest)

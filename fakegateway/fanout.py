@@ -84,6 +84,37 @@ def fan_out(state: FakeState, guild_id: int | None, event: str, body: Body) -> l
     return reached
 
 
+class Overlap:
+    """Live sessions grouped by shard count, when there is more than one count: a guild
+    event one session generates is then copied to the sessions of the other counts that
+    own the guild."""
+
+    __slots__ = ("_by_count",)
+
+    def __init__(self, by_count: dict[int, dict[int, list[Session]]]) -> None:
+        self._by_count = by_count
+
+    @classmethod
+    def of(cls, state: FakeState) -> Overlap | None:
+        by_count: dict[int, dict[int, list[Session]]] = {}
+        for session in state.sessions.all:
+            if session.state != "ended" and session.num_shards >= 1:
+                shards = by_count.setdefault(session.num_shards, {})
+                shards.setdefault(session.shard_id, []).append(session)
+        return cls(by_count) if len(by_count) > 1 else None
+
+    def copy(
+        self, state: FakeState, source: Session, event: str, body: bytes, guild_id: int | None
+    ) -> None:
+        for count, shards in self._by_count.items():
+            if count == source.num_shards:
+                continue
+            shard = 0 if guild_id is None else shard_for(guild_id, count)
+            for session in shards.get(shard, ()):
+                if allowed(session, event, guild_id is not None):
+                    send(state, session, event, body)
+
+
 def same_for_all(d: object) -> Body:
     data = _encoder.encode(d)
     return lambda _session: data

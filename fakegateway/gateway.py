@@ -374,6 +374,7 @@ class Connection:
             authenticated=bot is not None,
             config=cfg,
             guild_count=lambda: len(state.world.guilds_for(shard_id, num_shards)),
+            max_guilds_per_shard=state.max_guilds_per_shard,
         )
         if rejection is not None or bot is None:
             code, reason = rejection or (CloseCode.AUTHENTICATION_FAILED, b"")

@@ -62,7 +62,7 @@ def _member(state: FakeState, rng: random.Random, guild: Guild) -> FakeUser:
 def _answer(
     state: FakeState, guild: Guild, reached: list[Session], **ids: int | str
 ) -> dict[str, Any]:
-    num_shards = reached[0].num_shards if reached else state.config.shards
+    num_shards = reached[0].num_shards if reached else state.recommended_shards
     return (
         {"guild_id": str(guild.id)}
         | {k: str(v) for k, v in ids.items()}

@@ -223,7 +223,7 @@ async def get_gateway_bot(request: web.Request) -> web.Response:
     limit = state.budget.snapshot()
     body = {
         "url": state.gateway_url,
-        "shards": state.config.shards,
+        "shards": state.recommended_shards,
         "session_start_limit": limit | {"max_concurrency": state.config.max_concurrency},
     }
     return json_response(body)

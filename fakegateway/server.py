@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from fakegateway import control, faults, inject, rest, rest_apps, rest_channels
+from fakegateway import control, fanout, faults, inject, rest, rest_apps, rest_channels
 from fakegateway.config import FakeConfig, bot_id_from_token
 from fakegateway.control import CONTROL_KEY
 from fakegateway.gateway import handle_gateway
@@ -272,6 +272,23 @@ class FakeGateway:
             chaos.start()
             self._chaos = chaos
 
+    def set_recommendation(
+        self, shards: int, max_guilds_per_shard: int | None = None
+    ) -> dict[str, int]:
+        """What ``/gateway/bot`` recommends from now on, and optionally the guild count per
+        shard above which an Identify is closed with 4011; returns both (the twin of
+        ``POST /_fake/recommend``)."""
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
+        if max_guilds_per_shard is not None and max_guilds_per_shard < 1:
+            raise ValueError("max_guilds_per_shard must be at least 1")
+        state = self._state
+        state.recommended_shards = shards
+        if max_guilds_per_shard is not None:
+            state.max_guilds_per_shard = max_guilds_per_shard
+        state.changed()
+        return {"shards": shards, "max_guilds_per_shard": state.max_guilds_per_shard}
+
     def set_budget(self, remaining: int | None = None, total: int | None = None) -> None:
         self._state.budget.set(remaining, total)
         self._state.changed()
@@ -318,11 +335,14 @@ class FakeGateway:
             rate = state.event_rate
             if rate <= 0:
                 continue
+            # Sessions of two shard counts (a reshard in progress) share guilds: each
+            # guild event then goes to every session owning the guild, as on Discord.
+            overlap = fanout.Overlap.of(state)
             sent = 0
             for conn in state.active_connections():
                 session = conn.session
                 traffic = session.traffic if session is not None else None
-                if traffic is None or traffic.empty:
+                if session is None or traffic is None or traffic.empty:
                     continue
                 conn.traffic_credit += rate * dt
                 n = int(conn.traffic_credit)
@@ -330,8 +350,10 @@ class FakeGateway:
                     conn.traffic_credit -= n
                     sent += n
                     for _ in range(n):
-                        event, body = traffic.next_event()
+                        event, body, guild_id = traffic.next_event()
                         conn.dispatch(event, body)
+                        if overlap is not None:
+                            overlap.copy(state, session, event, body, guild_id)
             if sent:
                 state.changed()
 

@@ -112,6 +112,10 @@ class FakeState:
         )
         self.stats = Stats()
         self.event_rate = config.event_rate
+        # What /gateway/bot recommends and the 4011 threshold: a test raises or lowers them
+        # at run time (POST /_fake/recommend) to make a bot reshard.
+        self.recommended_shards = config.shards
+        self.max_guilds_per_shard = config.max_guilds_per_shard
         self.accepted_token: str | None = config.token
         self.token_reset = False
         self.hello_reconnects = 0
