@@ -15,6 +15,7 @@ import msgspec
 
 from fakegateway.gateway import HEARTBEAT_REQUEST, INVALID_SESSION, RECONNECT, Connection
 from fakegateway.state import FakeState
+from fakegateway.store import message_object
 from workers.logsetup import fields
 
 log = logging.getLogger("fakegateway.faults")
@@ -148,31 +149,18 @@ def _oversized_body(state: FakeState, conn: Connection, size: int) -> bytes:
     guilds = [
         g for g in state.world.guilds_for(session.shard_id, session.num_shards) if not g.unavailable
     ]
-    author = session.bot.payload()
-    body: dict[str, Any] = {}
     if guilds:
-        body["guild_id"] = str(guilds[0].id)
-        channel = str(guilds[0].text_channels[0])
+        guild_id: int | None = guilds[0].id
+        channel = guilds[0].text_channels[0]
     else:
-        channel = str(state.world.dm_channels[0])
-    body |= {
-        "id": str(state.ids.next()),
-        "channel_id": channel,
-        "type": 0,
-        "author": author,
-        "content": "x" * size,
-        "timestamp": "2026-11-28T10:00:00.000000+00:00",
-        "edited_timestamp": None,
-        "tts": False,
-        "mention_everyone": False,
-        "mentions": [],
-        "mention_roles": [],
-        "attachments": [],
-        "embeds": [],
-        "pinned": False,
-        "flags": 0,
-        "components": [],
-    }
+        guild_id, channel = None, state.world.dm_channels[0]
+    body = message_object(
+        message_id=state.ids.next(),
+        channel_id=channel,
+        guild_id=guild_id,
+        author=session.bot.payload(),
+        content="x" * size,
+    )
     return _encoder.encode(body)
 
 
