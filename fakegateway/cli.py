@@ -157,7 +157,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
     try:
         return FakeConfig(**values)
     except ValueError as exc:
-        raise UsageError(f"fake-gateway: {exc}") from None
+        raise UsageError(str(exc)) from None
 
 
 def to_argv(config: FakeConfig) -> list[str]:
@@ -184,8 +184,7 @@ async def _serve(config: FakeConfig) -> None:
         await gateway.start()
     except OSError as exc:
         raise UsageError(
-            f"fake-gateway: cannot listen on {config.host}:{config.port} ({exc.strerror}); "
-            "pick another --port"
+            f"cannot listen on {config.host}:{config.port} ({exc.strerror}); pick another --port"
         ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -203,7 +202,7 @@ async def _serve(config: FakeConfig) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if str(args.log_level).upper() not in LOG_LEVELS:
-        raise UsageError("fake-gateway: --log-level must be DEBUG, INFO, WARNING or ERROR")
+        raise UsageError("--log-level must be DEBUG, INFO, WARNING or ERROR")
     logsetup.configure(args.log_level, args.log_json)
     if config.token:
         redact.add_secret(config.token)
@@ -215,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
-        raise UsageError(f"fake-gateway: {message}")
+        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(build_parser().parse_args(argv))
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"fakegateway: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

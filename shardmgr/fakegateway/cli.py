@@ -15,4 +15,4 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _cli.run(args)
     except _cli.UsageError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"fake-gateway: {exc}") from None
