@@ -11,7 +11,7 @@ from aiohttp import web
 from fakegateway.faults import FaultError
 from fakegateway.inject import InjectError
 from fakegateway.rest import json_response
-from fakegateway.state import FakeState
+from fakegateway.state import REST_FAULT_STATUSES, FakeState
 
 
 class Controller(Protocol):
@@ -157,8 +157,8 @@ async def post_rest_fault(request: web.Request) -> web.Response:
     try:
         body = await _body(request)
         status = body.get("status")
-        if status not in (429, 500, 502, 503):
-            raise BadRequest("status must be 429, 500, 502 or 503")
+        if status not in REST_FAULT_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(map(str, REST_FAULT_STATUSES))}")
         count = body.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise BadRequest("count must be a positive integer")

@@ -20,6 +20,13 @@ _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder()
 API_VERSIONS: Final = ("v10", "v9")
 UNKNOWN_ROUTE: Final = "(unknown route)"
+# Injected faults answered with Discord's JSON error: (message, code).
+JSON_FAULTS: Final = {
+    401: ("401: Unauthorized", 0),
+    403: ("Missing Permissions", 50013),
+    404: ("404: Not Found", 0),
+    500: ("500: Internal Server Error", 0),
+}
 # Answers that count toward Cloudflare's invalid-request limit.
 INVALID_STATUSES: Final = frozenset({401, 403, 429})
 
@@ -164,8 +171,9 @@ def _fault_response(state: FakeState, path: str) -> web.Response | None:
                 "global": fault.is_global,
             }
             return json_response(body, status=429, headers=headers)
-        if fault.status == 500:
-            return json_response({"message": "500: Internal Server Error", "code": 0}, 500)
+        if fault.status in JSON_FAULTS:
+            message, code = JSON_FAULTS[fault.status]
+            return json_response({"message": message, "code": code}, fault.status)
         # 502/503 come from the edge in real life, as HTML: clients must parse defensively.
         text = f"<html><body><h1>{fault.status} Service Unavailable</h1></body></html>"
         return web.Response(text=text, status=fault.status, content_type="text/html")

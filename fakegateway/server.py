@@ -19,7 +19,7 @@ from fakegateway import control, fanout, faults, inject, rest, rest_apps, rest_c
 from fakegateway.config import FakeConfig, bot_id_from_token
 from fakegateway.control import CONTROL_KEY
 from fakegateway.gateway import handle_gateway
-from fakegateway.state import STATE_KEY, FakeState, RestFault
+from fakegateway.state import REST_FAULT_STATUSES, STATE_KEY, FakeState, RestFault
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
 
@@ -251,8 +251,8 @@ class FakeGateway:
         path: str | None = None,
     ) -> None:
         """The next ``count`` REST calls (matching ``path`` suffix, if given) get ``status``."""
-        if status not in (429, 500, 502, 503):
-            raise ValueError("status must be 429, 500, 502 or 503")
+        if status not in REST_FAULT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(map(str, REST_FAULT_STATUSES))}")
         self._state.rest_faults.append(RestFault(status, count, retry_after, is_global, path))
 
     async def set_chaos(

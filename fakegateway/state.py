@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
@@ -40,6 +40,10 @@ class Connection(Protocol):
     def cut(self) -> None: ...
 
     def dispatch(self, event: str, body: bytes) -> int: ...
+
+
+# What an injected REST fault may answer: a 429, Discord's JSON errors, or the edge's 5xx.
+REST_FAULT_STATUSES: Final = (401, 403, 404, 429, 500, 502, 503)
 
 
 class RestFault:
