@@ -148,6 +148,9 @@ def _response_message(
         "authorizing_integration_owners": {"0": str(interaction.guild_id)},
     }
     content, embeds, components = checked_content(data)
+    extra_flags = data.get("flags") or 0
+    if isinstance(extra_flags, bool) or not isinstance(extra_flags, int):
+        raise invalid_form("flags", "BASE_TYPE_INTEGER", "Must be an integer.")
     message, _ = events.post_message(
         state,
         channel_id=interaction.channel_id,
@@ -158,7 +161,7 @@ def _response_message(
         components=components,
         extra={
             "type": 20,
-            "flags": flags | int(data.get("flags") or 0),
+            "flags": flags | extra_flags,
             "application_id": str(bot.id),
             "webhook_id": str(bot.id),
             "interaction_metadata": metadata,

@@ -30,11 +30,12 @@ async def call(
     json: Any = None,
     token: str | None = TOKEN,
     data: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
-    headers = {"Authorization": f"Bot {token}"} if token is not None else {}
-    url = path if path.startswith("/_fake") else fg.api_base + path
-    if path.startswith("/_fake"):
-        url = fg.base_url + path
+    headers = dict(headers or {})
+    if token is not None:
+        headers["Authorization"] = f"Bot {token}"
+    url = (fg.base_url if path.startswith("/_fake") else fg.api_base) + path
     async with http.request(method, url, json=json, data=data, headers=headers) as r:
         raw = await r.read()
         body = await r.json(content_type=None) if raw else None
