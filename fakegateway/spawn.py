@@ -163,12 +163,20 @@ def command(
     return [python, "-m", "fakegateway", *to_argv(config), *args]
 
 
+# The directory that holds this package: the child runs the same code as its parent
+# (a checkout's, not an older installed copy).
+_HOME: Final = str(Path(__file__).resolve().parent.parent)
+
+
 def _child_env(config: FakeConfig, env: Mapping[str, str] | None) -> dict[str, str]:
     out = dict(os.environ if env is None else env)
     # A token inherited from the parent's environment must not change what config says.
     out.pop(TOKEN_ENV, None)
     if config.token is not None:
         out[TOKEN_ENV] = config.token
+    paths = [p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if _HOME not in paths:
+        out["PYTHONPATH"] = os.pathsep.join([_HOME, *paths])
     return out
 
 

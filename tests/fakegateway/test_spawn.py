@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import urllib.request
@@ -70,3 +71,9 @@ async def test_spawn_async_serves_and_stops_without_blocking():
     async with await spawn_async(FakeConfig(shards=2, token=TOKEN)) as fake:
         assert fake.get_json("/_fake/config")["shards"] == 2
     assert fake.returncode == 0
+
+
+def test_the_child_runs_this_checkouts_code_from_any_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with spawn(FakeConfig(shards=2), env=env, cwd=tmp_path) as fake:
+        assert fake.get_json("/_fake/config")["shards"] == 2
