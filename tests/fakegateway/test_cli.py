@@ -8,6 +8,7 @@ import dataclasses
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -218,3 +219,15 @@ def test_shardmgr_reports_a_fake_usage_error_as_its_own():
     shardmgr_fake_cli.add_arguments(parser)
     with pytest.raises(UserError, match="close_timeout_s"):
         shardmgr_fake_cli.run(parser.parse_args(["--close-timeout", "0"]))
+
+
+def test_the_readme_names_a_flag_for_every_field():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("<!-- section: fake-gateway -->") :]
+    for field in dataclasses.fields(FakeConfig):
+        names = {
+            fake_cli.flag(field.name),
+            *fake_cli.ALIASES.get(field.name, ()),
+            fake_cli.OFF_SWITCHES.get(field.name, fake_cli.flag(field.name)),
+        }
+        assert any(f"`{n}" in section for n in names), field.name
