@@ -150,6 +150,29 @@ def _stored(request: web.Request) -> tuple[FakeState, dict[str, Any]]:
     return state, message
 
 
+async def get_messages(request: web.Request) -> web.Response:
+    """The channel's stored messages, newest first, as Discord pages them (``limit`` 1-100,
+    default 50; ``before`` / ``after`` a message id)."""
+    require_bot(request)
+    state, channel_id = _channel(request)
+    query = request.query
+    try:
+        limit = int(query.get("limit", "50"))
+        before = int(query["before"]) if "before" in query else None
+        after = int(query["after"]) if "after" in query else None
+    except ValueError:
+        raise invalid_form("limit", "NUMBER_TYPE_COERCE", "Value is not int.") from None
+    if not 1 <= limit <= 100:
+        raise invalid_form("limit", "NUMBER_TYPE_MAX", "int value should be 1 to 100.")
+    found = [
+        m
+        for m in state.messages.in_channel(channel_id)
+        if (before is None or int(m["id"]) < before) and (after is None or int(m["id"]) > after)
+    ]
+    page = found[:limit] if after is not None else found[-limit:]
+    return json_response(list(reversed(page)))
+
+
 async def get_message(request: web.Request) -> web.Response:
     require_bot(request)
     _, message = _stored(request)
@@ -274,6 +297,7 @@ def add_routes(app: web.Application) -> None:
         message = channel + "/messages/{message_id}"
         reaction = message + "/reactions/{emoji}/@me"
         r.add_post(channel + "/messages", post_message)
+        r.add_get(channel + "/messages", get_messages)
         r.add_get(message, get_message)
         r.add_patch(message, patch_message)
         r.add_delete(message, delete_message)

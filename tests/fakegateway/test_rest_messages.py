@@ -141,3 +141,19 @@ async def test_multipart_message_with_a_file_has_an_attachment(fg: FakeGateway, 
     sent = await call(http, fg, "POST", f"/channels/{channel}/messages", data=form)
     assert sent.status == 200 and sent.body["content"] == "see file"
     assert [(a["filename"], a["size"]) for a in sent.body["attachments"]] == [("a.txt", 5)]
+
+
+async def test_channel_history_is_newest_first_and_pages(fg: FakeGateway, http):
+    channel = guild_of_shard(fg, 0, 1).text_channels[0]
+    ids = [
+        fg.dispatch("MESSAGE_CREATE", content=str(i), channel_id=channel)["message_id"]
+        for i in range(5)
+    ]
+    path = f"/channels/{channel}/messages"
+    assert [m["id"] for m in (await call(http, fg, "GET", path)).body] == ids[::-1]
+    older = await call(http, fg, "GET", f"{path}?limit=2&before={ids[3]}")
+    assert [m["id"] for m in older.body] == [ids[2], ids[1]]
+    newer = await call(http, fg, "GET", f"{path}?limit=2&after={ids[0]}")
+    assert [m["id"] for m in newer.body] == [ids[2], ids[1]]
+    bad = await call(http, fg, "GET", f"{path}?limit=101")
+    assert (bad.status, bad.body["code"]) == (400, 50035)
