@@ -120,7 +120,7 @@ async def test_identify_decrements_session_start_remaining(fg: FakeGateway, http
 
 
 async def test_unknown_api_route_is_json_404(fg: FakeGateway, http):
-    async with http.get(f"{fg.api_base}/channels/1/messages", headers=AUTH) as r:
+    async with http.get(f"{fg.api_base}/stickers/packs/nope", headers=AUTH) as r:
         assert r.status == 404
         assert await r.json() == {"message": "404: Not Found", "code": 0}
 
