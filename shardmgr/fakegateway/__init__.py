@@ -1,28 +1,6 @@
 """The fake Discord now lives in the top-level ``fakegateway`` package; this name stays
-because users import it (``from shardmgr.fakegateway import FakeGateway``)."""
+because users import it (``from shardmgr.fakegateway import FakeGateway``): it offers
+exactly what ``fakegateway`` does."""
 
-from fakegateway import (
-    FAULT_KINDS,
-    FakeConfig,
-    FakeGateway,
-    FakeProcess,
-    FakeStartError,
-    FaultError,
-    bot_id_from_token,
-    make_token,
-    spawn,
-    spawn_async,
-)
-
-__all__ = [
-    "FAULT_KINDS",
-    "FakeConfig",
-    "FakeGateway",
-    "FakeProcess",
-    "FakeStartError",
-    "FaultError",
-    "bot_id_from_token",
-    "make_token",
-    "spawn",
-    "spawn_async",
-]
+from fakegateway import *  # noqa: F403
+from fakegateway import __all__ as __all__
