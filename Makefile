@@ -21,7 +21,7 @@ run: $(STAMP)
 	@$(BIN)/python -m shardmgr demo
 
 test: $(STAMP) system-deps
-	@$(BIN)/ruff check shardmgr workers tests bench
+	@$(BIN)/ruff check shardmgr workers fakegateway tests bench
 	@$(BIN)/mypy
 	@$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -32,8 +32,8 @@ chaos: $(STAMP)
 	@$(BIN)/python -m tests.chaos.run
 
 lint: $(STAMP)
-	@$(BIN)/ruff check shardmgr workers tests bench
-	@$(BIN)/ruff format --check shardmgr workers tests bench || true
+	@$(BIN)/ruff check shardmgr workers fakegateway tests bench
+	@$(BIN)/ruff format --check shardmgr workers fakegateway tests bench || true
 	@$(BIN)/mypy
 
 clean:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.procs import BENCH_TOKEN, http_json, http_post, wait_for
-from shardmgr.fakegateway.config import FakeConfig
-from shardmgr.fakegateway.state import FakeState
+from fakegateway.config import FakeConfig
+from fakegateway.state import FakeState
 from workers.clock import REAL_CLOCK
 
 

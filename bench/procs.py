@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fakegateway import FakeConfig, FakeStartError, spawn
+
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -237,18 +239,19 @@ class Cluster(contextlib.AbstractContextManager["Cluster"]):
     def fake_gateway(self, *, shards: int, max_concurrency: int, identify_window: float,
                      heartbeat_interval: float, event_rate: float = 0.0,
                      extra: Sequence[str] = ()) -> tuple[Proc, str]:
-        argv = [
-            sys.executable, "-m", "shardmgr", "fake-gateway", "--port", "0",
-            "--shards", str(shards), "--max-concurrency", str(max_concurrency),
-            "--identify-window", str(identify_window),
-            "--heartbeat-interval", str(heartbeat_interval),
-            "--event-rate", str(event_rate), "--token", BENCH_TOKEN, *extra,
-        ]
-        proc = self.spawn("fake-gateway", argv, stdout_pipe=True)
-        url = proc.first_line(timeout=30)
-        if not url.startswith("http://127.0.0.1:"):
-            raise BenchError(f"fake gateway printed {url!r}, expected its http://127.0.0.1 URL")
-        return proc, url
+        config = FakeConfig(shards=shards, max_concurrency=max_concurrency,
+                            identify_window_s=identify_window,
+                            heartbeat_interval_s=heartbeat_interval, event_rate=event_rate,
+                            token=BENCH_TOKEN)
+        log = self.dir / "fake-gateway.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        try:
+            fake = spawn(config, args=extra, env=env, cwd=ROOT, stderr=log)
+        except FakeStartError as exc:
+            raise BenchError(f"{exc} (its log: {log})") from None
+        proc = Proc("fake-gateway", fake.popen, log)
+        self._procs.append(proc)
+        return proc, fake.url
 
     def supervisor(self, api_base: str, *, http_port: int, extra: Sequence[str] = (),
                    env: dict[str, str] | None = None) -> Proc:

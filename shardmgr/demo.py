@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import secrets
-import signal
 import socket
-import sys
 import tempfile
 
+from fakegateway import FakeConfig, FakeProcess, FakeStartError, spawn_async
 from shardmgr.config import load_settings, parse_http_address
 from shardmgr.errors import UserError
 from workers import logsetup, redact
@@ -21,7 +19,6 @@ MAX_CONCURRENCY = 4
 IDENTIFY_WINDOW_S = 2.0
 HEARTBEAT_INTERVAL_S = 5.0
 EVENT_RATE = 50.0
-FAKE_TOKEN_ENV = "SHARDMGR_FAKE_TOKEN"
 
 
 def demo_token() -> str:
@@ -32,65 +29,21 @@ def demo_token() -> str:
     return f"{head}.{secrets.token_urlsafe(5)}.{secrets.token_urlsafe(27)}"
 
 
-async def _start_fake(shards: int, token: str) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shardmgr",
-        "fake-gateway",
-        "--port",
-        "0",
-        "--shards",
-        str(shards),
-        "--max-concurrency",
-        str(MAX_CONCURRENCY),
-        "--identify-window",
-        str(IDENTIFY_WINDOW_S),
-        "--heartbeat-interval",
-        str(HEARTBEAT_INTERVAL_S),
-        "--event-rate",
-        str(EVENT_RATE),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        # Ctrl-C goes to the demo only; the demo then stops the fake in order.
-        start_new_session=True,
-        # The token travels in the environment: on argv, `ps` would show it.
-        env={**os.environ, FAKE_TOKEN_ENV: token},
+async def _start_fake(shards: int, token: str) -> FakeProcess:
+    config = FakeConfig(
+        shards=shards,
+        max_concurrency=MAX_CONCURRENCY,
+        identify_window_s=IDENTIFY_WINDOW_S,
+        heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+        event_rate=EVENT_RATE,
+        token=token,
     )
     try:
-        assert proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), 30.0)
-        except TimeoutError:
-            line = b""
-        url = line.decode().strip()
-        if not url.startswith("http://"):
-            raise UserError("the fake gateway did not start (see its messages above)")
-    except BaseException:
-        # Cancelled (Ctrl-C) or failed: never leave the fake running on its own.
-        await _stop_fake(proc)
-        raise
-    return proc, url
-
-
-async def _drain(stream: asyncio.StreamReader | None) -> None:
-    """Keep the fake's stdout pipe flowing so it never blocks on a full pipe."""
-    if stream is None:
-        return
-    while await stream.readline():
-        pass
-
-
-async def _stop_fake(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 5.0)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        # Its own session: Ctrl-C goes to the demo only; the demo then stops the fake in
+        # order (a cancelled start stops it too).
+        return await spawn_async(config)
+    except FakeStartError as exc:
+        raise UserError(f"the fake gateway did not start ({exc}; see its messages above)") from None
 
 
 def _free_or_any(http: str) -> str:
@@ -111,8 +64,8 @@ async def _demo(shards: int, http: str) -> int:
 
     token = demo_token()
     redact.add_secret(token)
-    fake, url = await _start_fake(shards, token)
-    drain = asyncio.create_task(_drain(fake.stdout))
+    fake = await _start_fake(shards, token)
+    url = fake.url
     print(f"fake gateway: {url} (ground truth at {url}/_fake/stats)", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="shardmgr-demo-") as state_dir:
@@ -130,10 +83,7 @@ async def _demo(shards: int, http: str) -> int:
             print("running until Ctrl-C", flush=True)
             return await run_supervisor(settings, token)
     finally:
-        drain.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drain
-        await _stop_fake(fake)
+        await fake.stop_async(5.0)
         print("demo stopped", flush=True)
 
 

@@ -1,15 +1,6 @@
-"""A local fake Discord gateway (REST discovery + websocket gateway + fault injection) for
-tests, benchmarks, the demo, and for bot authors testing their own bots."""
+"""The fake Discord now lives in the top-level ``fakegateway`` package; this name stays
+because users import it (``from shardmgr.fakegateway import FakeGateway``): it offers
+exactly what ``fakegateway`` does."""
 
-from shardmgr.fakegateway.config import FakeConfig, bot_id_from_token, make_token
-from shardmgr.fakegateway.faults import FAULT_KINDS, FaultError
-from shardmgr.fakegateway.server import FakeGateway
-
-__all__ = [
-    "FAULT_KINDS",
-    "FakeConfig",
-    "FakeGateway",
-    "FaultError",
-    "bot_id_from_token",
-    "make_token",
-]
+from fakegateway import *  # noqa: F403
+from fakegateway import __all__ as __all__

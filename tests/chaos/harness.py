@@ -25,6 +25,7 @@ from typing import Any, Final, TextIO
 
 import aiohttp
 
+from fakegateway import FakeConfig, FakeProcess, FakeStartError, spawn_async
 from tests.chaos import checker
 from tests.chaos.schedule import Fault, Kind, ScheduleConfig, make_schedule
 from tests.reliability.procs import MARKER_ENV, kill_marked, marked_pids, new_marker
@@ -140,51 +141,19 @@ class Process:
         return self.proc.returncode if self.proc.returncode is not None else -1
 
 
-async def start_fake_gateway(cfg: ChaosConfig, log: TextIO, marker: str) -> tuple[Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shardmgr",
-        "fake-gateway",
-        "--port",
-        "0",
-        "--shards",
-        str(cfg.shards),
-        "--max-concurrency",
-        str(cfg.max_concurrency),
-        "--identify-window",
-        str(cfg.identify_window_s),
-        "--heartbeat-interval",
-        str(cfg.heartbeat_interval_s),
-        "--event-rate",
-        str(cfg.event_rate),
-        "--token",
-        CHAOS_TOKEN,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-        env=child_env(marker),
-        cwd=cfg.workdir,
+async def start_fake_gateway(cfg: ChaosConfig, log: TextIO, marker: str) -> FakeProcess:
+    config = FakeConfig(
+        shards=cfg.shards,
+        max_concurrency=cfg.max_concurrency,
+        identify_window_s=cfg.identify_window_s,
+        heartbeat_interval_s=cfg.heartbeat_interval_s,
+        event_rate=cfg.event_rate,
+        token=CHAOS_TOKEN,
     )
-    fake = Process(proc, "fake-gateway")
-    assert proc.stdout is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30.0)
-    except TimeoutError:
-        await fake.stop()
-        raise ChaosError("the fake gateway printed no URL within 30 s") from None
-    url = line.decode().strip()
-    if not url.startswith("http://127.0.0.1:"):
-        await fake.stop()
-        raise ChaosError(f"the fake gateway printed {url!r} instead of its URL")
-    # keep draining its stdout so that it can never block on a full pipe
-    asyncio.get_running_loop().create_task(_drain(proc.stdout))
-    return fake, url.rstrip("/")
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.read(65536):
-        pass
+        return await spawn_async(config, env=child_env(marker), cwd=cfg.workdir, stderr=log)
+    except FakeStartError as exc:
+        raise ChaosError(str(exc)) from None
 
 
 async def start_supervisor(
@@ -437,7 +406,8 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
 
     with _logs(cfg.workdir) as (fake_log, sup_log):
         fake_marker, marker = new_marker(), new_marker()
-        fake, fake_url = await start_fake_gateway(cfg, fake_log, fake_marker)
+        fake = await start_fake_gateway(cfg, fake_log, fake_marker)
+        fake_url = fake.url
         supervisor: Process | None = None
         stopped: set[asyncio.Task[None]] = set()
         try:
@@ -537,7 +507,7 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                 task.cancel()
             if supervisor is not None:
                 await supervisor.stop()
-            await fake.stop()
+            await fake.stop_async()
             kill_marked(marker)
             kill_marked(fake_marker)
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import zstandard
 
-from shardmgr.fakegateway import FakeGateway, make_token
+from fakegateway import FakeGateway, make_token
 
 TOKEN = make_token()
 # Every client a test opened, so the fixture can close them (a client dropped mid-test

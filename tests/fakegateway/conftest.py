@@ -6,7 +6,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shardmgr.fakegateway import FakeConfig, FakeGateway
+from fakegateway import FakeConfig, FakeGateway
 from tests.fakegateway.client import OPEN_CLIENTS
 from workers.clock import REAL_CLOCK, Clock
 

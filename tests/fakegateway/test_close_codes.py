@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from shardmgr.fakegateway import FakeGateway, make_token
+from fakegateway import FakeGateway, make_token
 from tests.fakegateway.client import TOKEN, GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 

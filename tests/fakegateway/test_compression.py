@@ -7,7 +7,7 @@ import zlib
 import aiohttp
 import pytest
 
-from shardmgr.fakegateway import FakeGateway
+from fakegateway import FakeGateway
 from tests.fakegateway.client import GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 
@@ -75,3 +75,14 @@ async def test_unknown_compress_value_closes_4002(fg: FakeGateway, http):
     msg = await ws.receive()
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4002
     await ws.close()
+
+
+@pytest.mark.parametrize("chunk", [4, 5, 7, 64])
+async def test_split_messages_end_each_in_a_frame_that_holds_the_whole_suffix(
+    make_gateway: Factory, http, chunk
+):
+    # The test client, like discord.py, inflates only when a frame ends with the suffix.
+    fg = await make_gateway(zlib_chunk_bytes=chunk)
+    client = await ready_client(http, fg, compress="zlib-stream")
+    messages = await _startup(client, fg)
+    assert messages and all(m["t"] == "GUILD_CREATE" for m in messages)

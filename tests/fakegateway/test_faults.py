@@ -8,7 +8,7 @@ import zlib
 import aiohttp
 import pytest
 
-from shardmgr.fakegateway import FakeGateway, FaultError
+from fakegateway import FakeGateway, FaultError
 from tests.fakegateway.client import Closed, GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 

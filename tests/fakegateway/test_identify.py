@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from shardmgr.fakegateway import FakeGateway
-from shardmgr.fakegateway.world import shard_for
+from fakegateway import FakeGateway
+from fakegateway.world import shard_for
 from tests.fakegateway.client import GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 from workers.clock import FakeClock

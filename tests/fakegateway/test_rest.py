@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from shardmgr.fakegateway import FakeGateway, make_token
+from fakegateway import FakeGateway, make_token
 from tests.fakegateway.client import TOKEN, ready_client
 from tests.fakegateway.conftest import Factory
 
@@ -120,6 +120,18 @@ async def test_identify_decrements_session_start_remaining(fg: FakeGateway, http
 
 
 async def test_unknown_api_route_is_json_404(fg: FakeGateway, http):
-    async with http.get(f"{fg.api_base}/channels/1/messages", headers=AUTH) as r:
+    async with http.get(f"{fg.api_base}/stickers/packs/nope", headers=AUTH) as r:
         assert r.status == 404
         assert await r.json() == {"message": "404: Not Found", "code": 0}
+
+
+async def test_injected_403_is_discords_json_error_and_an_invalid_request(fg: FakeGateway, http):
+    fg.add_rest_fault(403, path="/messages")
+    channel = fg.state.world.guilds[0].text_channels[0]
+    url = f"{fg.api_base}/channels/{channel}/messages"
+    async with http.post(url, json={"content": "x"}, headers=AUTH) as r:
+        assert r.status == 403 and r.headers["Content-Type"] == "application/json"
+        assert await r.json() == {"message": "Missing Permissions", "code": 50013}
+    assert fg.rest_stats()["invalid_requests"] == 1
+    async with http.post(url, json={"content": "x"}, headers=AUTH) as r:
+        assert r.status == 200

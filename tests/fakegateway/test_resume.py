@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shardmgr.fakegateway import FakeGateway
+from fakegateway import FakeGateway
 from tests.fakegateway.client import GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 

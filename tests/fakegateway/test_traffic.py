@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from shardmgr.fakegateway import FakeGateway
+from fakegateway import FakeGateway
 from tests.fakegateway.client import GatewayClient, ready_client
 from tests.fakegateway.conftest import Factory
 from workers.protocol import ALL_INTENTS, INTENT_BITS, PRIVILEGED_INTENTS
@@ -143,3 +143,19 @@ async def test_soundboard_and_channel_info_requests_are_answered(fg: FakeGateway
     await client.send(43, {"guild_id": guild, "fields": ["status"]})
     info = await client.recv_until(lambda m: m["t"] == "CHANNEL_INFO")
     assert info["d"]["guild_id"] == guild
+
+
+async def test_each_session_records_the_ops_it_sent(make_gateway: Factory, http):
+    fg = await make_gateway(shards=2, max_concurrency=2)
+    a = await ready_client(http, fg, [0, 2])
+    b = await ready_client(http, fg, [1, 2])
+    guild = (await b.recv_until(lambda m: m["t"] == "GUILD_CREATE"))["d"]
+    voice = next(c["id"] for c in guild["channels"] if c["type"] == 2)
+    await b.send(4, {"guild_id": guild["id"], "channel_id": voice})
+    await b.recv_until(lambda m: m["t"] == "VOICE_STATE_UPDATE")
+    presence = {"since": None, "activities": [], "status": "dnd", "afk": False}
+    await a.send(3, presence)
+    await fg.wait_for(lambda g: g.stats()["requests_by_op"].get("3") == 1, 5)
+    by_shard = {s["shard_id"]: s["requests_by_op"] for s in fg.sessions()}
+    assert by_shard == {0: {"3": 1}, 1: {"4": 1}}
+    assert fg.stats()["presence_by_shard"] == {"0": "dnd"}

@@ -7,10 +7,10 @@ import zlib
 import pytest
 import zstandard
 
-from shardmgr.fakegateway import FakeConfig, bot_id_from_token, inbound, make_token
-from shardmgr.fakegateway.codec import Encoder
-from shardmgr.fakegateway.sessions import Budget, IdentifyBuckets, Session
-from shardmgr.fakegateway.world import FakeUser, World, shard_for
+from fakegateway import FakeConfig, bot_id_from_token, inbound, make_token
+from fakegateway.codec import Encoder
+from fakegateway.sessions import Budget, IdentifyBuckets, Session
+from fakegateway.world import FakeUser, World, shard_for
 from tests.fakegateway.client import GatewayClient
 from tests.fakegateway.conftest import Factory
 from workers import redact

@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from fakegateway import FakeConfig
+from fakegateway import spawn as spawn_fake
 from tests.observability import promql
 
 PROMETHEUS = shutil.which("prometheus")
@@ -183,41 +185,14 @@ def scrape_config_for_test(template: str, target: str, rules: Path) -> str:
 
 
 def start_fake_gateway(tmp: Path) -> tuple[Proc, str]:
-    proc = spawn(
-        "fake-gateway",
-        [
-            sys.executable,
-            "-m",
-            "shardmgr",
-            "fake-gateway",
-            "--port",
-            "0",
-            "--shards",
-            str(SHARDS),
-            # Short heartbeats and a steady event stream, so latency, event and byte
-            # series move within the test's ten-second rate windows.
-            "--heartbeat-interval",
-            "1",
-            "--event-rate",
-            "20",
-            "--identify-window",
-            "0.1",
-        ],
-        tmp,
+    # Short heartbeats and a steady event stream, so latency, event and byte series move
+    # within the test's ten-second rate windows.
+    config = FakeConfig(
+        shards=SHARDS, heartbeat_interval_s=1.0, event_rate=20.0, identify_window_s=0.1
     )
-    urls: list[str] = []
-
-    def announced() -> bool:
-        line = proc.first_line()
-        if line is not None:
-            assert line.startswith("http://127.0.0.1:"), f"unexpected first line {line!r}"
-            urls.append(line)
-        return bool(urls)
-
-    wait_until(
-        "the fake gateway's URL on its first stdout line", announced, STARTUP_TIMEOUT_S, proc
-    )
-    return proc, urls[0]
+    stderr = tmp / "fake-gateway.err"
+    fake = spawn_fake(config, cwd=REPO, stderr=stderr, timeout=STARTUP_TIMEOUT_S)
+    return Proc("fake-gateway", fake.popen, tmp / "fake-gateway.out", stderr), fake.url
 
 
 def inject_faults(fake_url: str) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from fakegateway import FakeConfig, FakeProcess, spawn
+
 REPO: Final = Path(__file__).resolve().parents[2]
 # Discord's token shape (base64 of a numeric id . timestamp . hmac), recognisable in any output.
 SECRET_TOKEN: Final = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.SeCrEt.LeakCanaryToken_xyzzy_9f8e7d6c5b4a"
@@ -136,44 +138,10 @@ def fake_gateway(
     shards: int = 2,
     token: str = SECRET_TOKEN,
     extra: list[str] | None = None,
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``python -m shardmgr fake-gateway`` on a free port; yields its base URL."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shardmgr",
-            "fake-gateway",
-            "--port",
-            "0",
-            "--shards",
-            str(shards),
-            "--heartbeat-interval",
-            "1",
-            "--identify-window",
-            "0.2",
-            "--token",
-            token,
-            *(extra or []),
-        ],
-        env=base_env(marker),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip().rstrip("/")
-        assert url.startswith("http://127.0.0.1:"), f"fake gateway printed {url!r}"
-        yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+) -> Iterator[tuple[str, FakeProcess]]:
+    """The fake gateway (``fakegateway.spawn``) on a free port; yields its base URL."""
+    config = FakeConfig(shards=shards, heartbeat_interval_s=1.0, identify_window_s=0.2, token=token)
+    with spawn(
+        config, args=extra or (), env=base_env(marker), cwd=cwd, stderr=subprocess.DEVNULL
+    ) as fake:
+        yield fake.url, fake

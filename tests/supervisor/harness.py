@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from fakegateway import FakeConfig, FakeProcess, spawn_async
 from tests.supervisor.conftest import make_token
 
 POLL_S = 0.1
@@ -61,13 +62,14 @@ async def _terminate(proc: asyncio.subprocess.Process, within_s: float = 10.0) -
 
 
 class FakeGatewayProc:
-    def __init__(self, proc: asyncio.subprocess.Process, url: str, token: str) -> None:
-        self.proc = proc
-        self.url = url
-        self.api_base = url + "/api/v10"
+    """The fake as a child process (``fakegateway.spawn``) plus an HTTP client for its
+    control routes."""
+
+    def __init__(self, fake: FakeProcess, token: str) -> None:
+        self.fake = fake
+        self.url = fake.url
+        self.api_base = fake.api_base
         self.token = token
-        self.output: list[str] = []
-        self._drain = asyncio.create_task(_drain(proc.stdout, self.output))
         # Each request bounded too, so a wedged supervisor cannot outlast a wait deadline.
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
@@ -83,26 +85,15 @@ class FakeGatewayProc:
         extra: tuple[str, ...] = (),
     ) -> FakeGatewayProc:
         token = make_token()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shardmgr", "fake-gateway",
-            "--port", "0",
-            "--shards", str(shards),
-            "--max-concurrency", str(max_concurrency),
-            "--identify-window", str(identify_window_s),
-            "--heartbeat-interval", str(heartbeat_interval_s),
-            "--event-rate", str(event_rate),
-            "--token", token,
-            *extra,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,
+        config = FakeConfig(
+            shards=shards,
+            max_concurrency=max_concurrency,
+            identify_window_s=identify_window_s,
+            heartbeat_interval_s=heartbeat_interval_s,
+            event_rate=event_rate,
+            token=token,
         )
-        try:
-            url = await _first_line(proc, "http://", 30.0)
-        except BaseException:
-            await _terminate(proc)
-            raise
-        return cls(proc, url, token)
+        return cls(await spawn_async(config, args=extra), token)
 
     async def stats(self) -> dict[str, Any]:
         async with self.http.get(self.url + "/_fake/stats") as resp:
@@ -126,10 +117,7 @@ class FakeGatewayProc:
 
     async def close(self) -> None:
         await self.http.close()
-        await _terminate(self.proc)
-        self._drain.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._drain
+        await self.fake.stop_async()
 
 
 class SupervisorProc:

@@ -10,8 +10,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from shardmgr.fakegateway import FakeConfig, FakeGateway
-from shardmgr.fakegateway.config import make_token
+from shardmgr.fakegateway import FakeConfig, FakeGateway, make_token
 from tests.doubles import RecordingReporter
 from workers import ipc
 from workers.events import Event

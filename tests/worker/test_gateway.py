@@ -9,8 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shardmgr.fakegateway import FakeGateway
-from shardmgr.fakegateway.config import make_token
+from shardmgr.fakegateway import FakeGateway, make_token
 from tests.doubles import RecordingReporter
 from tests.worker.gateway_harness import (
     INTERVAL_S,

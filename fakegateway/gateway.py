@@ -13,11 +13,12 @@ from typing import Any, Final
 import msgspec
 from aiohttp import WSMsgType, web
 
-from shardmgr.fakegateway import client_requests, inbound
-from shardmgr.fakegateway.codec import COMPRESS_MODES, Encoder, Frame
-from shardmgr.fakegateway.sessions import SESSION_ENDING_CLOSE_CODES, Session
-from shardmgr.fakegateway.state import STATE_KEY, FakeState
-from shardmgr.fakegateway.traffic import ShardTraffic
+from fakegateway import client_requests, inbound
+from fakegateway.codec import COMPRESS_MODES, Encoder, Frame
+from fakegateway.sessions import SESSION_ENDING_CLOSE_CODES, Session
+from fakegateway.state import STATE_KEY, FakeState
+from fakegateway.state import Connection as LiveConnection
+from fakegateway.traffic import ShardTraffic
 from workers.logsetup import fields
 from workers.protocol import (
     INTENT_BITS,
@@ -29,7 +30,7 @@ from workers.protocol import (
     decode_envelope,
 )
 
-log = logging.getLogger("shardmgr.fakegateway.gateway")
+log = logging.getLogger("fakegateway.gateway")
 
 ACK: Final = b'{"t":null,"s":null,"op":11,"d":null}'
 RECONNECT: Final = b'{"t":null,"s":null,"op":7,"d":null}'
@@ -338,6 +339,7 @@ class Connection:
             else:
                 answers = client_requests.answer(state, self.session, op, d)
                 state.stats.requests_by_op[str(op)] += 1
+                self.session.requests_by_op[str(op)] += 1
                 self._answer(answers)
         except (msgspec.ValidationError, ValueError):
             # A known opcode with a payload of the wrong shape.
@@ -372,6 +374,7 @@ class Connection:
             authenticated=bot is not None,
             config=cfg,
             guild_count=lambda: len(state.world.guilds_for(shard_id, num_shards)),
+            max_guilds_per_shard=state.max_guilds_per_shard,
         )
         if rejection is not None or bot is None:
             code, reason = rejection or (CloseCode.AUTHENTICATION_FAILED, b"")
@@ -522,7 +525,7 @@ class Connection:
         )
         state.changed()
 
-    def _owner_of(self, session: Session) -> Connection | None:
+    def _owner_of(self, session: Session) -> LiveConnection | None:
         if session.connection_id is None or session.connection_id == self.id:
             return None
         return self.state.connections.get(session.connection_id)

@@ -1,7 +1,8 @@
 """Every knob of the fake gateway in one frozen settings object, plus bot-token helpers.
 
 Defaults mirror what Discord does (or, where the protocol reference marks a behaviour as
-undocumented, the most plausible choice); tests shrink the intervals.
+undocumented, the most plausible choice); tests shrink the intervals. Each field carries its
+help text: the command line (``fakegateway.cli``) is generated from these fields.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import binascii
 import dataclasses
 import hashlib
 import hmac
-from typing import Final
+from typing import Any, Final
 
 from workers.protocol import MAX_GUILDS_PER_SHARD, PRIVILEGED_INTENTS
 
@@ -20,68 +21,109 @@ DEFAULT_BOT_ID: Final = 1_100_000_000_000_000_001
 # big enough that every shard gets a realistic GUILD_CREATE burst.
 GUILDS_PER_SHARD_DEFAULT: Final = 10
 
+# A rate-limit bucket: (requests, per this many seconds).
+Bucket = tuple[int, float]
+
+
+def _f(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FakeConfig:
     """Settings of one fake gateway. Times are in seconds unless a name says otherwise."""
 
-    host: str = "127.0.0.1"
-    port: int = 0
-    # None: accept any well-formed token (the bot id is read from its first part).
-    token: str | None = None
-    bot_id: int = DEFAULT_BOT_ID
-    bot_name: str = "FakeBot"
-    # Recommended shard count returned by /gateway/bot.
-    shards: int = 1
-    max_concurrency: int = 1
-    identify_window_s: float = 5.0
-    heartbeat_interval_s: float = 41.25
-    # Extra time past interval * 1.5 before a silent connection is closed.
-    heartbeat_timeout_slack: float = 5.0
-    heartbeat_timeout_code: int = 4000
-    # None: GUILDS_PER_SHARD_DEFAULT per recommended shard.
-    guilds: int | None = None
-    # Fraction of guilds that start unavailable (sent as GUILD_DELETE unavailable after READY).
-    unavailable_fraction: float = 0.0
-    # Dispatches per second per connected, authenticated shard.
-    event_rate: float = 0.0
-    seed: int = 0
-    chaos_seed: int | None = None
-    chaos_interval_s: float = 10.0
-    session_ttl_s: float = 180.0
-    session_start_total: int = 1000
-    session_start_remaining: int | None = None
-    reset_after_s: float = 86400.0
-    max_guilds_per_shard: int = MAX_GUILDS_PER_SHARD
-    # Privileged intents the fake "Developer Portal" has enabled.
-    privileged_intents: int = PRIVILEGED_INTENTS
-    # Delay before op 9 answers an identify-concurrency violation (Discord: a few seconds).
-    invalid_session_delay_s: float = 1.0
+    host: str = _f("127.0.0.1", "address to bind")
+    port: int = _f(0, "port to bind; 0 picks a free one")
+    token: str | None = _f(
+        None,
+        "the only token accepted (default: $SHARDMGR_FAKE_TOKEN, else any well-formed token); "
+        "'generate' prints a fresh one to stderr",
+    )
+    bot_id: int = _f(DEFAULT_BOT_ID, "bot user id when --token is not given")
+    bot_name: str = _f("FakeBot", "the bot user's name")
+    shards: int = _f(1, "recommended shard count (/gateway/bot)")
+    max_concurrency: int = _f(1, "identify buckets (session_start_limit.max_concurrency)")
+    identify_window_s: float = _f(5.0, "seconds each identify bucket waits between identifies")
+    heartbeat_interval_s: float = _f(41.25, "Hello's heartbeat interval in seconds")
+    heartbeat_timeout_slack: float = _f(
+        5.0, "seconds past interval*1.5 before a silent connection is closed"
+    )
+    heartbeat_timeout_code: int = _f(4000, "close code for a connection that stopped heartbeating")
+    guilds: int | None = _f(None, "guild count (default 10 per --shards)")
+    unavailable_fraction: float = _f(
+        0.0, "fraction of guilds sent as unavailable (GUILD_DELETE) after READY"
+    )
+    event_rate: float = _f(0.0, "dispatches/s per connected, authenticated shard")
+    seed: int = _f(0, "seed for guilds and traffic")
+    chaos_seed: int | None = _f(None, "inject random faults, seeded (off by default)")
+    chaos_interval_s: float = _f(10.0, "seconds between chaos faults (±50%)")
+    session_ttl_s: float = _f(180.0, "seconds a disconnected session stays resumable")
+    session_start_total: int = _f(1000, "session_start_limit.total")
+    session_start_remaining: int | None = _f(
+        None, "session_start_limit.remaining at start (default: the total)"
+    )
+    reset_after_s: float = _f(86400.0, "session-start budget window, seconds")
+    max_guilds_per_shard: int = _f(
+        MAX_GUILDS_PER_SHARD, "more guilds than this on one shard: close 4011"
+    )
+    privileged_intents: int = _f(
+        PRIVILEGED_INTENTS,
+        "intents enabled in the fake portal, e.g. GUILD_MEMBERS,MESSAGE_CONTENT or 0",
+    )
+    # Discord answers an identify-concurrency violation after a few seconds.
+    invalid_session_delay_s: float = _f(
+        1.0, "seconds before op 9 answers an identify-concurrency violation"
+    )
     # Users report a rejected identify still costs a session start (discord-api-docs#1328).
-    violation_consumes_start: bool = True
-    # Identify at remaining == 0: close everything with 4004 and refuse the token afterwards.
-    token_reset_on_exhaustion: bool = True
-    # Max dispatches kept per session for RESUME replay.
-    replay_buffer: int = 1000
-    # Shard counts must be a multiple of this (large bot sharding), else 4010.
-    large_bot_multiple: int | None = None
-    # Resume of a session that expired: close with this code (None: op 9 false instead).
-    expired_resume_close_code: int | None = 4009
-    # A RESUME on the generic URL instead of resume_gateway_url is always counted; with
-    # this set it is also refused with op 9 false.
-    reject_resume_on_main_url: bool = False
-    # Split each zlib-stream message into websocket frames of at most this many bytes
-    # (0: one frame per message), to catch clients that inflate per frame.
-    zlib_chunk_bytes: int = 0
-    # Payload compression (Identify compress=true, no transport compression): dispatches
-    # larger than this are sent as complete zlib streams in binary frames.
-    payload_compress_threshold: int = 4096
-    # How long the server waits after op 7 before closing the socket itself.
-    reconnect_close_after_s: float = 5.0
-    # Guild member rate limit for all-member op 8 requests.
-    request_members_window_s: float = 30.0
-    # Close handshake timeout (waiting for the client's close frame).
-    close_timeout_s: float = 3.0
+    violation_consumes_start: bool = _f(
+        True, "a rejected (concurrency-violating) identify spends a session start"
+    )
+    token_reset_on_exhaustion: bool = _f(
+        True,
+        "an identify at remaining == 0 resets the token (every socket closes with 4004); "
+        "off: op 9 instead",
+    )
+    replay_buffer: int = _f(1000, "dispatches kept per session for RESUME replay")
+    large_bot_multiple: int | None = _f(None, "shard counts must be a multiple of this, else 4010")
+    expired_resume_close_code: int | None = _f(
+        4009, "close code for a RESUME of an expired session; 0 or none: op 9 instead"
+    )
+    reject_resume_on_main_url: bool = _f(
+        False, "refuse (op 9) a RESUME that does not use resume_gateway_url (always counted)"
+    )
+    zlib_chunk_bytes: int = _f(
+        0,
+        "split zlib-stream messages into frames of at most this many bytes (0: one frame per "
+        "message; else at least 4), never splitting the 4-byte flush suffix",
+    )
+    payload_compress_threshold: int = _f(
+        4096,
+        "with Identify compress=true and no transport compression, zlib dispatches larger "
+        "than this many bytes",
+    )
+    reconnect_close_after_s: float = _f(
+        5.0, "seconds after op 7 before the server closes the socket itself"
+    )
+    request_members_window_s: float = _f(
+        30.0, "seconds between all-member op 8 requests per guild (else RATE_LIMITED)"
+    )
+    close_timeout_s: float = _f(3.0, "seconds to wait for a client's close frame")
+    rest_global_limit: int = _f(
+        50, "REST requests per second per bot (Discord's global limit; 0: unlimited)"
+    )
+    rest_message_bucket: tuple[int, float] = _f(
+        (5, 5.0), "message sends per channel, N/S: N per S seconds (as observed on Discord)"
+    )
+    rest_route_bucket: tuple[int, float] = _f(
+        (50, 1.0), "every other REST route, per route and top-level id, N/S"
+    )
+    interaction_response_s: float = _f(
+        3.0, "seconds an interaction waits for its one callback (Discord: 3)"
+    )
+    interaction_token_ttl_s: float = _f(
+        900.0, "seconds an interaction token works for followups (Discord: 15 min)"
+    )
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -136,6 +178,17 @@ class FakeConfig:
         ):
             if getattr(self, name) < 0:
                 out.append(f"{name} must not be negative")
+        if self.rest_global_limit < 0:
+            out.append("rest_global_limit must not be negative (0: unlimited)")
+        for name in ("rest_message_bucket", "rest_route_bucket"):
+            count, per_s = getattr(self, name)
+            if count < 1 or per_s <= 0:
+                out.append(f"{name} must be N/S with N at least 1 and S positive")
+        for name in ("interaction_response_s", "interaction_token_ttl_s"):
+            if getattr(self, name) <= 0:
+                out.append(f"{name} must be positive")
+        if 0 < self.zlib_chunk_bytes < 4:
+            out.append("zlib_chunk_bytes must be 0 (off) or at least 4 (the flush suffix)")
         if self.close_timeout_s <= 0:
             out.append("close_timeout_s must be positive")
         code = self.expired_resume_close_code

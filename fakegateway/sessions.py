@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from workers.clock import Clock
 
 if TYPE_CHECKING:
-    from shardmgr.fakegateway.traffic import ShardTraffic
-    from shardmgr.fakegateway.world import FakeUser
+    from fakegateway.traffic import ShardTraffic
+    from fakegateway.world import FakeUser
 
 SessionState = Literal["active", "disconnected", "ended"]
 
@@ -40,6 +40,7 @@ class Session:
         "num_shards",
         "payload_compress",
         "replayed",
+        "requests_by_op",
         "resumes",
         "resumes_wrong_url",
         "seq",
@@ -86,6 +87,8 @@ class Session:
         self.connections = 1
         self.connection_id: int | None = None
         self.traffic: ShardTraffic | None = None
+        # Client requests this session sent (op 3/4/8/31/43), by opcode: which shard got what.
+        self.requests_by_op: collections.Counter[str] = collections.Counter()
 
     def dispatch(self, event: str, body: bytes) -> tuple[int, bytes]:
         """Assign the next sequence number, build the wire payload, keep it for replay."""
@@ -133,6 +136,7 @@ class Session:
             "ended_reason": self.ended_reason,
             "ended_at": self.ended_at,
             "invalidated_by_server": self.invalidated_by_server,
+            "requests_by_op": dict(self.requests_by_op),
         }
 
 

@@ -15,15 +15,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from shardmgr.fakegateway import control, faults, rest
-from shardmgr.fakegateway.config import FakeConfig, bot_id_from_token
-from shardmgr.fakegateway.control import CONTROL_KEY
-from shardmgr.fakegateway.gateway import handle_gateway
-from shardmgr.fakegateway.state import STATE_KEY, FakeState, RestFault
+from fakegateway import control, fanout, faults, inject, rest, rest_apps, rest_channels
+from fakegateway.config import FakeConfig, bot_id_from_token
+from fakegateway.control import CONTROL_KEY
+from fakegateway.gateway import handle_gateway
+from fakegateway.state import REST_FAULT_STATUSES, STATE_KEY, FakeState, RestFault
 from workers.clock import REAL_CLOCK, Clock
 from workers.logsetup import fields
 
-log = logging.getLogger("shardmgr.fakegateway")
+log = logging.getLogger("fakegateway")
 
 TRAFFIC_TICK_S: Final = 0.05
 RESUME_PATH: Final = "/resume"
@@ -72,7 +72,10 @@ class FakeGateway:
         app.router.add_get(RESUME_PATH, handle_gateway)
         app.router.add_get(RESUME_PATH + "/", handle_gateway)
         rest.add_routes(app)
+        rest_channels.add_routes(app)
+        rest_apps.add_routes(app)
         control.add_routes(app)
+        rest.add_catch_all(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -248,8 +251,8 @@ class FakeGateway:
         path: str | None = None,
     ) -> None:
         """The next ``count`` REST calls (matching ``path`` suffix, if given) get ``status``."""
-        if status not in (429, 500, 502, 503):
-            raise ValueError("status must be 429, 500, 502 or 503")
+        if status not in REST_FAULT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(map(str, REST_FAULT_STATUSES))}")
         self._state.rest_faults.append(RestFault(status, count, retry_after, is_global, path))
 
     async def set_chaos(
@@ -269,6 +272,23 @@ class FakeGateway:
             chaos.start()
             self._chaos = chaos
 
+    def set_recommendation(
+        self, shards: int, max_guilds_per_shard: int | None = None
+    ) -> dict[str, int]:
+        """What ``/gateway/bot`` recommends from now on, and optionally the guild count per
+        shard above which an Identify is closed with 4011; returns both (the twin of
+        ``POST /_fake/recommend``)."""
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
+        if max_guilds_per_shard is not None and max_guilds_per_shard < 1:
+            raise ValueError("max_guilds_per_shard must be at least 1")
+        state = self._state
+        state.recommended_shards = shards
+        if max_guilds_per_shard is not None:
+            state.max_guilds_per_shard = max_guilds_per_shard
+        state.changed()
+        return {"shards": shards, "max_guilds_per_shard": state.max_guilds_per_shard}
+
     def set_budget(self, remaining: int | None = None, total: int | None = None) -> None:
         self._state.budget.set(remaining, total)
         self._state.changed()
@@ -280,6 +300,25 @@ class FakeGateway:
         self._state.accepted_token = token
         self._state.token_reset = False
         self._state.changed()
+
+    # ------------------------------------------------------------------ REST world
+
+    def rest_stats(self) -> dict[str, Any]:
+        """Exactly the JSON of ``GET /_fake/rest``."""
+        return self._state.rest.to_json()
+
+    def messages(self, channel_id: int | str | None = None) -> list[dict[str, Any]]:
+        """Exactly the JSON of ``GET /_fake/messages[?channel_id=ID]``: in order."""
+        return self._state.messages.in_channel(None if channel_id is None else int(channel_id))
+
+    def interactions(self) -> list[dict[str, Any]]:
+        """Exactly the JSON of ``GET /_fake/interactions``."""
+        return [i.to_json() for i in self._state.interactions.by_id.values()]
+
+    def dispatch(self, t: str, **fields: Any) -> dict[str, Any]:
+        """The in-process twin of ``POST /_fake/dispatch``: ``dispatch("MESSAGE_CREATE",
+        content="!ping")``. Raises ``InjectError`` for a request the world cannot serve."""
+        return inject.dispatch(self._state, self._state.rng, {"t": t, **fields})
 
     # ------------------------------------------------------------------ background
 
@@ -296,11 +335,14 @@ class FakeGateway:
             rate = state.event_rate
             if rate <= 0:
                 continue
+            # Sessions of two shard counts (a reshard in progress) share guilds: each
+            # guild event then goes to every session owning the guild, as on Discord.
+            overlap = fanout.Overlap.of(state)
             sent = 0
             for conn in state.active_connections():
                 session = conn.session
                 traffic = session.traffic if session is not None else None
-                if traffic is None or traffic.empty:
+                if session is None or traffic is None or traffic.empty:
                     continue
                 conn.traffic_credit += rate * dt
                 n = int(conn.traffic_credit)
@@ -308,8 +350,10 @@ class FakeGateway:
                     conn.traffic_credit -= n
                     sent += n
                     for _ in range(n):
-                        event, body = traffic.next_event()
+                        event, body, guild_id = traffic.next_event()
                         conn.dispatch(event, body)
+                        if overlap is not None:
+                            overlap.copy(state, session, event, body, guild_id)
             if sent:
                 state.changed()
 

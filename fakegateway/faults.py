@@ -13,11 +13,12 @@ from typing import Any, Final
 
 import msgspec
 
-from shardmgr.fakegateway.gateway import HEARTBEAT_REQUEST, INVALID_SESSION, RECONNECT, Connection
-from shardmgr.fakegateway.state import FakeState
+from fakegateway.gateway import HEARTBEAT_REQUEST, INVALID_SESSION, RECONNECT, Connection
+from fakegateway.state import FakeState
+from fakegateway.store import message_object
 from workers.logsetup import fields
 
-log = logging.getLogger("shardmgr.fakegateway.faults")
+log = logging.getLogger("fakegateway.faults")
 _encoder: Final = msgspec.json.Encoder()
 
 FAULT_KINDS: Final = (
@@ -44,14 +45,17 @@ CHAOS_WEIGHTS: Final[dict[str, int]] = {
     "close": 12,
     "invalid_session_resumable": 8,
     "stall": 8,
-    "hello_reconnect": 5,
     "heartbeat_request": 8,
     "invalid_session_not_resumable": 3,
 }
-# Corrupt data never comes from Discord itself (mainstream libraries crash on it), so chaos
-# sends it only when asked for by weight.
-CHAOS_KINDS: Final = frozenset(CHAOS_WEIGHTS) | {"bad_json", "bad_compression"}
-CHAOS_CLOSE_CODES: Final = (4000, 4000, 1001, 1011, 4008, 4002)
+# Only when given a weight: corrupt data never comes from Discord itself (mainstream
+# libraries crash on it); op 7 in place of Hello (a draining node) is rare; 4008 and 4002
+# answer the client's own mistakes (sending too fast, bad payloads), not the server's mood.
+OPT_IN_CHAOS: Final = frozenset(
+    {"bad_json", "bad_compression", "hello_reconnect", "close_4008", "close_4002"}
+)
+CHAOS_KINDS: Final = frozenset(CHAOS_WEIGHTS) | OPT_IN_CHAOS
+CHAOS_CLOSE_CODES: Final = (4000, 4000, 1001, 1011)
 
 
 class FaultError(ValueError):
@@ -89,7 +93,10 @@ def validate(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 def targets(
     state: FakeState, shard_id: int | None, session_id: str | None = None
 ) -> list[Connection]:
-    conns = sorted(state.active_connections(), key=lambda c: c.id)
+    # Every live connection is a gateway.Connection; the state only knows their Protocol.
+    conns = sorted(
+        (c for c in state.active_connections() if isinstance(c, Connection)), key=lambda c: c.id
+    )
     if session_id is not None:
         return [c for c in conns if c.session is not None and c.session.session_id == session_id]
     if shard_id is None:
@@ -142,31 +149,18 @@ def _oversized_body(state: FakeState, conn: Connection, size: int) -> bytes:
     guilds = [
         g for g in state.world.guilds_for(session.shard_id, session.num_shards) if not g.unavailable
     ]
-    author = session.bot.payload()
-    body: dict[str, Any] = {}
     if guilds:
-        body["guild_id"] = str(guilds[0].id)
-        channel = str(guilds[0].text_channels[0])
+        guild_id: int | None = guilds[0].id
+        channel = guilds[0].text_channels[0]
     else:
-        channel = str(state.world.dm_channels[0])
-    body |= {
-        "id": str(state.ids.next()),
-        "channel_id": channel,
-        "type": 0,
-        "author": author,
-        "content": "x" * size,
-        "timestamp": "2026-11-28T10:00:00.000000+00:00",
-        "edited_timestamp": None,
-        "tts": False,
-        "mention_everyone": False,
-        "mentions": [],
-        "mention_roles": [],
-        "attachments": [],
-        "embeds": [],
-        "pinned": False,
-        "flags": 0,
-        "components": [],
-    }
+        guild_id, channel = None, state.world.dm_channels[0]
+    body = message_object(
+        message_id=state.ids.next(),
+        channel_id=channel,
+        guild_id=guild_id,
+        author=session.bot.payload(),
+        content="x" * size,
+    )
     return _encoder.encode(body)
 
 
@@ -276,6 +270,9 @@ class Chaos:
             params["resumable"] = choice == "invalid_session_resumable"
         elif choice == "close":
             params["code"] = rng.choice(CHAOS_CLOSE_CODES)
+        elif choice.startswith("close_"):
+            kind = "close"
+            params["code"] = int(choice.removeprefix("close_"))
 
         def one(conns: list[Connection]) -> list[Connection]:
             return [rng.choice(conns)] if conns else []

@@ -170,10 +170,15 @@ class World:
                 )
             )
         self.by_id: dict[int, Guild] = {g.id: g for g in self.guilds}
+        # channel id -> its guild (text and voice channels)
+        self.channel_guild: dict[int, Guild] = {
+            cid: g for g in self.guilds for cid in [*g.text_channels, g.voice_channel]
+        }
         self._placement: dict[int, list[list[Guild]]] = {}
         self.dm_channels: list[int] = [
             snowflake(290_000_000_000 + i, 3, 0, i) for i in range(len(self.users))
         ]
+        self.dm_channel_ids: frozenset[int] = frozenset(self.dm_channels)
 
     def guilds_for(self, shard_id: int, num_shards: int) -> list[Guild]:
         placement = self._placement.get(num_shards)
@@ -226,11 +231,8 @@ class World:
             d["shard"] = shard
         return _encoder.encode(d)
 
-    def guild_create(self, guild: Guild, bot: FakeUser, large_threshold: int) -> bytes:
-        members = [self._member(guild, bot, joined="2021-01-01T00:00:00.000000+00:00")]
-        shown = min(guild.member_count - 1, 25)
-        for i in range(shown):
-            members.append(self._member(guild, guild.member_user(self, i)))
+    def channels(self, guild: Guild) -> list[dict[str, Any]]:
+        """The guild's channel objects (text channels, then the voice channel)."""
         channels: list[dict[str, Any]] = [
             {
                 "id": str(cid),
@@ -261,6 +263,10 @@ class World:
                 "flags": 0,
             }
         )
+        return channels
+
+    def guild_object(self, guild: Guild) -> dict[str, Any]:
+        """The guild as ``GET /guilds/{id}`` returns it (GUILD_CREATE adds the rest)."""
         roles = [
             {
                 "id": str(rid),
@@ -278,7 +284,7 @@ class World:
             }
             for n, rid in enumerate(guild.role_ids)
         ]
-        d: dict[str, Any] = {
+        return {
             "id": str(guild.id),
             "name": guild.name,
             "icon": None,
@@ -312,6 +318,14 @@ class World:
             "premium_progress_bar_enabled": False,
             "safety_alerts_channel_id": None,
             "incidents_data": None,
+        }
+
+    def guild_create(self, guild: Guild, bot: FakeUser, large_threshold: int) -> bytes:
+        members = [self.member(guild, bot, joined="2021-01-01T00:00:00.000000+00:00")]
+        shown = min(guild.member_count - 1, 25)
+        for i in range(shown):
+            members.append(self.member(guild, guild.member_user(self, i)))
+        d: dict[str, Any] = self.guild_object(guild) | {
             "joined_at": "2021-01-01T00:00:00.000000+00:00",
             "large": guild.member_count > large_threshold,
             "unavailable": False,
@@ -319,7 +333,7 @@ class World:
             "lazy": True,
             "voice_states": [],
             "members": members,
-            "channels": channels,
+            "channels": self.channels(guild),
             "threads": [],
             "presences": [],
             "stage_instances": [],
@@ -331,7 +345,7 @@ class World:
     def guild_unavailable(self, guild: Guild) -> bytes:
         return _encoder.encode({"id": str(guild.id), "unavailable": True})
 
-    def _member(
+    def member(
         self, guild: Guild, user: FakeUser, joined: str = "2022-06-01T12:00:00.000000+00:00"
     ) -> dict[str, Any]:
         return {
@@ -378,7 +392,7 @@ class World:
         for index, page in enumerate(pages):
             d: dict[str, Any] = {
                 "guild_id": str(guild.id),
-                "members": [self._member(guild, u) for u in page],
+                "members": [self.member(guild, u) for u in page],
                 "chunk_index": index,
                 "chunk_count": len(pages),
             }

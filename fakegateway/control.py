@@ -8,9 +8,10 @@ from typing import Any, Final, Protocol
 import msgspec
 from aiohttp import web
 
-from shardmgr.fakegateway.faults import FaultError
-from shardmgr.fakegateway.rest import json_response
-from shardmgr.fakegateway.state import FakeState
+from fakegateway.faults import FaultError
+from fakegateway.inject import InjectError
+from fakegateway.rest import json_response
+from fakegateway.state import REST_FAULT_STATUSES, FakeState
 
 
 class Controller(Protocol):
@@ -49,7 +50,19 @@ class Controller(Protocol):
 
     def set_budget(self, remaining: int | None = None, total: int | None = None) -> None: ...
 
+    def set_recommendation(
+        self, shards: int, max_guilds_per_shard: int | None = None
+    ) -> dict[str, int]: ...
+
     def set_token(self, token: str | None) -> None: ...
+
+    def rest_stats(self) -> dict[str, Any]: ...
+
+    def messages(self, channel_id: int | str | None = None) -> list[dict[str, Any]]: ...
+
+    def interactions(self) -> list[dict[str, Any]]: ...
+
+    def dispatch(self, t: str, **fields: Any) -> dict[str, Any]: ...
 
 
 CONTROL_KEY: Final = web.AppKey("fake_control", Controller)
@@ -144,8 +157,8 @@ async def post_rest_fault(request: web.Request) -> web.Response:
     try:
         body = await _body(request)
         status = body.get("status")
-        if status not in (429, 500, 502, 503):
-            raise BadRequest("status must be 429, 500, 502 or 503")
+        if status not in REST_FAULT_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(map(str, REST_FAULT_STATUSES))}")
         count = body.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise BadRequest("count must be a positive integer")
@@ -215,6 +228,19 @@ async def post_budget(request: web.Request) -> web.Response:
     return json_response(ctl.state.budget.snapshot())
 
 
+async def post_recommend(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROL_KEY]
+    try:
+        body = await _body(request)
+        shards = _opt_int(body, "shards")
+        if shards is None:
+            raise BadRequest("shards is required (the recommended shard count)")
+        answer = ctl.set_recommendation(shards, _opt_int(body, "max_guilds_per_shard"))
+    except (BadRequest, ValueError) as exc:
+        return _bad(str(exc))
+    return json_response(answer)
+
+
 async def post_token(request: web.Request) -> web.Response:
     ctl = request.app[CONTROL_KEY]
     try:
@@ -247,6 +273,34 @@ async def get_guilds(request: web.Request) -> web.Response:
     return json_response({"guilds": len(state.world.guilds), "per_shard": counts})
 
 
+async def get_rest(request: web.Request) -> web.Response:
+    return json_response(request.app[CONTROL_KEY].rest_stats())
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    channel = request.query.get("channel_id")
+    if channel is not None and not channel.isdigit():
+        return _bad("channel_id must be a snowflake")
+    return json_response(request.app[CONTROL_KEY].messages(channel))
+
+
+async def get_interactions(request: web.Request) -> web.Response:
+    return json_response(request.app[CONTROL_KEY].interactions())
+
+
+async def post_dispatch(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROL_KEY]
+    try:
+        body = await _body(request)
+        event = body.pop("t", None)
+        if not isinstance(event, str):
+            raise BadRequest("t is required (the event name, e.g. MESSAGE_CREATE)")
+        answer = ctl.dispatch(event, **body)
+    except (BadRequest, InjectError) as exc:
+        return _bad(str(exc))
+    return json_response(answer)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/_fake/sessions", get_sessions)
@@ -262,5 +316,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/_fake/chaos", get_chaos)
     r.add_post("/_fake/chaos", post_chaos)
     r.add_post("/_fake/budget", post_budget)
+    r.add_post("/_fake/recommend", post_recommend)
     r.add_post("/_fake/token", post_token)
     r.add_get("/_fake/guilds", get_guilds)
+    r.add_get("/_fake/rest", get_rest)
+    r.add_get("/_fake/messages", get_messages)
+    r.add_get("/_fake/interactions", get_interactions)
+    r.add_post("/_fake/dispatch", post_dispatch)

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import msgspec
 
-from shardmgr.fakegateway.config import FakeConfig
+from fakegateway.config import FakeConfig
 from workers.protocol import ALL_INTENTS, PRIVILEGED_INTENTS, CloseCode
 
 
@@ -88,6 +88,7 @@ def check_identify(
     authenticated: bool,
     config: FakeConfig,
     guild_count: Callable[[], int],
+    max_guilds_per_shard: int | None = None,
 ) -> Rejection | None:
     """The close code (and reason) Discord answers this Identify with, or None if it may
     go on to the concurrency and budget checks. Checked in Discord's order: token, shard,
@@ -108,6 +109,7 @@ def check_identify(
         return CloseCode.INVALID_INTENTS, b"Invalid intent(s)."
     if intents & PRIVILEGED_INTENTS & ~config.privileged_intents:
         return CloseCode.DISALLOWED_INTENTS, b"Disallowed intent(s)."
-    if guild_count() > config.max_guilds_per_shard:
+    limit = config.max_guilds_per_shard if max_guilds_per_shard is None else max_guilds_per_shard
+    if guild_count() > limit:
         return CloseCode.SHARDING_REQUIRED, b"Sharding required."
     return None

@@ -8,22 +8,42 @@ import asyncio
 import collections
 import hmac
 import logging
+import random
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
-from shardmgr.fakegateway.config import FakeConfig, bot_id_from_token
-from shardmgr.fakegateway.sessions import Budget, IdentifyBuckets, Session, SessionStore
-from shardmgr.fakegateway.traffic import EventPool
-from shardmgr.fakegateway.world import DISCORD_EPOCH_MS, FakeUser, SnowflakeSource, World
+from fakegateway.config import FakeConfig, bot_id_from_token
+from fakegateway.ratelimit import RateLimits, RestCounters
+from fakegateway.sessions import Budget, IdentifyBuckets, Session, SessionStore
+from fakegateway.store import CommandStore, InteractionStore, MessageStore
+from fakegateway.traffic import EventPool
+from fakegateway.world import DISCORD_EPOCH_MS, FakeUser, SnowflakeSource, World
 from workers.clock import Clock
 
-if TYPE_CHECKING:
-    from shardmgr.fakegateway.gateway import Connection
+log = logging.getLogger("fakegateway")
 
-log = logging.getLogger("shardmgr.fakegateway")
+
+class Connection(Protocol):
+    """What the shared state, the server's loops and the REST side need of one gateway
+    socket. ``gateway.Connection`` implements it; naming it here keeps the import graph
+    one-way (gateway imports state, never the reverse)."""
+
+    session: Session | None
+    closing: bool
+    traffic_credit: float
+
+    def close(self, code: int, reason: bytes = b"") -> None: ...
+
+    def cut(self) -> None: ...
+
+    def dispatch(self, event: str, body: bytes) -> int: ...
+
+
+# What an injected REST fault may answer: a 429, Discord's JSON errors, or the edge's 5xx.
+REST_FAULT_STATUSES: Final = (401, 403, 404, 429, 500, 502, 503)
 
 
 class RestFault:
@@ -85,6 +105,7 @@ class FakeState:
         self.config = config
         self.clock = clock
         self.started_mono = clock.monotonic()
+        self.started_wall = time.time()
         self.world = World(config.seed, config.guild_count, config.unavailable_fraction)
         self.pool = EventPool(self.world, config.seed)
         self.ids = SnowflakeSource(int(time.time() * 1000) - DISCORD_EPOCH_MS)
@@ -95,11 +116,24 @@ class FakeState:
         )
         self.stats = Stats()
         self.event_rate = config.event_rate
+        # What /gateway/bot recommends and the 4011 threshold: a test raises or lowers them
+        # at run time (POST /_fake/recommend) to make a bot reshard.
+        self.recommended_shards = config.shards
+        self.max_guilds_per_shard = config.max_guilds_per_shard
         self.accepted_token: str | None = config.token
         self.token_reset = False
         self.hello_reconnects = 0
         self.member_requests: dict[int, float] = {}
         self.rest_faults: collections.deque[RestFault] = collections.deque()
+        self.rate_limits = RateLimits(
+            clock, config.rest_global_limit, config.rest_message_bucket, config.rest_route_bucket
+        )
+        self.rest = RestCounters()
+        self.messages = MessageStore()
+        self.interactions = InteractionStore()
+        self.commands = CommandStore()
+        # Picks authors, guilds and channels for injected events, reproducibly per seed.
+        self.rng = random.Random(f"inject-{config.seed}")
         self.connections: dict[int, Connection] = {}
         self.identify_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
         self.fault_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
@@ -208,6 +242,15 @@ class FakeState:
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_mono
+
+    def epoch(self, after_s: float = 0.0) -> float:
+        """Epoch seconds ``after_s`` from now, on the injected clock (rate-limit resets)."""
+        return self.started_wall + self.uptime() + after_s
+
+    @property
+    def bot(self) -> FakeUser:
+        """The bot the configured token (or bot id) belongs to."""
+        return self.bot_user(self.config.configured_bot_id)
 
 
 STATE_KEY: web.AppKey[FakeState] = web.AppKey("fake_state", FakeState)

@@ -8,10 +8,10 @@ from typing import Any, Final
 
 import msgspec
 
-from shardmgr.fakegateway import inbound
-from shardmgr.fakegateway.sessions import Session
-from shardmgr.fakegateway.state import FakeState
-from shardmgr.fakegateway.world import Guild, shard_for
+from fakegateway import inbound
+from fakegateway.sessions import Session
+from fakegateway.state import FakeState
+from fakegateway.world import Guild, shard_for
 from workers.protocol import INTENT_BITS, Op
 
 _encoder: Final = msgspec.json.Encoder()

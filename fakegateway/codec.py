@@ -24,6 +24,28 @@ COMPRESS_MODES: Final[dict[str | None, Compress]] = {
 Frame = tuple[bytes, bool]
 
 
+def split_zlib_message(data: bytes, size: int) -> list[bytes]:
+    """Cut one zlib-stream message (ending in the flush suffix) into pieces of at most
+    ``size`` bytes (``size`` 0: whole). Clients such as discord.py look for the suffix at
+    the end of each frame, so the last piece holds all four suffix bytes and no earlier piece
+    ends with them. ``size`` must be 0 or at least the suffix's length."""
+    if size <= 0 or len(data) <= size:
+        return [data]
+    if size < len(ZLIB_SUFFIX):
+        raise ValueError(f"chunk size {size} cannot hold the {len(ZLIB_SUFFIX)}-byte suffix")
+    last_start = len(data) - len(ZLIB_SUFFIX)
+    pieces: list[bytes] = []
+    start = 0
+    while len(data) - start > size:
+        end = min(start + size, last_start)
+        if data[start:end].endswith(ZLIB_SUFFIX):
+            end -= 1
+        pieces.append(data[start:end])
+        start = end
+    pieces.append(data[start:])
+    return pieces
+
+
 class Encoder:
     """Turns whole gateway messages into websocket frames for one connection."""
 
@@ -54,10 +76,7 @@ class Encoder:
         return [(message, False)]
 
     def _split(self, data: bytes) -> list[Frame]:
-        size = self.chunk_bytes
-        if size <= 0 or len(data) <= size:
-            return [(data, True)]
-        return [(data[i : i + size], True) for i in range(0, len(data), size)]
+        return [(piece, True) for piece in split_zlib_message(data, self.chunk_bytes)]
 
     def corrupt(self) -> list[Frame]:
         """Bytes the client's decompressor must reject. For zlib-stream they end in the

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
-from shardmgr.fakegateway.world import FakeUser, Guild, SnowflakeSource, World
+from fakegateway.world import FakeUser, Guild, SnowflakeSource, World
 from workers.protocol import INTENT_BITS
 
 _encoder: Final = msgspec.json.Encoder()
@@ -196,13 +196,15 @@ class ShardTraffic:
     def empty(self) -> bool:
         return not self._mix
 
-    def next_event(self) -> tuple[str, bytes]:
+    def next_event(self) -> tuple[str, bytes, int | None]:
+        """The next event's name, body and guild id (None: a DM)."""
         rng = self._rng
         variants = self._mix[int(rng.random() * len(self._mix))]
         template = variants[int(rng.random() * len(variants))]
         if template.dm:
             channel = self._dm_channels[int(rng.random() * len(self._dm_channels))]
-            return template.name, template.render(b"null", b'"%d"' % channel, self._ids, self._app)
+            body = template.render(b"null", b'"%d"' % channel, self._ids, self._app)
+            return template.name, body, None
         guild = self._guilds[int(rng.random() * len(self._guilds))]
         channels = guild.text_channels
         channel = (
@@ -210,9 +212,8 @@ class ShardTraffic:
             if template.name == "VOICE_STATE_UPDATE"
             else (channels[int(rng.random() * len(channels))])
         )
-        return template.name, template.render(
-            b'"%d"' % guild.id, b'"%d"' % channel, self._ids, self._app
-        )
+        body = template.render(b'"%d"' % guild.id, b'"%d"' % channel, self._ids, self._app)
+        return template.name, body, guild.id
 
 
 def _text(rng: random.Random, low: int, high: int) -> str:
