@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 
 from workers import ipc
-from workers.logsetup import fields
+from workers.logsetup import fields, forward_stderr
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,14 @@ class SpawnedWorker:
         self.gen = gen
         self._reader = reader
         self._writer = writer
+        # With --log-json the worker's raw output (a traceback before its logging is set up, a
+        # faulthandler dump, a handler's print) comes through a pipe and leaves as JSON lines.
+        self._output: asyncio.Task[None] | None = None
+        if proc.stdout is not None:
+            self._output = asyncio.create_task(
+                forward_stderr(proc.stdout, worker_id, as_json=True),
+                name=f"worker-{worker_id}-output",
+            )
 
     @property
     def pid(self) -> int:
@@ -53,6 +61,7 @@ class SpawnedWorker:
         gen: int,
         env: Mapping[str, str] | None = None,
         python: str = sys.executable,
+        log_json: bool = False,
     ) -> SpawnedWorker:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -66,9 +75,10 @@ class SpawnedWorker:
                 # A group of its own, so killing it also kills whatever the handler spawned.
                 start_new_session=True,
                 stdin=asyncio.subprocess.DEVNULL,
-                # Worker output joins the supervisor's log stream; stdout stays ours (the plan).
-                stdout=2,
-                stderr=None,
+                # Worker output joins the supervisor's log stream (stderr; stdout stays ours for
+                # the plan), through a pipe that wraps it as JSON when the logs are JSON.
+                stdout=asyncio.subprocess.PIPE if log_json else 2,
+                stderr=asyncio.subprocess.STDOUT if log_json else None,
                 env=dict(env) if env is not None else None,
             )
         except BaseException:
@@ -133,7 +143,20 @@ class SpawnedWorker:
             os.killpg(self.proc.pid, signal.SIGKILL)
         code = await self.proc.wait()
         self.close_pipe()
+        await self._drain_output()
         return code
+
+    async def _drain_output(self) -> None:
+        """The group is dead, so the pipe reaches EOF at once; the bound only guards against a
+        descendant that escaped the group and still holds it."""
+        if self._output is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._output), 2.0)
+        except TimeoutError:
+            self._output.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._output
 
     async def stop(self, within_s: float) -> int:
         """Wait up to ``within_s`` for a voluntary exit, then kill. Always reaped on return."""

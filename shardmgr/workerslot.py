@@ -200,7 +200,12 @@ class SlotRunner:
         slot.up = False
         config = self._host.worker_config(slot)
         resuming = sum(1 for a in config.shards if a.session is not None)
-        proc = await SpawnedWorker.spawn(worker_id=slot.worker_id, gen=gen, env=self._worker_env)
+        proc = await SpawnedWorker.spawn(
+            worker_id=slot.worker_id,
+            gen=gen,
+            env=self._worker_env,
+            log_json=self._settings.log_json,
+        )
         slot.proc = proc
         slot.spawned_at = self._clock.monotonic()
         slot.last_pong = slot.spawned_at

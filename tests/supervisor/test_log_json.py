@@ -50,7 +50,9 @@ async def test_errors_before_logging_is_set_up_are_json(
     assert (doc["level"], doc["logger"], doc["msg"]) == ("error", "shardmgr", message)
 
 
-async def _start_json(fake: FakeGatewayProc, tmp: Path) -> SupervisorProc:
+async def _start_json(
+    fake: FakeGatewayProc, tmp: Path, handler: str = "shardmgr.handlers:jsonl"
+) -> SupervisorProc:
     """``shardmgr start --log-json``; the harness's start looks for a plain ``http:`` line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDMGR_")}
     env.update(
@@ -65,7 +67,7 @@ async def _start_json(fake: FakeGatewayProc, tmp: Path) -> SupervisorProc:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "shardmgr", "start", "--log-json",
             "--api-base", fake.api_base, "--http", "127.0.0.1:0",
-            "--handler", "shardmgr.handlers:jsonl",
+            "--handler", handler, "--app-dir", str(tmp),
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -100,6 +102,34 @@ async def test_every_line_of_a_json_start_is_json(tmp_path: Path) -> None:
     err = _json_lines(sup.stderr.read_text())
     assert any(doc["msg"] == "shard connected" for doc in err)
     assert any(doc["msg"] == "supervisor stopped" for doc in err)
+
+
+async def test_what_a_worker_prints_outside_logging_is_json_too(tmp_path: Path) -> None:
+    (tmp_path / "printing_bot.py").write_text(
+        "import sys\n"
+        "class Bot:\n"
+        "    async def start(self):\n"
+        "        print('plain text from the handler', file=sys.stderr, flush=True)\n"
+        "        print('plain stdout from the handler', flush=True)\n"
+        "    async def on_ready(self, event):\n"
+        "        pass\n"
+    )
+    fake = await FakeGatewayProc.start(shards=2)
+    try:
+        sup = await _start_json(fake, tmp_path, handler="printing_bot:Bot")
+        try:
+            await sup.wait_status(all_connected)
+        finally:
+            await sup.close()
+    finally:
+        await fake.close()
+    err = _json_lines(sup.stderr.read_text())
+    printed = [doc for doc in err if doc["logger"] == "workers.stderr"]
+    assert {doc["msg"] for doc in printed} == {
+        "plain text from the handler",
+        "plain stdout from the handler",
+    }
+    assert all(isinstance(doc["worker"], int) for doc in printed)
 
 
 def test_a_worker_stderr_line_is_wrapped_as_json() -> None:
