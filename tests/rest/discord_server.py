@@ -9,6 +9,7 @@ queues canned answers for one ``METHOD /path`` (faults)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import time
@@ -46,6 +47,10 @@ class DiscordServer:
         }
         self.messages: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         self.seen_headers: list[dict[str, str]] = []
+        self.seen_bodies: list[bytes] = []
+        self.inflight: collections.Counter[str] = collections.Counter()
+        self.max_inflight = 0  # most requests on one channel at the same time
+        self.delay_s = 0.0  # per message answer, so overlapping requests would show
         self.script: dict[str, collections.deque[Canned]] = collections.defaultdict(
             collections.deque
         )
@@ -83,6 +88,7 @@ class DiscordServer:
         c["requests"] += 1
         self.seen_headers.append(dict(request.headers))
         body = await request.read()
+        self.seen_bodies.append(body)
         if request.headers.get("Authorization") != f"Bot {TOKEN}":
             c["invalid_requests"] += 1
             return self._json(401, {"message": "401: Unauthorized", "code": 0})
@@ -123,7 +129,15 @@ class DiscordServer:
             and parts[2] == "messages"
         ):
             c["by_route"]["POST /channels/{channel_id}/messages"] += 1
-            return self._message(parts[1], body, now)
+            channel = parts[1]
+            self.inflight[channel] += 1
+            self.max_inflight = max(self.max_inflight, self.inflight[channel])
+            try:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                return self._message(channel, body, now)
+            finally:
+                self.inflight[channel] -= 1
         if request.method == "GET" and parts == ["users", "@me"]:
             c["by_route"]["GET /users/@me"] += 1
             return self._json(200, {"id": "1", "username": "bot"})

@@ -129,6 +129,7 @@ class RestClient:
         clock: Clock = REAL_CLOCK,
         gen: int = 0,
         session: aiohttp.ClientSession | None = None,
+        report_interval_s: float = REPORT_INTERVAL_S,
     ) -> None:
         self._auth = f"Bot {token}"
         self.api_base = api_base.rstrip("/")
@@ -142,6 +143,7 @@ class RestClient:
         self.invalid = InvalidRequests(invalid_limit)
         self.stats = RestStatsCounter()
         self._reporter: asyncio.Task[None] | None = None
+        self._report_interval = report_interval_s
         self._closed = False
         coordinator.on_yield(self._on_yield)
 
@@ -182,7 +184,6 @@ class RestClient:
                 state = await self._coordinator.claim(route.owner_key)
                 key.adopt(state, self._clock.monotonic())
                 key.owned = True
-                key.yield_asked = False
             try:
                 return await self._send(route, key, headers, data, params_q)
             finally:
@@ -356,11 +357,13 @@ class RestClient:
 
     def _on_yield(self, name: str) -> None:
         key = self._keys.get(name)
-        if key is None or not key.owned or key.local:
+        if key is None or key.local:
             return
         if key.lock.locked():
-            key.yield_asked = True  # given back when the request in flight is done
-        else:
+            # Given back when the request in flight (or the claim that is about to be
+            # granted) is done.
+            key.yield_asked = True
+        elif key.owned:
             self._give_back(name, key)
 
     # ---------------------------------------------------------------- stats, lifecycle
@@ -373,7 +376,7 @@ class RestClient:
 
     async def _report_loop(self) -> None:
         while True:
-            await self._clock.sleep(REPORT_INTERVAL_S)
+            await self._clock.sleep(self._report_interval)
             self.flush_stats()
 
     def flush_stats(self) -> None:

@@ -81,6 +81,8 @@ class RemoteCoordinator:
         self._nonces = itertools.count(1)
         self._asks: dict[int, tuple[float, asyncio.Future[tuple[int, float]]]] = {}
         self._claims: dict[str, asyncio.Future[ipc.RestKeyState | None]] = {}
+        # keys whose claim nobody waits for any more (the caller was cancelled)
+        self._abandoned: set[str] = set()
         self._yield: YieldHandler = lambda key: None
 
     async def take_global(self, want: int) -> tuple[int, float]:
@@ -102,13 +104,22 @@ class RemoteCoordinator:
                 future = asyncio.get_running_loop().create_future()
                 self._claims[key] = future
                 self._send(ipc.RestClaim(gen=self._gen, key=key))
-            # shield: a grant whose caller was cancelled stays for the next caller (or is
-            # given back on the next yield request)
-            state = await asyncio.shield(future)
+            self._abandoned.discard(key)
+            try:
+                # shield: the claim outlives a cancelled caller (the next caller, or the
+                # grant's arrival, settles it)
+                state = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if self._claims.get(key) is future:
+                    if future.done():
+                        del self._claims[key]
+                        self._give_back(key, future)
+                    else:
+                        self._abandoned.add(key)
+                raise
             if self._claims.get(key) is future:
                 del self._claims[key]
                 return state
-            # given back (a yield arrived) before we resumed: ask again
 
     def release(self, key: str, state: ipc.RestKeyState) -> None:
         self._send(ipc.RestRelease(gen=self._gen, key=key, state=state))
@@ -127,20 +138,20 @@ class RemoteCoordinator:
                 future.set_result((msg.tokens, asked + msg.waited_s + LEASE_S))
         elif isinstance(msg, ipc.RestOwned):
             claim = self._claims.get(msg.key)
-            if claim is not None and not claim.done():
-                claim.set_result(msg.state)
-            else:
-                # Nobody here asked: give it straight back.
+            if claim is None or claim.done() or msg.key in self._abandoned:
+                # Nobody here waits for it any more: give it straight back.
+                if claim is not None and not claim.done():
+                    del self._claims[msg.key]
+                    self._abandoned.discard(msg.key)
                 self.release(msg.key, msg.state or ipc.RestKeyState())
+            else:
+                claim.set_result(msg.state)
         else:
-            claim = self._claims.get(msg.key)
-            if claim is not None and claim.done():
-                # Granted, but nobody took it (its caller was cancelled): give it back.
-                del self._claims[msg.key]
-                state = None if claim.exception() else claim.result()
-                self.release(msg.key, state or ipc.RestKeyState())
-                return
             self._yield(msg.key)
+
+    def _give_back(self, key: str, claim: asyncio.Future[ipc.RestKeyState | None]) -> None:
+        state = None if claim.cancelled() or claim.exception() else claim.result()
+        self.release(key, state or ipc.RestKeyState())
 
     def fail_all(self) -> None:
         """The pipe is gone: waiters get an error instead of hanging."""
