@@ -34,6 +34,9 @@ ACTIVITY_TYPES: Final = {
 MIN_MESSAGE_BYTES: Final = 1024 * 1024
 DEFAULT_HANDLER: Final = "shardmgr.handlers:null"
 LARGE_THRESHOLD_RANGE: Final = (50, 250)
+# Discord bans an IP after 10,000 401/403/429 answers in 10 minutes; keep well below.
+REST_INVALID_LIMIT: Final = 8000
+REST_INVALID_MAX: Final = 9500
 
 
 def default_state_dir() -> str:
@@ -88,6 +91,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     presence_activity: str | None = None
     presence_activity_type: str = "playing"
     max_message_bytes: int = 64 * 1024 * 1024
+    # --- REST client (issue 14) ---
+    rest_global_limit: int = 50
+    rest_limiter: str | None = None  # None: the identify limiter's (local or redis://)
+    rest_invalid_limit: int = REST_INVALID_LIMIT
 
     @property
     def state_path(self) -> Path:
@@ -295,6 +302,7 @@ def validate(s: Settings) -> None:
     if s.identify_reserve < 0:
         raise UserError("identify-reserve must be 0 or more")
     _validate_redis(s)
+    _validate_rest(s)
     _validate_gateway_options(s)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise UserError(f"--log-level must be debug, info, warning or error, not {s.log_level!r}")
@@ -321,6 +329,22 @@ def _validate_gateway_options(s: Settings) -> None:
     for name in ("identify_browser", "identify_device"):
         if not getattr(s, name).strip():
             raise UserError(f"--{name.replace('_', '-')} must not be empty")
+
+
+def _validate_rest(s: Settings) -> None:
+    if s.rest_global_limit < 1:
+        raise UserError("--rest-global-limit must be at least 1 (Discord's default is 50)")
+    if not 1 <= s.rest_invalid_limit <= REST_INVALID_MAX:
+        raise UserError(
+            f"--rest-invalid-limit must be 1 to {REST_INVALID_MAX}: Discord bans the IP at "
+            "10,000 answers with 401/403/429 in 10 minutes"
+        )
+    limiter = s.rest_limiter
+    if limiter is not None and limiter != "local":
+        if not limiter.startswith(("redis://", "rediss://", "unix://")):
+            raise UserError(
+                f"--rest-limiter must be 'local' or a redis:// URL, not {safe_url(limiter)!r}"
+            )
 
 
 def _validate_redis(s: Settings) -> None:

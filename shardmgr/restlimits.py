@@ -32,6 +32,7 @@ Owner = tuple[int, int]  # (worker id, generation)
 Send = Callable[[ipc.ToWorker], Awaitable[bool]]
 MAX_STATES: Final = 65536
 SEND_TIMEOUT_S: Final = 5.0
+DISCORD_API: Final = "https://discord.com/api/v10"
 
 
 class GlobalSource(Protocol):
@@ -63,8 +64,18 @@ class LocalGlobal:
 
 
 class RestBroker:
-    def __init__(self, source: GlobalSource, clock: Clock = REAL_CLOCK) -> None:
+    def __init__(
+        self,
+        source: GlobalSource,
+        clock: Clock = REAL_CLOCK,
+        *,
+        api_base: str = DISCORD_API,
+        invalid_limit: int = 8000,
+    ) -> None:
         self.source = source
+        # what each worker's config carries: where REST goes, its share of the guard
+        self.api_base = api_base
+        self.invalid_limit = invalid_limit
         self._clock = clock
         self._global_lock = asyncio.Lock()
         self._owners: dict[str, Owner] = {}
@@ -76,6 +87,10 @@ class RestBroker:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.granted = 0
+
+    def worker_invalid_limit(self, workers: int) -> int:
+        """Each worker's share of the invalid-request guard: together they stay below it."""
+        return max(1, self.invalid_limit // max(1, workers))
 
     @property
     def owned_keys(self) -> int:
@@ -202,3 +217,38 @@ class RestBroker:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(send(msg), SEND_TIMEOUT_S)
+
+
+class RestSettings(Protocol):
+    """The settings ``make_broker`` reads (``shardmgr.config.Settings`` satisfies it)."""
+
+    @property
+    def api_base(self) -> str: ...
+    @property
+    def identify_limiter(self) -> str: ...
+    @property
+    def rest_limiter(self) -> str | None: ...
+    @property
+    def rest_global_limit(self) -> int: ...
+    @property
+    def rest_invalid_limit(self) -> int: ...
+
+
+def make_broker(settings: RestSettings, token: str, clock: Clock = REAL_CLOCK) -> RestBroker:
+    """The broker for ``--rest-limiter`` (default: the ``--identify-limiter`` URL, so one
+    Redis URL coordinates everything several hosts share)."""
+    url = settings.rest_limiter or settings.identify_limiter
+    source: GlobalSource
+    if url == "local":
+        source = LocalGlobal(settings.rest_global_limit, clock)
+    else:
+        from shardmgr.restlimits_redis import RedisGlobal
+
+        what = "--rest-limiter" if settings.rest_limiter else "--identify-limiter"
+        source = RedisGlobal(url, settings.rest_global_limit, token=token, clock=clock, what=what)
+    return RestBroker(
+        source,
+        clock,
+        api_base=settings.api_base,
+        invalid_limit=settings.rest_invalid_limit,
+    )

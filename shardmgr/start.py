@@ -194,6 +194,7 @@ async def _run(
     announce(plan.describe())
 
     from shardmgr.metrics import Metrics
+    from shardmgr.restlimits import make_broker
 
     metrics = Metrics()
     metrics.session_start_remaining(gateway.limits.remaining, gateway.limits.total)
@@ -213,6 +214,7 @@ async def _run(
             replan=replan,
             worker_env=worker_environment(settings, os.environ),
             announce=announce,
+            rest=make_broker(settings, token),
         )
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = parse_http_address(settings.http)

@@ -16,6 +16,7 @@ from shardmgr.discovery import GatewayInfo
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.permits import PermitBroker
 from shardmgr.plan import Plan
+from shardmgr.restlimits import LocalGlobal, RestBroker
 from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
@@ -143,6 +144,7 @@ class Supervisor:
         worker_env: Mapping[str, str] | None = None,
         clock: Clock = REAL_CLOCK,
         announce: Callable[[str], None] = print,
+        rest: RestBroker | None = None,
     ) -> None:
         """``replan(old_plan)`` is awaited after a 4011 and returns the fresh discovery and
         the plan for the new shard count, or None to keep the current plan. ``announce``
@@ -165,6 +167,8 @@ class Supervisor:
             send_timeout_s=options.ping_timeout_s,
             clock=clock,
         )
+        # REST limits shared by the workers (issue 14): Discord's default global limit
+        self.rest = rest if rest is not None else RestBroker(LocalGlobal(50, clock), clock)
         self._gens = itertools.count(1)
         self._slots: dict[int, WorkerSlot] = {}
         self.shards = ShardTable([])
@@ -276,6 +280,8 @@ class Supervisor:
             # Each worker loop bounds its own wait by shutdown_timeout_s and then kills.
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.permits.aclose()
+        with contextlib.suppress(Exception):
+            await self.rest.aclose()
         with contextlib.suppress(Exception):
             await self.limiter.aclose()
 
@@ -446,6 +452,7 @@ class Supervisor:
 
     def _worker_gone(self, slot: WorkerSlot, gen: int) -> None:
         self.permits.generation_gone(gen)
+        self.rest.gone((slot.worker_id, gen))
         if slot.gen == gen:
             slot.up = False
             slot.proc = None
@@ -521,6 +528,10 @@ class Supervisor:
             self.permits.cancel(msg.gen, msg.shard_id, msg.nonce)
         elif isinstance(msg, ipc.IdentifySent):
             self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
+        elif isinstance(msg, ipc.RestToSupervisor):
+            self.rest.handle((worker_id, msg.gen), msg, slot.proc.send)
+        elif isinstance(msg, ipc.RestStats):
+            pass  # metrics only
         else:
             self.shards.apply(worker_id, msg)
             if isinstance(msg, ipc.ShardStopped):
@@ -679,6 +690,8 @@ class Supervisor:
             check_heartbeat_acks=self.options.heartbeat_ack_check,
             identify_properties=self.options.identify_properties,
             presence=self.options.presence,
+            api_base=self.rest.api_base,
+            rest_invalid_limit=self.rest.worker_invalid_limit(len(self._slots)),
         )
 
     # ---------------------------------------------------------------- operator commands

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from workers.protocol import Op
 
 if TYPE_CHECKING:
+    from workers.rest.client import RestClient
     from workers.shard import Shard, ShardState
 
 PRESENCE_STATUSES = ("online", "dnd", "idle", "invisible")
@@ -29,9 +30,19 @@ def shard_for_guild(guild_id: str | int, num_shards: int) -> int:
 class Gateway:
     """The worker's shards as seen by the bot. ``shards`` is the runtime's live mapping."""
 
-    def __init__(self, shards: Mapping[int, Shard], num_shards: int) -> None:
+    def __init__(
+        self, shards: Mapping[int, Shard], num_shards: int, rest: RestClient | None = None
+    ) -> None:
         self._shards = shards
         self.num_shards = num_shards
+        self._rest = rest
+
+    @property
+    def rest(self) -> RestClient:
+        """Discord's REST API with the bot's token; limits shared by every worker."""
+        if self._rest is None:
+            raise RuntimeError("no REST client in this gateway")
+        return self._rest
 
     @property
     def shard_ids(self) -> list[int]:

@@ -19,6 +19,7 @@ import msgspec
 from workers import ipc, logsetup, redact
 from workers.handlers import HandlerLoadError, load_handler
 from workers.permits import PermitRefused
+from workers.rest.limiter import RemoteCoordinator
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ class WorkerProcess:
         self.runtime: WorkerRuntime | None = None
         self._channel: IpcChannel | None = None
         self._permits: IpcPermits | None = None
+        self._rest: RemoteCoordinator | None = None
         self._shutdown: asyncio.Task[None] | None = None
         self._command_tasks: set[asyncio.Task[None]] = set()
         self._finished = asyncio.Event()
@@ -205,13 +207,16 @@ class WorkerProcess:
         logsetup.configure(config.log_level, config.log_json)
         channel = self._channel = IpcChannel(self._writer, first.gen)
         self._permits = IpcPermits(channel)
+        self._rest = RemoteCoordinator(channel.send, first.gen)
         try:
             handler = load_handler(config.handler)
         except HandlerLoadError as exc:
             log.error("cannot load handler", extra={"error": str(exc)})
             return 2
         try:
-            self.runtime = WorkerRuntime(config, self._permits, IpcReporter(channel), handler)
+            self.runtime = WorkerRuntime(
+                config, self._permits, IpcReporter(channel), handler, rest_coordinator=self._rest
+            )
             await self.runtime.start()
         except (ValueError, msgspec.ValidationError) as exc:
             log.error("invalid worker configuration", extra={"error": str(exc)})
@@ -276,6 +281,9 @@ class WorkerProcess:
                 self._permits.refused(msg.nonce, msg.reason)
             elif isinstance(msg, ipc.SendCommand):
                 self._command(msg)
+            elif isinstance(msg, ipc.RestToWorker):
+                assert self._rest is not None
+                self._rest.deliver(msg)
             elif isinstance(msg, ipc.Shutdown):
                 # Runs in its own task: this loop keeps answering pings while shards close.
                 self._begin_shutdown(msg.keep_sessions)
@@ -324,6 +332,8 @@ class WorkerProcess:
             await runtime.stop()
         if self._permits is not None:
             self._permits.fail_all("worker shutting down")
+        if self._rest is not None:
+            self._rest.fail_all()
         await channel.drain()
         self._finished.set()
 

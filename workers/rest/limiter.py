@@ -13,6 +13,8 @@ import itertools
 from collections.abc import Callable
 from typing import Protocol
 
+import msgspec
+
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.rest.buckets import LEASE_S, GlobalLedger
@@ -128,7 +130,7 @@ class RemoteCoordinator:
         self._yield = handler
 
     def report(self, stats: ipc.RestStats) -> None:
-        self._send(stats)
+        self._send(msgspec.structs.replace(stats, gen=self._gen))
 
     def deliver(self, msg: ipc.RestGlobalGrant | ipc.RestOwned | ipc.RestYield) -> None:
         if isinstance(msg, ipc.RestGlobalGrant):
