@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import secrets
 import socket
 from typing import Any, Final
 
@@ -73,7 +74,9 @@ class RedisGlobal:
         self._client: Any = connect(url, socket_timeout_s=socket_timeout_s, what=what)
         self._take = self._client.register_script(_TAKE_LUA)
         self._ids = itertools.count()
-        self._holder = f"{socket.gethostname()}:{os.getpid()}"
+        # Members must be unique across every host and limiter, or ZADD would overwrite
+        # another grant instead of adding one.
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._outage = Outage(
             lost="cannot reach redis for REST limits; REST requests wait until it is back",
             still="redis for REST limits still unavailable",

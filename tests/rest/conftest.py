@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from tests.rest.burst import BUCKET, GLOBAL_LIMIT, BurstTarget, LocalTarget
 from tests.rest.discord_server import TOKEN, DiscordServer
 from workers.clock import REAL_CLOCK, Clock
 from workers.rest.client import RestClient
@@ -71,3 +72,13 @@ async def make_client(discord: DiscordServer) -> AsyncIterator[MakeClient]:
     finally:
         for client in clients:
             await client.aclose()
+
+
+@pytest.fixture
+async def burst_target() -> AsyncIterator[BurstTarget]:
+    server = DiscordServer(GLOBAL_LIMIT, *BUCKET)
+    await server.start()
+    try:
+        yield LocalTarget(server)
+    finally:
+        await server.stop()

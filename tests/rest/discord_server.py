@@ -16,11 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
 MESSAGE_BUCKET = "f00dfeedmessages"
+PROXIED = ("/gateway", "/gateway/bot", "/oauth2/applications/@me", "/applications/@me")
 
 
 @dataclass
@@ -32,8 +34,18 @@ class Canned:
 
 class DiscordServer:
     def __init__(
-        self, global_limit: int = 50, bucket_size: int = 5, bucket_window_s: float = 5.0
+        self,
+        global_limit: int = 50,
+        bucket_size: int = 5,
+        bucket_window_s: float = 5.0,
+        *,
+        token: str = TOKEN,
+        upstream: str | None = None,
     ) -> None:
+        self.token = token
+        # discovery and the bot's own objects come from here (a fake gateway), so real
+        # shards can connect while this server answers the REST routes under test
+        self.upstream = upstream
         self.global_limit = global_limit
         self.bucket_size = bucket_size
         self.bucket_window_s = bucket_window_s
@@ -89,7 +101,7 @@ class DiscordServer:
         self.seen_headers.append(dict(request.headers))
         body = await request.read()
         self.seen_bodies.append(body)
-        if request.headers.get("Authorization") != f"Bot {TOKEN}":
+        if request.headers.get("Authorization") != f"Bot {self.token}":
             c["invalid_requests"] += 1
             return self._json(401, {"message": "401: Unauthorized", "code": 0})
         exempt = path.startswith("/interactions/")
@@ -111,6 +123,13 @@ class DiscordServer:
                     },
                 )
             self._global.append(now)
+        if self.upstream is not None and path in PROXIED:
+            async with aiohttp.ClientSession() as http:
+                url = self.upstream + path
+                async with http.get(url, headers={"Authorization": f"Bot {self.token}"}) as up:
+                    return web.Response(
+                        status=up.status, body=await up.read(), content_type="application/json"
+                    )
         canned = self.script.get(f"{request.method} {path}")
         if canned:
             answer = canned.popleft()
