@@ -37,6 +37,7 @@ LARGE_THRESHOLD_RANGE: Final = (50, 250)
 # Discord bans an IP after 10,000 401/403/429 answers in 10 minutes; keep well below.
 REST_INVALID_LIMIT: Final = 8000
 REST_INVALID_MAX: Final = 9500
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
 def default_state_dir() -> str:
@@ -340,11 +341,10 @@ def _validate_rest(s: Settings) -> None:
             "10,000 answers with 401/403/429 in 10 minutes"
         )
     limiter = s.rest_limiter
-    if limiter is not None and limiter != "local":
-        if not limiter.startswith(("redis://", "rediss://", "unix://")):
-            raise UserError(
-                f"--rest-limiter must be 'local' or a redis:// URL, not {safe_url(limiter)!r}"
-            )
+    if limiter not in (None, "local") and not limiter.startswith(REDIS_SCHEMES):
+        raise UserError(
+            f"--rest-limiter must be 'local' or a redis:// URL, not {safe_url(limiter)!r}"
+        )
 
 
 def _validate_redis(s: Settings) -> None:

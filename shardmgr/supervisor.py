@@ -16,8 +16,8 @@ from shardmgr.discovery import GatewayInfo
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.permits import PermitBroker
 from shardmgr.plan import Plan
-from shardmgr.restlimits import LocalGlobal, RestBroker
 from shardmgr.restarts import RestartPolicy
+from shardmgr.restlimits import LocalGlobal, RestBroker
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.workerproc import WorkerProcess
