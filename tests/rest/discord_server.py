@@ -60,6 +60,7 @@ class DiscordServer:
         self.messages: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         self.seen_headers: list[dict[str, str]] = []
         self.seen_bodies: list[bytes] = []
+        self.seen_requests: list[tuple[str, str]] = []  # (method, raw path after /api/v10)
         self.inflight: collections.Counter[str] = collections.Counter()
         self.max_inflight = 0  # most requests on one channel at the same time
         self.delay_s = 0.0  # per message answer, so overlapping requests would show
@@ -101,6 +102,7 @@ class DiscordServer:
         self.seen_headers.append(dict(request.headers))
         body = await request.read()
         self.seen_bodies.append(body)
+        self.seen_requests.append((request.method, request.raw_path.removeprefix("/api/v10")))
         if request.headers.get("Authorization") != f"Bot {self.token}":
             c["invalid_requests"] += 1
             return self._json(401, {"message": "401: Unauthorized", "code": 0})

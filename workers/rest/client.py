@@ -33,6 +33,8 @@ from workers.rest.buckets import (
     spend,
     wait_before_send,
 )
+from workers.rest.files import File
+from workers.rest.helpers import RestHelpers
 from workers.rest.limiter import Coordinator, GlobalGate
 from workers.rest.routes import Route, compile_route
 
@@ -42,14 +44,6 @@ USER_AGENT: Final = "DiscordBot (https://github.com/shardmgr/shardmgr, 0.1) shar
 MAX_KEYS: Final = 4096
 REPORT_INTERVAL_S: Final = 1.0
 REQUEST_TIMEOUT_S: Final = 30.0
-
-
-class File(msgspec.Struct, frozen=True):
-    """One attachment of a multipart request (``files[n]``)."""
-
-    name: str
-    data: bytes
-    content_type: str = "application/octet-stream"
 
 
 class _RateLimitBody(msgspec.Struct):
@@ -118,7 +112,7 @@ class RestStatsCounter:
         return stats
 
 
-class RestClient:
+class RestClient(RestHelpers):
     def __init__(
         self,
         token: str,
