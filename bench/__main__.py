@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "scale": "bench.scale",
     "recovery": "bench.recovery",
     "overhead": "bench.overhead",
+    "rest": "bench.rest",
     "sink_redis": "bench.sink_redis",  # provided by the Redis engineer; run when present
 }
 OPTIONAL = frozenset({"sink_redis"})
