@@ -126,8 +126,8 @@ def run(quick: bool) -> list[Row]:
             direction=">=",
             threshold=0.9,
             note=f"{WORKERS} workers x {CHANNELS_PER_WORKER} channels through the supervisor's "
-            f"ledger, {seconds:.0f}s after {warmup:.0f}s of warm-up; global violations {global_v}, bucket violations "
-            f"{bucket_v}, 429s {limited}",
+            f"ledger, {seconds:.0f}s after {warmup:.0f}s of warm-up; global violations "
+            f"{global_v}, bucket violations {bucket_v}, 429s {limited}",
             error=""
             if clean
             else f"{global_v} global / {bucket_v} bucket violations, {limited} 429s",
