@@ -14,6 +14,7 @@ import collections
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -165,8 +166,6 @@ class RestClient(RestHelpers):
         if content_type is not None:
             headers["Content-Type"] = content_type
         if reason:
-            from urllib.parse import quote
-
             headers["X-Audit-Log-Reason"] = quote(reason[:512], safe=" ")
         params_q = {
             k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (query or {}).items()

@@ -27,6 +27,10 @@ class Coordinator(Protocol):
         """Up to ``want`` tokens (at least one) and the monotonic deadline to send them by."""
         ...
 
+    def try_take_global(self, want: int) -> tuple[int, float] | None:
+        """The same without waiting, when the answer is at hand (None: ask ``take_global``)."""
+        ...
+
     async def claim(self, key: str) -> ipc.RestKeyState | None:
         """Return once this worker owns ``key``, with the previous owner's state."""
         ...
@@ -50,11 +54,16 @@ class LocalCoordinator:
 
     async def take_global(self, want: int) -> tuple[int, float]:
         while True:
+            got = self.try_take_global(want)
+            if got is not None:
+                return got
             now = self._clock.monotonic()
-            granted = self._ledger.take(now, want)
-            if granted:
-                return granted, now + LEASE_S
             await self._clock.sleep(self._ledger.next_free_in(now))
+
+    def try_take_global(self, want: int) -> tuple[int, float] | None:
+        now = self._clock.monotonic()
+        granted = self._ledger.take(now, want)
+        return (granted, now + LEASE_S) if granted else None
 
     async def claim(self, key: str) -> ipc.RestKeyState | None:
         return None
@@ -98,6 +107,9 @@ class RemoteCoordinator:
             return await future
         finally:
             self._asks.pop(nonce, None)
+
+    def try_take_global(self, want: int) -> tuple[int, float] | None:
+        return None  # always a round trip to the supervisor
 
     async def claim(self, key: str) -> ipc.RestKeyState | None:
         while True:
@@ -184,9 +196,16 @@ class GlobalGate:
 
     async def acquire(self) -> None:
         now = self._clock.monotonic()
-        if not self._waiters and self._tokens > 0 and self._paused_until <= now < self._until:
-            self._tokens -= 1
-            return
+        if not self._waiters and self._paused_until <= now:
+            if self._tokens <= 0 or now >= self._until:
+                # Nobody queued: take straight from the coordinator if it can answer now
+                # (no pump task, no extra loop turns on the quiet path).
+                got = self._coordinator.try_take_global(1)
+                if got is not None:
+                    self._tokens, self._until = got
+            if self._tokens > 0 and now < self._until:
+                self._tokens -= 1
+                return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         if self._pump is None or self._pump.done():

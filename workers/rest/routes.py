@@ -10,6 +10,7 @@ that received the interaction, and do not count against the global limit."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import string
 from typing import Final
@@ -45,8 +46,16 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
-def template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in _FORMATTER.parse(template) if name]
+@functools.lru_cache(maxsize=1024)
+def template_fields(template: str) -> tuple[str, ...]:
+    """The parameter names of a template (cached: templates are few, calls are many)."""
+    return tuple(name for _, name, _, _ in _FORMATTER.parse(template) if name)
+
+
+def _quote(value: str | int) -> str:
+    text = str(value)
+    # Snowflakes are digits: nothing to quote (the common case, kept cheap).
+    return text if text.isdigit() else quote(text, safe="")
 
 
 def compile_route(method: str, template: str, params: dict[str, str | int]) -> Route:
@@ -56,26 +65,23 @@ def compile_route(method: str, template: str, params: dict[str, str | int]) -> R
         raise ValueError(f"route template must start with '/': {template!r}")
     method = method.upper()
     names = template_fields(template)
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise ValueError(f"route {template} needs parameter(s) {', '.join(missing)}")
-    extra = sorted(set(params) - set(names))
-    if extra:
+    if len(params) != len(names) or not all(n in params for n in names):
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise ValueError(f"route {template} needs parameter(s) {', '.join(missing)}")
+        extra = sorted(set(params) - set(names))
         raise ValueError(f"route {template} has no parameter(s) {', '.join(extra)}")
-    values = {n: quote(str(params[n]), safe="") for n in names}
-    path = template.format_map(values)
+    path = template.format_map({n: _quote(params[n]) for n in names}) if names else template
     if template.startswith("/interactions/"):
         ident = str(params.get("interaction_id", ""))
         return Route(method, template, path, f"interaction:{ident}", True, True)
-    if INTERACTION_TOKEN in names:
+    if INTERACTION_TOKEN in params:
         key = f"interaction-webhook:{_digest(str(params[INTERACTION_TOKEN]))}"
         return Route(method, template, path, key, True, True)
-    majors = [n for n in MAJOR_PARAMS if n in names]
-    if "webhook_id" in majors and "webhook_token" in names:
+    if "webhook_id" in params and "webhook_token" in params:
         key = f"webhook:{params['webhook_id']}:{_digest(str(params['webhook_token']))}"
-    elif majors:
-        first = majors[0]
-        key = f"{first.removesuffix('_id')}:{params[first]}"
-    else:
-        key = "-"
-    return Route(method, template, path, key, False, False)
+        return Route(method, template, path, key, False, False)
+    for major in MAJOR_PARAMS:
+        if major in params:
+            return Route(method, template, path, f"{major[:-3]}:{params[major]}", False, False)
+    return Route(method, template, path, "-", False, False)
