@@ -172,12 +172,9 @@ class RestHelpers:
         content: str | None = None,
         **fields: Any,
     ) -> Any:
-        return await self.request(
-            "POST",
-            "/webhooks/{application_id}/{interaction_token}",
-            application_id=application_id,
-            interaction_token=interaction_token,
-            json=message_body(content, fields),
+        """Another message after the initial response (for 15 minutes)."""
+        return await self._interaction_webhook(
+            "POST", "", application_id, interaction_token, message_body(content, fields)
         )
 
     async def edit_original(
@@ -187,12 +184,29 @@ class RestHelpers:
         content: str | None = None,
         **fields: Any,
     ) -> Any:
-        return await self.request(
+        """Change the initial response."""
+        return await self._interaction_webhook(
             "PATCH",
-            "/webhooks/{application_id}/{interaction_token}/messages/@original",
+            "/messages/@original",
+            application_id,
+            interaction_token,
+            message_body(content, fields),
+        )
+
+    async def _interaction_webhook(
+        self,
+        method: str,
+        suffix: str,
+        application_id: Snowflake,
+        interaction_token: str,
+        body: dict[str, Any],
+    ) -> Any:
+        return await self.request(
+            method,
+            "/webhooks/{application_id}/{interaction_token}" + suffix,
             application_id=application_id,
             interaction_token=interaction_token,
-            json=message_body(content, fields),
+            json=body,
         )
 
     async def bulk_overwrite_commands(
