@@ -44,6 +44,34 @@ class GlobalSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+class KeySource(Protocol):
+    """Who holds which key across hosts (``restlimits_redis.RedisKeys``): a host holds a
+    key before any of its workers may own it, and hands it over with its state."""
+
+    renew_interval_s: float
+
+    async def acquire(self, key: str) -> tuple[bool, ipc.RestKeyState | None, float]:
+        """(held now, the last holder's state, seconds to wait before asking again)."""
+        ...
+
+    async def renew(self, keys: list[str]) -> tuple[list[str], list[str]]:
+        """Keep holding ``keys``: (those another host waits for, those no longer ours)."""
+        ...
+
+    async def release(self, key: str, state: ipc.RestKeyState | None) -> None: ...
+
+
+def age_state(state: ipc.RestKeyState, age_s: float) -> ipc.RestKeyState:
+    """``state`` as it stands ``age_s`` later: a bucket whose reset has passed is in a new
+    window, so it is unknown again rather than stale."""
+    buckets = [
+        ipc.RestBucket(b.bucket, b.limit, b.remaining, b.reset_after_s - age_s)
+        for b in state.buckets
+        if b.reset_after_s > age_s
+    ]
+    return ipc.RestKeyState(buckets=buckets, routes=state.routes)
+
+
 class LocalGlobal:
     """The global limit of one host: a ``GlobalLedger`` on the supervisor's clock."""
 
@@ -71,8 +99,18 @@ class RestBroker:
         *,
         api_base: str = DISCORD_API,
         invalid_limit: int = 8000,
+        keys: KeySource | None = None,
     ) -> None:
         self.source = source
+        # Across hosts: a key must be held by this host before a worker may own it.
+        self._keys = keys
+        self._held: set[str] = set()
+        self._acquiring: set[str] = set()
+        self._remote_wanted: set[str] = set()
+        # releases on their way to Redis: a new acquire of the key waits for its release,
+        # or the late release would free the key we just took again
+        self._releasing: dict[str, asyncio.Task[None]] = {}
+        self._renewer: asyncio.Task[None] | None = None
         # what each worker's config carries: where REST goes, its share of the guard
         self.api_base = api_base
         self.invalid_limit = invalid_limit
@@ -87,6 +125,17 @@ class RestBroker:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.granted = 0
+
+    def spent(self, requests: int) -> None:
+        """Requests the supervisor itself sent (discovery) count against the limit too."""
+        self._spawn(self._spend(requests))
+
+    async def _spend(self, requests: int) -> None:
+        async with self._global_lock:
+            left = requests
+            while left > 0:
+                got, _ = await self.source.take(left)
+                left -= got
 
     def worker_invalid_limit(self, workers: int) -> int:
         """Each worker's share of the invalid-request guard: together they stay below it."""
@@ -147,6 +196,10 @@ class RestBroker:
     # ---------------------------------------------------------------- key ownership
 
     def _claim(self, owner: Owner, key: str) -> None:
+        if self._keys is not None and key not in self._held:
+            self._enqueue(owner, key)
+            self._acquire(key)
+            return
         current = self._owners.get(key)
         if current is None:
             self._owners[key] = owner
@@ -159,11 +212,14 @@ class RestBroker:
             # it lost track: either way it is the owner; nothing else is known here.
             self._spawn(self._post(owner, ipc.RestOwned(gen=owner[1], key=key, state=None)))
             return
+        if self._enqueue(owner, key) == 1:
+            self._spawn(self._post(current, ipc.RestYield(gen=current[1], key=key)))
+
+    def _enqueue(self, owner: Owner, key: str) -> int:
         queue = self._queues.setdefault(key, collections.deque())
         if owner not in queue:
             queue.append(owner)
-        if len(queue) == 1:
-            self._spawn(self._post(current, ipc.RestYield(gen=current[1], key=key)))
+        return len(queue)
 
     def _release(self, owner: Owner, key: str, state: ipc.RestKeyState) -> None:
         if self._owners.get(key) != owner:
@@ -171,6 +227,14 @@ class RestBroker:
         self._pass_on(key, state)
 
     def _pass_on(self, key: str, state: ipc.RestKeyState | None) -> None:
+        if self._keys is not None and (key in self._remote_wanted or key not in self._held):
+            # Another host waits (it goes first, or a busy host would keep the key for
+            # ever), or the hold was lost: hand over through Redis; ours queue again.
+            self._owners.pop(key, None)
+            self._hand_over(key, state)
+            if self._queues.get(key):
+                self._acquire(key)
+            return
         queue = self._queues.get(key)
         while queue:
             nxt = queue.popleft()
@@ -183,7 +247,7 @@ class RestBroker:
                     del self._queues[key]
                 return
         self._queues.pop(key, None)
-        del self._owners[key]
+        self._owners.pop(key, None)
         if state is not None:
             self._states[key] = (state, self._clock.monotonic())
             self._states.move_to_end(key)
@@ -195,14 +259,89 @@ class RestBroker:
         if kept is None:
             return None
         state, released = kept
-        age = self._clock.monotonic() - released
-        # A bucket whose reset has passed is in a new window: unknown again, not stale.
-        buckets = [
-            ipc.RestBucket(b.bucket, b.limit, b.remaining, b.reset_after_s - age)
-            for b in state.buckets
-            if b.reset_after_s > age
-        ]
-        return ipc.RestKeyState(buckets=buckets, routes=state.routes)
+        return age_state(state, self._clock.monotonic() - released)
+
+    # ---------------------------------------------------------------- keys across hosts
+
+    def _acquire(self, key: str) -> None:
+        if key not in self._acquiring:
+            self._acquiring.add(key)
+            self._spawn(self._acquire_loop(key))
+
+    async def _acquire_loop(self, key: str) -> None:
+        assert self._keys is not None
+        try:
+            releasing = self._releasing.get(key)
+            if releasing is not None:
+                await asyncio.wait([releasing])
+            while True:
+                queue = self._queues.get(key)
+                if not queue or not any(o in self._sends for o in queue):
+                    self._queues.pop(key, None)
+                    return  # nobody here wants it any more
+                try:
+                    held, state, retry_s = await self._keys.acquire(key)
+                except Exception:
+                    log.exception("REST key coordination failed", extra=fields(key=key))
+                    held, state, retry_s = False, None, 0.5
+                if held:
+                    break
+                await self._clock.sleep(retry_s)
+        finally:
+            self._acquiring.discard(key)
+        self._held.add(key)
+        self._states.pop(key, None)  # the last holder's state is the newer one
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.ensure_future(self._renew_loop())
+            self._tasks.add(self._renewer)
+            self._renewer.add_done_callback(self._tasks.discard)
+        if key not in self._owners:  # else its owner's release passes it on
+            self._pass_on(key, state)
+
+    async def _renew_loop(self) -> None:
+        assert self._keys is not None
+        while self._held:
+            await self._clock.sleep(self._keys.renew_interval_s)
+            try:
+                wanted, lost = await self._keys.renew(sorted(self._held))
+            except Exception:
+                log.exception("REST key coordination failed to renew holds")
+                continue
+            for key in lost:
+                # Redis forgot us (an outage longer than the lease): whoever owns it here
+                # finishes its request, then everyone asks Redis again.
+                self._held.discard(key)
+                self._remote_wanted.discard(key)
+                self._states.pop(key, None)
+            for key in [*wanted, *lost]:
+                owner = self._owners.get(key)
+                if key in self._held:
+                    self._remote_wanted.add(key)
+                if owner is None:
+                    self._hand_over(key, self._state(key))
+                elif key not in self._queues:
+                    # (with local claimants queued, the owner was asked already)
+                    self._spawn(self._post(owner, ipc.RestYield(gen=owner[1], key=key)))
+
+    def _hand_over(self, key: str, state: ipc.RestKeyState | None) -> None:
+        self._remote_wanted.discard(key)
+        if key in self._held and self._keys is not None:
+            self._held.discard(key)
+            task = asyncio.ensure_future(self._release_key(key, state))
+            self._releasing[key] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _release_key(self, key: str, state: ipc.RestKeyState | None) -> None:
+        assert self._keys is not None
+        try:
+            await self._keys.release(key, state)
+        except Exception:
+            # Its lease ends on its own; the next host waits for that.
+            log.exception("REST key coordination failed to release", extra=fields(key=key))
+        finally:
+            if self._releasing.get(key) is asyncio.current_task():
+                del self._releasing[key]
 
     # ---------------------------------------------------------------- plumbing
 
@@ -236,19 +375,27 @@ class RestSettings(Protocol):
 
 def make_broker(settings: RestSettings, token: str, clock: Clock = REAL_CLOCK) -> RestBroker:
     """The broker for ``--rest-limiter`` (default: the ``--identify-limiter`` URL, so one
-    Redis URL coordinates everything several hosts share)."""
+    Redis URL coordinates everything several hosts share). Call it in the event loop, right
+    after discovery."""
     url = settings.rest_limiter or settings.identify_limiter
     source: GlobalSource
+    keys: KeySource | None = None
     if url == "local":
         source = LocalGlobal(settings.rest_global_limit, clock)
     else:
-        from shardmgr.restlimits_redis import RedisGlobal
+        from shardmgr.restlimits_redis import RedisRest
 
         what = "--rest-limiter" if settings.rest_limiter else "--identify-limiter"
-        source = RedisGlobal(url, settings.rest_global_limit, token=token, clock=clock, what=what)
-    return RestBroker(
+        source = keys = RedisRest(
+            url, settings.rest_global_limit, token=token, clock=clock, what=what
+        )
+    broker = RestBroker(
         source,
         clock,
         api_base=settings.api_base,
         invalid_limit=settings.rest_invalid_limit,
+        keys=keys,
     )
+    # Made right after discovery, whose GET /gateway/bot counts against the global limit.
+    broker.spent(1)
+    return broker

@@ -68,6 +68,7 @@ class DiscordServer:
             collections.deque
         )
         self._global: collections.deque[float] = collections.deque()
+        self.arrivals: list[float] = []  # global-limited arrivals, for diagnosis
         self._buckets: dict[str, list[float]] = {}  # channel -> [remaining, reset_at]
         self._ids = itertools.count(1_000_000_000_000_000_000)
         self._runner: web.AppRunner | None = None
@@ -115,6 +116,7 @@ class DiscordServer:
                 c["rate_limited"] += 1
                 c["invalid_requests"] += 1
                 self._global.append(now)
+                self.arrivals.append(now)
                 return self._json(
                     429,
                     {"message": "You are being rate limited.", "retry_after": 0.2, "global": True},
@@ -125,6 +127,7 @@ class DiscordServer:
                     },
                 )
             self._global.append(now)
+            self.arrivals.append(now)
         if self.upstream is not None and path in PROXIED:
             async with aiohttp.ClientSession() as http:
                 url = self.upstream + path

@@ -13,7 +13,7 @@ from tests.rest.discord_server import MESSAGE_BUCKET, TOKEN, Canned, DiscordServ
 from workers import redact
 from workers.rest import errors
 from workers.rest.buckets import RATE_LIMIT_RETRIES, SERVER_RETRIES
-from workers.rest.client import File
+from workers.rest.files import File
 
 MESSAGES = "/channels/{channel_id}/messages"
 

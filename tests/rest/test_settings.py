@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
@@ -9,6 +11,7 @@ from shardmgr.config import Settings, load_settings, validate
 from shardmgr.errors import UserError
 from shardmgr.restlimits import LocalGlobal, make_broker
 from tests.rest.discord_server import TOKEN
+from workers.clock import REAL_CLOCK
 
 
 def test_rest_defaults_are_discords_global_limit_and_a_margin_below_the_ban() -> None:
@@ -41,9 +44,19 @@ async def test_broker_follows_the_identify_limiter_unless_overridden() -> None:
     assert local.api_base == "http://127.0.0.1:1/api"
     assert local.worker_invalid_limit(4) == 2000
     redis = make_broker(Settings(identify_limiter="redis://127.0.0.1:1/0"), TOKEN)
-    assert type(redis.source).__name__ == "RedisGlobal"
+    assert type(redis.source).__name__ == "RedisRest"
     await redis.aclose()
     override = make_broker(
         Settings(identify_limiter="redis://127.0.0.1:1/0", rest_limiter="local"), TOKEN
     )
     assert isinstance(override.source, LocalGlobal)
+    for broker in (local, override):
+        await broker.aclose()
+
+
+async def test_the_discovery_request_counts_against_the_global_limit() -> None:
+    broker = make_broker(Settings(rest_global_limit=7), TOKEN)
+    assert isinstance(broker.source, LocalGlobal)
+    await asyncio.sleep(0)
+    assert broker.source.ledger.available(REAL_CLOCK.monotonic()) == 6
+    await broker.aclose()
