@@ -229,7 +229,9 @@ class RestClient(RestHelpers):
                 await self._clock.sleep(wait)
                 continue
             if not route.exempt_global:
-                await self._gate.acquire()
+                deadline = await self._gate.acquire()
+                if self._clock.monotonic() >= deadline:
+                    continue  # a busy loop resumed us after the token's lease: it is void
             now = self._clock.monotonic()
             if waited_since is not None:
                 self.stats.wait_s += now - waited_since

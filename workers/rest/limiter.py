@@ -187,14 +187,15 @@ class GlobalGate:
         self._tokens = 0
         self._until = 0.0
         self._paused_until = 0.0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[float]] = collections.deque()
         self._pump: asyncio.Task[None] | None = None
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)
         self._tokens = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float:
+        """Wait for one token; returns the monotonic deadline to send it by."""
         now = self._clock.monotonic()
         if not self._waiters and self._paused_until <= now:
             if self._tokens <= 0 or now >= self._until:
@@ -205,16 +206,18 @@ class GlobalGate:
                     self._tokens, self._until = got
             if self._tokens > 0 and now < self._until:
                 self._tokens -= 1
-                return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                return self._until
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._run(), name="rest-global")
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self._tokens += 1  # granted but not used: keep it for the next request
+            if future.done() and not future.cancelled() and future.result() == self._until:
+                # granted but not used: the next request may have it (only while it is
+                # still of the current grant, which the ledger counted)
+                self._tokens += 1
             raise
         finally:
             if future in self._waiters:
@@ -231,7 +234,7 @@ class GlobalGate:
                     future = self._waiters.popleft()
                     if not future.done():
                         self._tokens -= 1
-                        future.set_result(None)
+                        future.set_result(self._until)
                 continue
             self._tokens = 0
             live = sum(1 for f in self._waiters if not f.done())
