@@ -11,9 +11,11 @@ import pytest
 from tests.rest.conftest import InstantClock, MakeClient
 from tests.rest.discord_server import MESSAGE_BUCKET, TOKEN, Canned, DiscordServer
 from workers import redact
+from workers.clock import REAL_CLOCK
 from workers.rest import errors
 from workers.rest.buckets import RATE_LIMIT_RETRIES, SERVER_RETRIES
 from workers.rest.files import File
+from workers.rest.limiter import LocalCoordinator
 
 MESSAGES = "/channels/{channel_id}/messages"
 
@@ -231,3 +233,25 @@ async def test_interaction_callback_skips_the_global_limit(
         json={"type": 4, "data": {"content": "pong"}},
     )
     assert rest._clock.monotonic() - started < 0.5
+
+
+async def test_a_token_whose_lease_ran_out_is_not_used(
+    discord: DiscordServer, make_client: MakeClient
+) -> None:
+    class LateGrants(LocalCoordinator):
+        asks = 0
+
+        def try_take_global(self, want: int) -> tuple[int, float] | None:
+            return None
+
+        async def take_global(self, want: int) -> tuple[int, float]:
+            self.asks += 1
+            now = REAL_CLOCK.monotonic()
+            # the first grant arrives after its lease (a busy pipe): void
+            return want, (now - 1.0 if self.asks == 1 else now + 60.0)
+
+    coordinator = LateGrants(50)
+    rest = await make_client(coordinator)
+    await rest.request("GET", "/users/@me")
+    assert coordinator.asks == 2
+    assert discord.counters["requests"] == 1
