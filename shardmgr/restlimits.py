@@ -169,6 +169,15 @@ class RestBroker:
             self._pass_on(key, None)
 
     async def aclose(self) -> None:
+        if self._keys is not None and self._held:
+            # Workers are gone by now: give the keys back at once, so another host does
+            # not wait for their leases to run out.
+            releases = [self._keys.release(k, self._state(k)) for k in sorted(self._held)]
+            self._held.clear()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    asyncio.gather(*releases, return_exceptions=True), SEND_TIMEOUT_S
+                )
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -64,3 +64,17 @@ async def test_the_global_key_lives_under_the_bots_namespace(
         assert tokens == 1
     finally:
         await source.aclose()
+
+
+async def test_a_stopping_supervisor_gives_its_keys_back_at_once(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    first, second = (RedisRest(redis_server.url, 50, token=TOKEN) for _ in (0, 1))
+    broker = RestBroker(first, keys=first)
+    broker._held.add("channel:1")
+    assert (await first.acquire("channel:1"))[0]
+    assert not (await second.acquire("channel:1"))[0]
+    await broker.aclose()
+    held, _, _ = await second.acquire("channel:1")
+    assert held  # without waiting for the lease to run out
+    await second.aclose()
