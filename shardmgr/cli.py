@@ -66,6 +66,9 @@ _HELP: dict[str, str] = {
     "resume_window_s": "saved sessions older than this are not resumed",
     "log_level": "debug, info, warning or error",
     "log_json": "JSON log lines instead of key=value",
+    "rest_global_limit": "REST requests per second for the whole bot (Discord's default: 50)",
+    "rest_limiter": "'local' or a redis:// URL for REST limits (default: --identify-limiter)",
+    "rest_invalid_limit": "401/403/429 answers per 10 minutes before REST refuses (max 9500)",
 }
 
 

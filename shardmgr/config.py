@@ -50,6 +50,10 @@ SINK_HANDLER: Final = "shardmgr.sinks.redis_stream:sink"
 MIN_MESSAGE_BYTES: Final = 1024 * 1024
 DEFAULT_HANDLER: Final = "shardmgr.handlers:null"
 LARGE_THRESHOLD_RANGE: Final = (50, 250)
+# Discord bans an IP after 10,000 401/403/429 answers in 10 minutes; keep well below.
+REST_INVALID_LIMIT: Final = 8000
+REST_INVALID_MAX: Final = 9500
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
 def default_state_dir() -> str:
@@ -117,6 +121,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     presence_activity: str | None = None
     presence_activity_type: str = "playing"
     max_message_bytes: int = 64 * 1024 * 1024
+    # --- REST client (issue 14) ---
+    rest_global_limit: int = 50
+    rest_limiter: str | None = None  # None: the identify limiter's (local or redis://)
+    rest_invalid_limit: int = REST_INVALID_LIMIT
 
     @property
     def state_path(self) -> Path:
@@ -395,6 +403,7 @@ def validate(s: Settings, where: Where = flag_name) -> None:
         )
     _validate_timing(s, where)
     _validate_redis(s, where)
+    _validate_rest(s, where)
     _validate_gateway_options(s, where)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise UserError(
@@ -494,6 +503,23 @@ def _validate_gateway_options(s: Settings, where: Where) -> None:
     for name in ("identify_browser", "identify_device"):
         if not getattr(s, name).strip():
             raise UserError(f"{where(name)} must not be empty")
+
+
+def _validate_rest(s: Settings, where: Where) -> None:
+    if s.rest_global_limit < 1:
+        raise UserError(
+            f"{where('rest_global_limit')} must be at least 1 (Discord's default is 50)"
+        )
+    if not 1 <= s.rest_invalid_limit <= REST_INVALID_MAX:
+        raise UserError(
+            f"{where('rest_invalid_limit')} must be 1 to {REST_INVALID_MAX}: Discord bans the "
+            "IP at 10,000 answers with 401/403/429 in 10 minutes"
+        )
+    limiter = s.rest_limiter
+    if limiter not in (None, "local") and not limiter.startswith(REDIS_SCHEMES):
+        raise UserError(
+            f"{where('rest_limiter')} must be 'local' or a redis:// URL, not {safe_url(limiter)!r}"
+        )
 
 
 def _validate_redis(s: Settings, where: Where) -> None:

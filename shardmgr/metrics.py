@@ -42,6 +42,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from shardmgr.restmetrics import RestMetrics
 from shardmgr.shardtable import SHARD_STATES, state_after, state_without_worker
 from workers import ipc
 from workers.events import DISPATCH_NAMES
@@ -350,6 +351,7 @@ class Metrics:
             self.shards_by_state.labels(state).set(0)
         self.budget_exhausted_gauge.set(0)
         self.identify_limiter_available_gauge.set(1)
+        self.rest = RestMetrics(self.registry)
 
     # ------------------------------------------------------------------ plan and workers
 
@@ -474,6 +476,8 @@ class Metrics:
             self._on_stopped(worker_id, msg)
         elif isinstance(msg, ipc.Started):
             self._cpu_seen[worker_id] = (msg.gen, 0.0)
+        elif isinstance(msg, ipc.RestStats):
+            self.rest.on_stats(worker_id, msg)
         implied = state_after(msg)
         if implied is not None:
             self._set_state(implied[0], worker_id, implied[1])

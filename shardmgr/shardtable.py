@@ -34,6 +34,10 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             | ipc.IdentifyRelease()
             | ipc.IdentifySent()
             | ipc.CommandQueued()
+            | ipc.RestGlobalAsk()
+            | ipc.RestClaim()
+            | ipc.RestRelease()
+            | ipc.RestStats()
             | ipc.Stats()
             | ipc.Suspended()
         ):

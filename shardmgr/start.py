@@ -241,6 +241,7 @@ async def _run(
     warn_if_unshared_slice(settings, plan)
 
     from shardmgr.metrics import Metrics
+    from shardmgr.restlimits import make_broker
 
     metrics = Metrics()
     metrics.session_start_remaining(gateway.limits.remaining, gateway.limits.total)
@@ -260,6 +261,7 @@ async def _run(
             replan=replan,
             worker_env=worker_environment(settings, os.environ),
             announce=announce,
+            rest=make_broker(settings, token),
         )
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address

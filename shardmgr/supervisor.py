@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, assert_never
 
+import msgspec
+
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
 from shardmgr.httpapi import CommandQueueFull
@@ -19,6 +21,7 @@ from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
 from shardmgr.restarts import RestartPolicy
+from shardmgr.restlimits import LocalGlobal, RestBroker
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
@@ -69,6 +72,7 @@ class Supervisor:
         worker_env: Mapping[str, str] | None = None,
         clock: Clock = REAL_CLOCK,
         announce: Callable[[str], None] = print,
+        rest: RestBroker | None = None,
     ) -> None:
         """``replan(old_plan)`` is awaited after a 4011 and returns the fresh discovery and
         the plan for the new shard count, or None to keep the current plan. ``announce``
@@ -101,6 +105,8 @@ class Supervisor:
         # SendCommand nonce -> the worker's CommandQueued answer, awaited by send_command
         self._command_nonces = itertools.count(1)
         self._command_replies: dict[int, asyncio.Future[ipc.CommandQueued]] = {}
+        # REST limits shared by the workers (issue 14): Discord's default global limit
+        self.rest = rest if rest is not None else RestBroker(LocalGlobal(50, clock), clock)
         self._slots: dict[int, WorkerSlot] = {}
         self._progress: asyncio.Task[None] | None = None
         self.shards = ShardTable([])
@@ -241,7 +247,16 @@ class Supervisor:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.permits.aclose()
         with contextlib.suppress(Exception):
+            await self.rest.aclose()
+        with contextlib.suppress(Exception):
             await self.limiter.aclose()
+
+    def process_gone(self, slot: WorkerSlot, gen: int) -> None:
+        """A worker process of ``slot`` is reaped: its REST keys go back, and if it was the
+        slot's current one, its shards have no connection whatever it last reported."""
+        self.rest.gone((slot.worker_id, gen))
+        if slot.gen == gen:
+            self.shards.worker_gone(slot.shard_ids)
 
     # ---------------------------------------------------------------- worker reports
 
@@ -274,6 +289,11 @@ class Supervisor:
                 reply = self._command_replies.get(msg.nonce)
                 if reply is not None and not reply.done():
                     reply.set_result(msg)
+            case ipc.RestGlobalAsk() | ipc.RestClaim() | ipc.RestRelease():
+                assert slot.proc is not None
+                self.rest.handle((worker_id, msg.gen), msg, slot.proc.send)
+            case ipc.RestStats():
+                pass  # metrics only (on_worker_message)
             case ipc.ShardStopped():
                 self.shards.apply(worker_id, msg)
                 self._on_shard_stopped(slot, msg)
@@ -431,7 +451,7 @@ class Supervisor:
 
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
         """What a new process for ``slot`` is started with (its shards resume if they can)."""
-        return worker_config(
+        config = worker_config(
             self.settings,
             worker_id=slot.worker_id,
             token=self._token,
@@ -442,6 +462,9 @@ class Supervisor:
                 for sid in slot.shard_ids
             ],
         )
+        # Each worker guards its share, so that together they stay under the bot's guard.
+        share = self.rest.worker_invalid_limit(len(self._slots))
+        return msgspec.structs.replace(config, rest_invalid_limit=share)
 
     # ---------------------------------------------------------------- operator commands
 

@@ -15,6 +15,7 @@ from workers.protocol import Op, parse_presence_status
 
 if TYPE_CHECKING:
     from workers.ipc import ShardState
+    from workers.rest.client import RestClient
     from workers.shard import Shard
 
 _current: Gateway | None = None
@@ -29,12 +30,24 @@ class Gateway:
     """The worker's shards as seen by the bot. ``shards`` is the runtime's live mapping."""
 
     def __init__(
-        self, shards: Mapping[int, Shard], num_shards: int, planned: Iterable[int] = ()
+        self,
+        shards: Mapping[int, Shard],
+        num_shards: int,
+        planned: Iterable[int] = (),
+        rest: RestClient | None = None,
     ) -> None:
         self._shards = shards
         self.num_shards = num_shards
         # The worker's shards before they exist: the handler's start(gateway) runs first.
         self._planned = frozenset(planned)
+        self._rest = rest
+
+    @property
+    def rest(self) -> RestClient:
+        """Discord's REST API with the bot's token; limits shared by every worker."""
+        if self._rest is None:
+            raise RuntimeError("no REST client in this gateway")
+        return self._rest
 
     @property
     def shard_ids(self) -> list[int]:

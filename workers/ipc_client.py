@@ -22,6 +22,7 @@ from workers import ipc, logsetup, redact
 from workers.commands import QueueFull, ShardClosed
 from workers.handlers import HandlerLoadError, load_handler
 from workers.permits import PermitRefused
+from workers.rest.limiter import RemoteCoordinator
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ class WorkerProcess:
         self.runtime: WorkerRuntime | None = None
         self._channel: IpcChannel | None = None
         self._permits: IpcPermits | None = None
+        self._rest: RemoteCoordinator | None = None
         self._shutdown: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
 
@@ -212,13 +214,16 @@ class WorkerProcess:
         logsetup.configure(config.log_level, config.log_json)
         channel = self._channel = IpcChannel(self._writer, first.gen)
         self._permits = IpcPermits(channel)
+        self._rest = RemoteCoordinator(channel.send, first.gen)
         try:
             handler = load_handler(config.handler)
         except HandlerLoadError as exc:
             log.error("cannot load handler", extra={"error": str(exc)})
             return 2
         try:
-            self.runtime = WorkerRuntime(config, self._permits, IpcReporter(channel), handler)
+            self.runtime = WorkerRuntime(
+                config, self._permits, IpcReporter(channel), handler, rest_coordinator=self._rest
+            )
             await self.runtime.start()
         except (ValueError, msgspec.ValidationError) as exc:
             log.error("invalid worker configuration", extra={"error": str(exc)})
@@ -282,6 +287,9 @@ class WorkerProcess:
                     permits.refused(msg.nonce, msg.reason)
                 case ipc.SendCommand():
                     self._command(msg)
+                case ipc.RestGlobalGrant() | ipc.RestOwned() | ipc.RestYield():
+                    assert self._rest is not None
+                    self._rest.deliver(msg)
                 case ipc.Shutdown():
                     # Its own task: this loop keeps answering pings while shards close.
                     self._begin_shutdown(msg.keep_sessions)
@@ -350,6 +358,8 @@ class WorkerProcess:
             await runtime.stop()
         if self._permits is not None:
             self._permits.fail_all("worker shutting down")
+        if self._rest is not None:
+            self._rest.fail_all()
         await channel.drain()
         self._finished.set()
 

@@ -17,6 +17,8 @@ from workers.clock import REAL_CLOCK, Clock
 from workers.handlers import Delivery, Handler, as_handler
 from workers.permits import IdentifyPermit
 from workers.reporter import Reporter, ShardCounters, StatsCollector
+from workers.rest.client import RestClient
+from workers.rest.limiter import Coordinator, LocalCoordinator
 from workers.shard import Shard
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class WorkerRuntime:
         handler: Handler | object | str | None = None,
         clock: Clock = REAL_CLOCK,
         rng: random.Random | None = None,
+        rest_coordinator: Coordinator | None = None,
     ) -> None:
         self.config = config
         self.permits = permits
@@ -47,11 +50,21 @@ class WorkerRuntime:
             lambda: self.shards.values(), reporter, config.report_interval_s, clock
         )
         self._closed = False
+        # Alone (no supervisor), the worker keeps Discord's default global limit itself.
+        self.rest = RestClient(
+            config.token,
+            config.api_base,
+            rest_coordinator or LocalCoordinator(50, clock),
+            invalid_limit=config.rest_invalid_limit,
+            clock=clock,
+        )
 
     async def start(self) -> None:
         # Filled in below; the handler may keep it and use it once shards are connected.
         planned = [a.shard_id for a in self.config.shards]
-        self.gateway = gateway_api.Gateway(self.shards, self.config.num_shards, planned)
+        self.gateway = gateway_api.Gateway(
+            self.shards, self.config.num_shards, planned, rest=self.rest
+        )
         gateway_api.install(self.gateway)
         self.handler.check_intents(self.config.intents)
         await self.handler.start(self.gateway)
@@ -149,3 +162,4 @@ class WorkerRuntime:
             await self.handler.close()
         except Exception:
             log.exception("handler close failed")
+        await self.rest.aclose()

@@ -45,6 +45,7 @@ def exported_names() -> set[str]:
             rss_bytes=1,
             cpu_seconds=1.0,
         ),
+        ipc.RestStats(gen=1, requests=[ipc.RestRouteCount("GET /users/@me", 200, 1)]),
     ):
         m.on_worker_message(0, msg)
     body, _ = m.render()

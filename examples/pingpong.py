@@ -1,0 +1,68 @@
+"""The ping-pong bot: ``!ping`` gets a reply "pong", and the ``/ping`` slash command
+(registered when shard 0 is ready) is answered through the interaction callback.
+
+    shardmgr start --handler examples.pingpong:Bot --intents all
+
+Every worker runs one ``Bot``; REST calls share the bot's rate limits through the
+supervisor, whichever worker makes them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from workers.events import Event
+from workers.gateway import Gateway
+from workers.rest.errors import HTTPError
+from workers.rest.helpers import InteractionResponseType
+
+log = logging.getLogger(__name__)
+
+PING_COMMAND = {"name": "ping", "description": "Replies with pong", "type": 1}
+APPLICATION_COMMAND = 2  # interaction type
+
+
+class Bot:
+    def __init__(self) -> None:
+        self.gateway: Gateway | None = None
+        self.registered = False
+
+    async def start(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def _rest(self) -> Any:
+        assert self.gateway is not None, "start(gateway) runs before any event"
+        return self.gateway.rest
+
+    async def on_ready(self, event: Event) -> None:
+        # One worker registers the commands (a bulk overwrite is idempotent, but there is
+        # no point in every shard spending a request on it).
+        if event.shard_id != 0 or self.registered:
+            return
+        application_id = event.data()["application"]["id"]
+        try:
+            await self._rest.bulk_overwrite_commands(application_id, [PING_COMMAND])
+        except HTTPError as exc:
+            log.error("could not register /ping", extra={"error": str(exc)})
+            return
+        self.registered = True
+
+    async def on_message_create(self, event: Event) -> None:
+        message = event.data()
+        if message.get("content") != "!ping" or message.get("author", {}).get("bot"):
+            return
+        await self._rest.reply(message, "pong")
+
+    async def on_interaction_create(self, event: Event) -> None:
+        interaction = event.data()
+        if interaction.get("type") != APPLICATION_COMMAND:
+            return
+        if interaction.get("data", {}).get("name") != "ping":
+            return
+        await self._rest.interaction_callback(
+            interaction["id"],
+            interaction["token"],
+            InteractionResponseType.CHANNEL_MESSAGE_WITH_SOURCE,
+            {"content": "pong"},
+        )

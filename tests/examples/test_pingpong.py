@@ -1,0 +1,65 @@
+"""The ping-pong example bot against the Discord-shaped test server."""
+
+from __future__ import annotations
+
+import msgspec
+
+from examples.pingpong import PING_COMMAND, Bot
+from tests.rest.conftest import MakeClient
+from tests.rest.discord_server import Canned, DiscordServer
+from workers.events import Event
+from workers.gateway import Gateway
+
+
+def event(name: str, d: dict[str, object], shard_id: int = 0) -> Event:
+    return Event(shard_id, 1, name, msgspec.json.encode(d))
+
+
+async def started(make_client: MakeClient) -> Bot:
+    bot = Bot()
+    await bot.start(Gateway({}, 1, rest=await make_client()))
+    return bot
+
+
+async def test_ping_gets_a_pong_reply(discord: DiscordServer, make_client: MakeClient) -> None:
+    bot = await started(make_client)
+    d = {"id": "11", "channel_id": "5", "guild_id": "3", "content": "!ping", "author": {"id": "7"}}
+    await bot.on_message_create(event("MESSAGE_CREATE", d))
+    (reply,) = discord.messages["5"]
+    assert reply["content"] == "pong"
+    assert reply["message_reference"]["message_id"] == "11"
+
+
+async def test_other_messages_and_bots_get_nothing(
+    discord: DiscordServer, make_client: MakeClient
+) -> None:
+    bot = await started(make_client)
+    for d in (
+        {"id": "1", "channel_id": "5", "content": "hello", "author": {"id": "7"}},
+        {"id": "2", "channel_id": "5", "content": "!ping", "author": {"id": "8", "bot": True}},
+    ):
+        await bot.on_message_create(event("MESSAGE_CREATE", d))
+    assert discord.counters["requests"] == 0
+
+
+async def test_slash_ping_is_answered_through_the_callback(
+    discord: DiscordServer, make_client: MakeClient
+) -> None:
+    bot = await started(make_client)
+    d = {"id": "99", "token": "tok", "type": 2, "data": {"name": "ping"}}
+    await bot.on_interaction_create(event("INTERACTION_CREATE", d))
+    assert discord.seen_requests[-1] == ("POST", "/interactions/99/tok/callback")
+    assert msgspec.json.decode(discord.seen_bodies[-1]) == {"type": 4, "data": {"content": "pong"}}
+
+
+async def test_shard_zero_registers_ping_once(
+    discord: DiscordServer, make_client: MakeClient
+) -> None:
+    bot = await started(make_client)
+    discord.script["PUT /applications/42/commands"].append(Canned(200, b"[]"))
+    ready = {"application": {"id": "42"}}
+    await bot.on_ready(event("READY", ready, shard_id=1))
+    await bot.on_ready(event("READY", ready, shard_id=0))
+    await bot.on_ready(event("READY", ready, shard_id=0))
+    assert discord.seen_requests == [("PUT", "/applications/42/commands")]
+    assert msgspec.json.decode(discord.seen_bodies[-1]) == [PING_COMMAND]

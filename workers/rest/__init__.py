@@ -1,0 +1,1 @@
+"""The REST client handler code uses from inside a worker (``gateway.rest``)."""
