@@ -316,7 +316,7 @@ class Shard:
             # disabled logger's level check costs ~3% of this path (make bench).
             events = counters.events
             events[name] = events.get(name, 0) + 1
-            self._push(Event(self.shard_id, seq, name, envelope.d, self._epoch))
+            self._push(Event(self.shard_id, seq, name, envelope.d, self._epoch, self.session_id))
         elif op == Op.HEARTBEAT_ACK:
             latency = self.monitor.on_ack()
             if latency is not None:

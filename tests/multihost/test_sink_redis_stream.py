@@ -4,11 +4,9 @@ delivery loop calls it: one shard's batch at a time, in order, shards concurrent
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -17,27 +15,10 @@ from shardmgr.config import load_settings
 from shardmgr.errors import UserError
 from shardmgr.sinks.redis_stream import ENV_URL, RedisStreamSink, SinkConfig
 from tests.multihost.redis_server import RedisServer
-from workers.events import Event
+from tests.multihost.sink_helpers import body, events_for, read_back, sink_url
 from workers.handlers import load_handler
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
-
-
-def sink_url(server: RedisServer, **params: object) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"stream": "events", **params}.items())
-    return f"redis-stream://127.0.0.1:{server.port}/0?{query}"
-
-
-def body(shard: int, seq: int) -> bytes:
-    # raw gateway bytes: unusual spacing and non-ASCII must survive unchanged
-    return b'{"content": "caf\\u00e9 \xc3\xa9", "shard":%d, "n" :%d}' % (shard, seq)
-
-
-def events_for(shard: int, first: int, count: int) -> list[Event]:
-    return [
-        Event(shard, seq, "MESSAGE_CREATE", msgspec.Raw(body(shard, seq)))
-        for seq in range(first, first + count)
-    ]
 
 
 @pytest.fixture
@@ -60,17 +41,6 @@ async def make_sink(redis_server: RedisServer) -> AsyncIterator[Callable[..., Re
     yield make
     for sink in made:
         await sink.close()
-
-
-Entries = dict[int, list[tuple[int, bytes, bytes]]]
-
-
-async def read_back(client: Any, stream: str = "events") -> Entries:
-    """Per shard: (seq, t, d) in stream order."""
-    per_shard: Entries = defaultdict(list)
-    for _, data in await client.xrange(stream):
-        per_shard[int(data[b"shard"])].append((int(data[b"seq"]), data[b"t"], data[b"d"]))
-    return per_shard
 
 
 async def test_every_seq_of_every_shard_is_in_the_stream_once_and_in_order(
@@ -141,22 +111,23 @@ async def test_a_batch_whose_reply_was_lost_is_not_written_twice(
 ) -> None:
     sink = make_sink()
     await sink.start()
-    real_send = sink._send
+    real_script = sink._script
     calls = 0
 
-    async def send_then_lose_reply(chunk: Any) -> None:
+    async def write_then_lose_reply(**kw: Any) -> Any:
         nonlocal calls
         calls += 1
-        await real_send(chunk)
+        reply = await real_script(**kw)
         if calls == 1:
-            raise RedisConnectionError("connection lost after EXEC")
+            raise RedisConnectionError("connection lost after the script ran")
+        return reply
 
-    sink._send = send_then_lose_reply  # type: ignore[method-assign]
+    sink._script = write_then_lose_reply
     await sink.handle_batch(events_for(3, 1, 20))
     await sink.handle_batch(events_for(3, 21, 5))
-    assert calls == 2  # the first batch was found in the stream, not sent again
+    assert calls == 3  # the re-sent first batch was recognized, not written again
+    assert sink.duplicates == 1 and sink.retries == 1
     assert [seq for seq, _, _ in (await read_back(inspect))[3]] == list(range(1, 26))
-    assert sink.retries == 1
 
 
 async def test_configuration_comes_from_the_environment(
