@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from shardmgr import addressfile
-from shardmgr.config import ENV_PREFIX, Settings, default_state_dir
+from shardmgr.config import ENV_PREFIX, Settings, default_state_dir, validate
 from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
 from shardmgr.httpapi import HttpApi
@@ -28,6 +28,7 @@ from shardmgr.identify import (
 )
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, auto_shard_count, make_plan
+from shardmgr.redisurl import check_redis, resolve_url_files
 from shardmgr.sessions import SessionStore, read_state, write_state
 from shardmgr.settingvalues import LimiterKind
 from shardmgr.stop import KEEP_SIGNAL
@@ -151,6 +152,35 @@ def warn_if_unshared_slice(settings: Settings, plan: Plan) -> None:
         )
 
 
+def with_url_files(settings: Settings) -> Settings:
+    """The Redis URLs read from ``--identify-limiter-file`` / ``--sink-file``, checked like
+    URLs given directly."""
+    urls = resolve_url_files(
+        identify_limiter=settings.identify_limiter,
+        identify_limiter_file=settings.identify_limiter_file,
+        sink=settings.sink,
+        sink_file=settings.sink_file,
+    )
+    if urls.identify_limiter == settings.identify_limiter and urls.sink == settings.sink:
+        return settings
+    resolved = msgspec.structs.replace(
+        settings, identify_limiter=urls.identify_limiter, sink=urls.sink
+    )
+    validate(resolved)
+    return resolved
+
+
+async def check_redis_urls(settings: Settings) -> None:
+    """A Redis that refuses the credentials (or the TLS handshake) fails the start now, with
+    one line, instead of identifies or events waiting forever."""
+    if settings.limiter.url is not None:
+        await check_redis(settings.limiter.url, "--identify-limiter")
+    if settings.sink:
+        from shardmgr.sinks.redis_stream import SinkConfig
+
+        await check_redis(SinkConfig.parse(settings.sink).redis_url, "--sink")
+
+
 def check_state_file(settings: Settings) -> None:
     """The sessions of a --keep-sessions stop must not be lost to an unwritable path."""
     parent = settings.state_path.parent
@@ -242,6 +272,7 @@ async def _run(
     # local checks even before discovery spends a request.
     check_state_file(settings)
     check_port_free(settings)
+    await check_redis_urls(settings)
     gateway = await discover()
     plan = plan_for(settings, gateway)
     warn_if_unshared_slice(settings, plan)
@@ -254,6 +285,11 @@ async def _run(
         settings, token, gateway, refresh, on_availability=metrics.identify_limiter_available
     )
     sessions = SessionStore()
+    monitor = None
+    if settings.sink:
+        from shardmgr.sinks.monitor import SinkMonitor
+
+        monitor = SinkMonitor(settings.sink, metrics)
     try:
         supervisor = Supervisor(
             options=msgspec.structs.replace(settings, handler=effective_handler(settings)),
@@ -267,14 +303,18 @@ async def _run(
             worker_env=worker_environment(settings, os.environ),
             announce=announce,
         )
-        api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
+        api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret, sink=monitor)
         host, port = settings.http_address
         await api.start(host, port)
         announce(plan.describe())
     except BaseException:
         # supervisor.run() owns the limiter from here on; before that, we close it.
         await limiter.aclose()
+        if monitor is not None:
+            await monitor.aclose()
         raise
+    if monitor is not None:
+        monitor.start()
     try:
         # Only now that nothing can fail with a user error is the state file consumed.
         for shard_id, session in read_state(
@@ -297,6 +337,8 @@ async def _run(
             code = 1
     finally:
         await api.stop()
+        if monitor is not None:
+            await monitor.aclose()
     log.info("supervisor stopped")
     return code
 
@@ -348,6 +390,7 @@ def _install_signals(
 
 
 def start(settings: Settings, token: str) -> int:
+    settings = with_url_files(settings)
     use_app_dir(settings.app_path)
     check_handler(settings.handler_target, settings.app_path)
     try:
