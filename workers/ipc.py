@@ -75,6 +75,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     # op 7 / zombie after a connection that reached READY/RESUMED: reconnect within this
     # (full jitter) instead of the exponential backoff, which is for failing connections
     reconnect_quick_s: float = 1.0
+    # --- added by the sink (issue 22) ---
+    # the --sink URL (with its password): over the pipe, never in the worker's environment;
+    # given to a handler that has ``use_url(url)`` (shardmgr.sinks.redis_stream)
+    sink_url: str | None = None
 
 
 # ---------------------------------------------------------------- supervisor -> worker

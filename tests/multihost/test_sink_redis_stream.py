@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,6 +17,7 @@ from shardmgr.errors import UserError
 from shardmgr.sinks.redis_stream import ENV_URL, RedisStreamSink, SinkConfig
 from tests.multihost.redis_server import RedisServer
 from tests.multihost.sink_helpers import body, events_for, read_back, sink_url
+from workers import ipc
 from workers.handlers import load_handler
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -174,3 +176,39 @@ def test_a_bad_sink_url_is_a_one_line_user_error(url: str, complaint: str) -> No
 def test_a_bad_sink_url_is_rejected_by_the_supervisors_settings() -> None:
     with pytest.raises(UserError, match="maxlen"):
         load_settings({"sink": "redis-stream://127.0.0.1:6379/0?maxlen=-1"}, env={})
+
+
+async def test_the_url_from_the_worker_configuration_wins_over_the_environment(
+    redis_server: RedisServer, inspect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_URL, "redis-stream://127.0.0.1:9/0?stream=never")
+    config = ipc.WorkerConfig(
+        worker_id=0,
+        token="t",
+        gateway_url="ws://127.0.0.1:9",
+        num_shards=1,
+        shards=[],
+        intents=0,
+        sink_url=sink_url(redis_server, stream="from-ipc"),
+    )
+    sent = msgspec.msgpack.decode(msgspec.msgpack.encode(config), type=ipc.WorkerConfig)
+    sink = RedisStreamSink()
+    assert sent.sink_url is not None
+    sink.use_url(sent.sink_url)
+    try:
+        await sink.handle_batch(events_for(1, 1, 3))
+        assert await inspect.xlen("from-ipc") == 3
+    finally:
+        await sink.close()
+
+
+def test_tls_parameters_are_passed_to_redis_and_the_sinks_own_are_not() -> None:
+    config = SinkConfig.parse(
+        "rediss-stream://:pw@redis.internal:6380/1?stream=ev&ssl_ca_certs=/etc/ca.pem"
+        "&ssl_certfile=/etc/c.pem&ssl_keyfile=/etc/k.pem&maxlen=10"
+    )
+    assert config.redis_url == (
+        "rediss://:pw@redis.internal:6380/1?ssl_ca_certs=%2Fetc%2Fca.pem"
+        "&ssl_certfile=%2Fetc%2Fc.pem&ssl_keyfile=%2Fetc%2Fk.pem"
+    )
+    assert (config.stream, config.maxlen) == ("ev", 10)
