@@ -5,11 +5,9 @@ reading, the writer waits (backpressure) instead, and once the group catches up 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from shardmgr.sinks.redis_stream import RedisStreamSink
 from shardmgr.sinks.stream_script import full_key
@@ -17,13 +15,6 @@ from tests.multihost.redis_server import RedisServer
 from tests.multihost.sink_helpers import events_for, sink_url
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
-    c = aioredis.from_url(redis_server.url)
-    yield c
-    await c.aclose()
 
 
 async def read_group(client: Any, count: int, ack: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -40,8 +31,9 @@ def seqs(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[bytes, i
 
 
 async def test_unacknowledged_entries_are_kept_and_the_writer_waits_until_the_group_acks(
-    redis_server: RedisServer, client: Any
+    redis_server: RedisServer, redis_client: Any
 ) -> None:
+    client = redis_client
     await client.xgroup_create("events", "bot", id="0", mkstream=True)
     refused = asyncio.Event()
     sink = RedisStreamSink(
@@ -79,8 +71,9 @@ async def test_unacknowledged_entries_are_kept_and_the_writer_waits_until_the_gr
 
 
 async def test_the_slowest_of_several_groups_decides_what_is_trimmed(
-    redis_server: RedisServer, client: Any
+    redis_server: RedisServer, redis_client: Any
 ) -> None:
+    client = redis_client
     await client.xgroup_create("events", "bot", id="0", mkstream=True)
     await client.xgroup_create("events", "fast", id="0")
     sink = RedisStreamSink(sink_url(redis_server, maxlen=100), retry_cap_s=0.05)

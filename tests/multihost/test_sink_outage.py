@@ -4,7 +4,6 @@ one lookup per batch (inside the write itself), never a read back through the st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,13 +17,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
 
 SHARDS = 4
 PER_BATCH = 20
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
-    c = aioredis.from_url(redis_server.url)
-    yield c
-    await c.aclose()
 
 
 async def written(client: Any) -> dict[tuple[bytes, int], list[int]]:
@@ -106,8 +98,9 @@ async def test_a_restart_with_its_data_under_traffic_loses_and_repeats_nothing_a
 
 
 async def test_writes_answered_after_their_timeout_are_not_written_again(
-    redis_server: RedisServer, client: Any
+    redis_server: RedisServer, redis_client: Any
 ) -> None:
+    client = redis_client
     lost = asyncio.Event()
     sink = RedisStreamSink(
         sink_url(redis_server),

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp
 
 from shardmgr.httpapi import HttpApi
-
-
-class Bot:
-    def status(self) -> dict[str, Any]:
-        return {}
-
-    def healthy(self) -> bool:
-        return True
-
-    def ready(self) -> bool:
-        return True
-
-    def request_rolling_restart(self) -> bool:
-        return False
+from tests.commands.test_routes import Source
 
 
 class NoMetrics:
@@ -36,7 +21,7 @@ class Sink:
 
 
 async def readyz(sink: Sink) -> tuple[int, str]:
-    api = HttpApi(Bot(), NoMetrics(), sink=sink)
+    api = HttpApi(Source([]), NoMetrics(), sink=sink)
     await api.start("127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http, http.get(f"{api.url}/readyz") as response:

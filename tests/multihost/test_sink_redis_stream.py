@@ -24,13 +24,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
 
 @pytest.fixture
-async def inspect(redis_server: RedisServer) -> AsyncIterator[Any]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def make_sink(redis_server: RedisServer) -> AsyncIterator[Callable[..., RedisStreamSink]]:
     made: list[RedisStreamSink] = []
 
@@ -46,7 +39,7 @@ async def make_sink(redis_server: RedisServer) -> AsyncIterator[Callable[..., Re
 
 
 async def test_every_seq_of_every_shard_is_in_the_stream_once_and_in_order(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink()
     await sink.start()
@@ -57,7 +50,7 @@ async def test_every_seq_of_every_shard_is_in_the_stream_once_and_in_order(
             await sink.handle_batch(events_for(shard, 1 + b * per_batch, per_batch))
 
     await asyncio.gather(*(shard_delivery(shard) for shard in range(shards)))
-    got = await read_back(inspect)
+    got = await read_back(redis_client)
     total = per_batch * batches
     for shard in range(shards):
         assert [seq for seq, _, _ in got[shard]] == list(range(1, total + 1))
@@ -67,24 +60,24 @@ async def test_every_seq_of_every_shard_is_in_the_stream_once_and_in_order(
 
 
 async def test_a_large_batch_is_split_into_round_trips_of_the_configured_size(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink(params={"batch": 7})
     await sink.handle_batch(events_for(0, 1, 50))
     assert sink.batches == 8
-    assert [seq for seq, _, _ in (await read_back(inspect))[0]] == list(range(1, 51))
+    assert [seq for seq, _, _ in (await read_back(redis_client))[0]] == list(range(1, 51))
 
 
 async def test_stream_is_trimmed_to_about_maxlen(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink(params={"maxlen": 100})
     for first in range(1, 2001, 200):
         await sink.handle_batch(events_for(0, first, 200))
-    length = await inspect.xlen("events")
+    length = await redis_client.xlen("events")
     # MAXLEN ~ trims whole radix-tree nodes (100 entries each), so it stays near, not at, 100
     assert 100 <= length < 400
-    newest = await inspect.xrevrange("events", count=1)
+    newest = await redis_client.xrevrange("events", count=1)
     assert int(newest[0][1][b"seq"]) == 2000
 
 
@@ -109,7 +102,7 @@ async def test_batch_waits_for_redis_and_lands_once_when_it_is_back(
 
 
 async def test_a_batch_whose_reply_was_lost_is_not_written_twice(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink()
     await sink.start()
@@ -129,11 +122,11 @@ async def test_a_batch_whose_reply_was_lost_is_not_written_twice(
     await sink.handle_batch(events_for(3, 21, 5))
     assert calls == 3  # the re-sent first batch was recognized, not written again
     assert sink.duplicates == 1 and sink.retries == 1
-    assert [seq for seq, _, _ in (await read_back(inspect))[3]] == list(range(1, 26))
+    assert [seq for seq, _, _ in (await read_back(redis_client))[3]] == list(range(1, 26))
 
 
 async def test_configuration_comes_from_the_environment(
-    redis_server: RedisServer, inspect: Any, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV_URL, sink_url(redis_server, stream="from-env", maxlen=50))
     sink = RedisStreamSink()
@@ -141,7 +134,7 @@ async def test_configuration_comes_from_the_environment(
         await sink.start()
         assert sink.config is not None and sink.config.maxlen == 50
         await sink.handle_batch(events_for(1, 1, 3))
-        assert await inspect.xlen("from-env") == 3
+        assert await redis_client.xlen("from-env") == 3
     finally:
         await sink.close()
 
@@ -179,7 +172,7 @@ def test_a_bad_sink_url_is_rejected_by_the_supervisors_settings() -> None:
 
 
 async def test_the_url_from_the_worker_configuration_wins_over_the_environment(
-    redis_server: RedisServer, inspect: Any, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV_URL, "redis-stream://127.0.0.1:9/0?stream=never")
     config = ipc.WorkerConfig(
@@ -197,7 +190,7 @@ async def test_the_url_from_the_worker_configuration_wins_over_the_environment(
     sink.use_url(sent.sink_url)
     try:
         await sink.handle_batch(events_for(1, 1, 3))
-        assert await inspect.xlen("from-ipc") == 3
+        assert await redis_client.xlen("from-ipc") == 3
     finally:
         await sink.close()
 
