@@ -89,7 +89,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     token_file: str | None = None
     admin_secret: str | None = None
     identify_limiter: str = "local"
+    # Files holding those URLs (one line, like the token file), so the password is neither
+    # on the command line nor in the environment: read by ``shardmgr start``.
+    identify_limiter_file: str | None = None
     sink: str | None = None
+    sink_file: str | None = None
     discovery_attempts: int = 6
     discovery_backoff_s: float = 0.5
     identify_window_s: float = 5.0

@@ -89,6 +89,14 @@ class MetricsSource(Protocol):
     def render(self) -> tuple[bytes, str]: ...
 
 
+class SinkHealth(Protocol):
+    """The --sink's writer as the supervisor sees it (``shardmgr.sinks.monitor``)."""
+
+    @property
+    def writing(self) -> bool: ...
+    def why_not_writing(self) -> str: ...
+
+
 class HttpApi:
     def __init__(
         self,
@@ -97,8 +105,10 @@ class HttpApi:
         *,
         admin_secret: str | None = None,
         guard: ConnectionGuard | None = None,
+        sink: SinkHealth | None = None,
     ) -> None:
         self._source = source
+        self._sink = sink
         self._metrics = metrics
         self._secret = admin_secret or None
         self._runner: web.AppRunner | None = None
@@ -209,6 +219,9 @@ class HttpApi:
 
     async def _get_readyz(self, request: web.Request) -> web.Response:
         ok = self._source.ready()
+        if ok and self._sink is not None and not self._sink.writing:
+            why = self._sink.why_not_writing()
+            return web.Response(status=503, text=f"not ready: no events written: {why}\n")
         return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
 
     async def _get_status(self, request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ import importlib.metadata
 import logging
 import math
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from prometheus_client import (
@@ -198,6 +198,34 @@ class Metrics:
             "session_start_budget_exhausted",
             "1 while identifies wait for the session-start budget to refill",
         )
+        # ---- the redis-stream sink (--sink), as the supervisor sees its Redis
+        self.sink_available_gauge = gauge(
+            "sink_available",
+            "0 while the redis-stream sink's Redis cannot be reached or refuses the "
+            "credentials (1 without a sink); events wait in the shard backlogs",
+        )
+        self.sink_backpressure_gauge = gauge(
+            "sink_backpressure",
+            "1 while the sink's stream is full of entries a consumer group has not "
+            "acknowledged: writes wait and the shards stop reading from Discord",
+        )
+        self.sink_stream_length_gauge = gauge(
+            "sink_stream_length", "Entries in the sink's stream (XLEN)"
+        )
+        self.sink_group_lag_gauge = gauge(
+            "sink_group_lag",
+            "Entries of the sink's stream not yet delivered to each consumer group",
+            ["group"],
+        )
+        self.sink_group_pending_gauge = gauge(
+            "sink_group_pending",
+            "Entries delivered to each consumer group and not yet acknowledged",
+            ["group"],
+        )
+        self._sink_groups = (
+            _Family(self.sink_group_lag_gauge),
+            _Family(self.sink_group_pending_gauge),
+        )
 
         # ---- per shard
         shard = SHARD_LABELS
@@ -352,6 +380,7 @@ class Metrics:
         self.budget_exhausted_gauge.set(0)
         self.identify_limiter_available_gauge.set(1)
         self.rest = RestMetrics(self.registry)
+        self.sink_available_gauge.set(1)
 
     # ------------------------------------------------------------------ plan and workers
 
@@ -455,6 +484,22 @@ class Metrics:
 
     def identify_limiter_available(self, available: bool) -> None:
         self.identify_limiter_available_gauge.set(1 if available else 0)
+
+    def sink_state(self, available: bool, backpressure: bool) -> None:
+        self.sink_available_gauge.set(1 if available else 0)
+        self.sink_backpressure_gauge.set(1 if backpressure else 0)
+
+    def sink_stream(self, length: int, groups: Mapping[str, tuple[float, int]]) -> None:
+        """The stream's length and, per consumer group, (lag, pending); a lag Redis cannot
+        tell (after deletions) is NaN. Groups that are gone lose their series."""
+        self.sink_stream_length_gauge.set(length)
+        for family in self._sink_groups:
+            family.drop(lambda values: values[0] in groups)
+        for name, (lag, pending) in groups.items():
+            self.sink_group_lag_gauge.labels(name).set(lag)
+            self.sink_group_pending_gauge.labels(name).set(pending)
+            for family in self._sink_groups:
+                family.touch(name)
 
     def budget_exhausted(self, reason: str | None) -> None:
         self.exhausted_reason = reason

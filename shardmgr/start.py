@@ -14,8 +14,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from shardmgr import addressfile, statefiles
-from shardmgr.config import ENV_PREFIX, Settings, default_state_dir
+from shardmgr.config import ENV_PREFIX, Settings, default_state_dir, validate
 from shardmgr.discovery import GatewayInfo, fetch_gateway_bot
 from shardmgr.errors import UserError
 from shardmgr.httpapi import HttpApi
@@ -27,6 +29,7 @@ from shardmgr.identify import (
 )
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
+from shardmgr.redisurl import check_redis, resolve_url_files
 from shardmgr.sessions import (
     SessionSaver,
     SessionStore,
@@ -44,10 +47,9 @@ from workers.permits import HOLD_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-SINK_URL_ENV = "SHARDMGR_SINK_URL"
 # SHARDMGR_* variables a worker reads itself; every other one (the admin secret, Redis URLs
-# with passwords) stays in the supervisor.
-WORKER_ENV_KEEP = frozenset({SINK_URL_ENV, "SHARDMGR_JSONL"})
+# with passwords: the sink's reaches workers over their pipe) stays in the supervisor.
+WORKER_ENV_KEEP = frozenset({"SHARDMGR_JSONL"})
 
 
 def use_app_dir(app_path: str) -> None:
@@ -132,8 +134,6 @@ def worker_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, 
         for k, v in env.items()
         if k != TOKEN_ENV and (not k.startswith(ENV_PREFIX) or k in WORKER_ENV_KEEP)
     }
-    if settings.sink:
-        out[SINK_URL_ENV] = settings.sink
     # A worker imports the handler too (``python -m workers`` has its own working directory
     # on the path, not --app-dir).
     pythonpath = out.get("PYTHONPATH")
@@ -153,6 +153,35 @@ def warn_if_unshared_slice(settings: Settings, plan: Plan) -> None:
             "on every host",
             extra=fields(shards=len(plan.shard_ids), total_shards=plan.total_shards),
         )
+
+
+def with_url_files(settings: Settings) -> Settings:
+    """The Redis URLs read from ``--identify-limiter-file`` / ``--sink-file``, checked like
+    URLs given directly."""
+    urls = resolve_url_files(
+        identify_limiter=settings.identify_limiter,
+        identify_limiter_file=settings.identify_limiter_file,
+        sink=settings.sink,
+        sink_file=settings.sink_file,
+    )
+    if urls.identify_limiter == settings.identify_limiter and urls.sink == settings.sink:
+        return settings
+    resolved = msgspec.structs.replace(
+        settings, identify_limiter=urls.identify_limiter, sink=urls.sink
+    )
+    validate(resolved)
+    return resolved
+
+
+async def check_redis_urls(settings: Settings) -> None:
+    """A Redis that refuses the credentials (or the TLS handshake) fails the start now, with
+    one line, instead of identifies or events waiting forever."""
+    if settings.limiter.url is not None:
+        await check_redis(settings.limiter.url, "--identify-limiter")
+    if settings.sink:
+        from shardmgr.sinks.redis_stream import SinkConfig
+
+        await check_redis(SinkConfig.parse(settings.sink).redis_url, "--sink")
 
 
 def check_state_file(settings: Settings) -> None:
@@ -236,6 +265,7 @@ async def _run(
     # local checks even before discovery spends a request.
     check_state_file(settings)
     check_port_free(settings)
+    await check_redis_urls(settings)
     gateway = await discover()
     plan = plan_for(settings, gateway)
     warn_if_unshared_slice(settings, plan)
@@ -249,6 +279,11 @@ async def _run(
         settings, token, gateway, refresh, on_availability=metrics.identify_limiter_available
     )
     sessions = SessionStore()
+    monitor = None
+    if settings.sink:
+        from shardmgr.sinks.monitor import SinkMonitor
+
+        monitor = SinkMonitor(settings.sink, metrics)
     try:
         supervisor = Supervisor(
             settings=settings,
@@ -263,13 +298,17 @@ async def _run(
             announce=announce,
             rest=make_broker(settings, token),
         )
-        api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
+        api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret, sink=monitor)
         host, port = settings.http_address
         await api.start(host, port)
     except BaseException:
         # supervisor.run() owns the limiter from here on; before that, we close it.
         await limiter.aclose()
+        if monitor is not None:
+            await monitor.aclose()
         raise
+    if monitor is not None:
+        monitor.start()
     try:
         # Only now that nothing can fail with a user error is the state file consumed.
         for shard_id, session in read_state(
@@ -317,6 +356,8 @@ async def _run(
             discard_state(settings.state_path)  # the stop ended them (close 1000)
     finally:
         await api.stop()
+        if monitor is not None:
+            await monitor.aclose()
     log.info("supervisor stopped")
     return code
 
@@ -369,6 +410,7 @@ def _install_signals(
 
 def start(settings: Settings, token: str) -> int:
     protect_process(settings.allow_core_dumps)
+    settings = with_url_files(settings)
     use_app_dir(settings.app_path)
     check_handler(settings.handler_target, settings.app_path)
     try:

@@ -118,6 +118,9 @@ class Event(msgspec.Struct, gc=False):
     # Which session of the shard produced the event: the checkpoint only compares
     # seqs within one session (a fresh IDENTIFY restarts seq at 1).
     _epoch: int = 0
+    # The gateway session (READY's session_id) that produced the event: with ``seq`` it
+    # names the event uniquely, which consumers of a sink de-duplicate on.
+    session_id: str | None = None
     _data: Any = None
     _decoded: bool = False
     _model: Any = None

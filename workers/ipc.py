@@ -106,6 +106,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     api_base: str = "https://discord.com/api/v10"
     # this worker's share of the invalid-request guard (401/403/429 per 10 minutes)
     rest_invalid_limit: int = 2000
+    # --- added by the sink (issue 22) ---
+    # the --sink URL (with its password): over the pipe, never in the worker's environment;
+    # given to a handler that has ``use_url(url)`` (shardmgr.sinks.redis_stream)
+    sink_url: str | None = None
 
 
 # ---------------------------------------------------------------- REST limits (issue 14)

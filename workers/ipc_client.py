@@ -220,6 +220,10 @@ class WorkerProcess:
         except HandlerLoadError as exc:
             log.error("cannot load handler", extra={"error": str(exc)})
             return 2
+        if config.sink_url is not None:
+            use_url = getattr(handler.target, "use_url", None)
+            if callable(use_url):
+                use_url(config.sink_url)
         try:
             self.runtime = WorkerRuntime(
                 config, self._permits, IpcReporter(channel), handler, rest_coordinator=self._rest

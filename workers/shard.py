@@ -293,7 +293,9 @@ class Shard:
             events = counters.events
             key = name if name in DISPATCH_NAMES else OTHER_EVENT  # t comes from the network
             events[key] = events.get(key, 0) + 1
-            self._push(Event(self.shard_id, seq, name, envelope.d, session.epoch))
+            self._push(
+                Event(self.shard_id, seq, name, envelope.d, session.epoch, session.session_id)
+            )
         elif op == Op.HEARTBEAT_ACK:
             latency = self.monitor.on_ack()
             if latency is not None:

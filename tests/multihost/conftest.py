@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,3 +22,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Any]:
+    """A redis.asyncio client of ``redis_server``, to look at what the code under test did."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    yield client
+    await client.aclose()

@@ -4,7 +4,6 @@ delivery loop calls it: one shard's batch at a time, in order, shards concurrent
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,34 +16,11 @@ from shardmgr.config import load_settings
 from shardmgr.errors import UserError
 from shardmgr.sinks.redis_stream import ENV_URL, RedisStreamSink, SinkConfig
 from tests.multihost.redis_server import RedisServer
-from workers.events import Event
+from tests.multihost.sink_helpers import body, events_for, read_back, sink_url
+from workers import ipc
 from workers.handlers import load_handler
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
-
-
-def sink_url(server: RedisServer, **params: object) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"stream": "events", **params}.items())
-    return f"redis-stream://127.0.0.1:{server.port}/0?{query}"
-
-
-def body(shard: int, seq: int) -> bytes:
-    # raw gateway bytes: unusual spacing and non-ASCII must survive unchanged
-    return b'{"content": "caf\\u00e9 \xc3\xa9", "shard":%d, "n" :%d}' % (shard, seq)
-
-
-def events_for(shard: int, first: int, count: int) -> list[Event]:
-    return [
-        Event(shard, seq, "MESSAGE_CREATE", msgspec.Raw(body(shard, seq)))
-        for seq in range(first, first + count)
-    ]
-
-
-@pytest.fixture
-async def inspect(redis_server: RedisServer) -> AsyncIterator[Any]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -62,19 +38,8 @@ async def make_sink(redis_server: RedisServer) -> AsyncIterator[Callable[..., Re
         await sink.close()
 
 
-Entries = dict[int, list[tuple[int, bytes, bytes]]]
-
-
-async def read_back(client: Any, stream: str = "events") -> Entries:
-    """Per shard: (seq, t, d) in stream order."""
-    per_shard: Entries = defaultdict(list)
-    for _, data in await client.xrange(stream):
-        per_shard[int(data[b"shard"])].append((int(data[b"seq"]), data[b"t"], data[b"d"]))
-    return per_shard
-
-
 async def test_every_seq_of_every_shard_is_in_the_stream_once_and_in_order(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink()
     await sink.start()
@@ -85,7 +50,7 @@ async def test_every_seq_of_every_shard_is_in_the_stream_once_and_in_order(
             await sink.handle_batch(events_for(shard, 1 + b * per_batch, per_batch))
 
     await asyncio.gather(*(shard_delivery(shard) for shard in range(shards)))
-    got = await read_back(inspect)
+    got = await read_back(redis_client)
     total = per_batch * batches
     for shard in range(shards):
         assert [seq for seq, _, _ in got[shard]] == list(range(1, total + 1))
@@ -95,24 +60,24 @@ async def test_every_seq_of_every_shard_is_in_the_stream_once_and_in_order(
 
 
 async def test_a_large_batch_is_split_into_round_trips_of_the_configured_size(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink(params={"batch": 7})
     await sink.handle_batch(events_for(0, 1, 50))
     assert sink.batches == 8
-    assert [seq for seq, _, _ in (await read_back(inspect))[0]] == list(range(1, 51))
+    assert [seq for seq, _, _ in (await read_back(redis_client))[0]] == list(range(1, 51))
 
 
 async def test_stream_is_trimmed_to_about_maxlen(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink(params={"maxlen": 100})
     for first in range(1, 2001, 200):
         await sink.handle_batch(events_for(0, first, 200))
-    length = await inspect.xlen("events")
+    length = await redis_client.xlen("events")
     # MAXLEN ~ trims whole radix-tree nodes (100 entries each), so it stays near, not at, 100
     assert 100 <= length < 400
-    newest = await inspect.xrevrange("events", count=1)
+    newest = await redis_client.xrevrange("events", count=1)
     assert int(newest[0][1][b"seq"]) == 2000
 
 
@@ -137,30 +102,31 @@ async def test_batch_waits_for_redis_and_lands_once_when_it_is_back(
 
 
 async def test_a_batch_whose_reply_was_lost_is_not_written_twice(
-    make_sink: Callable[..., RedisStreamSink], inspect: Any
+    make_sink: Callable[..., RedisStreamSink], redis_client: Any
 ) -> None:
     sink = make_sink()
     await sink.start()
-    real_send = sink._send
+    real_script = sink._script
     calls = 0
 
-    async def send_then_lose_reply(chunk: Any) -> None:
+    async def write_then_lose_reply(**kw: Any) -> Any:
         nonlocal calls
         calls += 1
-        await real_send(chunk)
+        reply = await real_script(**kw)
         if calls == 1:
-            raise RedisConnectionError("connection lost after EXEC")
+            raise RedisConnectionError("connection lost after the script ran")
+        return reply
 
-    sink._send = send_then_lose_reply  # type: ignore[method-assign]
+    sink._script = write_then_lose_reply
     await sink.handle_batch(events_for(3, 1, 20))
     await sink.handle_batch(events_for(3, 21, 5))
-    assert calls == 2  # the first batch was found in the stream, not sent again
-    assert [seq for seq, _, _ in (await read_back(inspect))[3]] == list(range(1, 26))
-    assert sink.retries == 1
+    assert calls == 3  # the re-sent first batch was recognized, not written again
+    assert sink.duplicates == 1 and sink.retries == 1
+    assert [seq for seq, _, _ in (await read_back(redis_client))[3]] == list(range(1, 26))
 
 
 async def test_configuration_comes_from_the_environment(
-    redis_server: RedisServer, inspect: Any, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV_URL, sink_url(redis_server, stream="from-env", maxlen=50))
     sink = RedisStreamSink()
@@ -168,7 +134,7 @@ async def test_configuration_comes_from_the_environment(
         await sink.start()
         assert sink.config is not None and sink.config.maxlen == 50
         await sink.handle_batch(events_for(1, 1, 3))
-        assert await inspect.xlen("from-env") == 3
+        assert await redis_client.xlen("from-env") == 3
     finally:
         await sink.close()
 
@@ -203,3 +169,39 @@ def test_a_bad_sink_url_is_a_one_line_user_error(url: str, complaint: str) -> No
 def test_a_bad_sink_url_is_rejected_by_the_supervisors_settings() -> None:
     with pytest.raises(UserError, match="maxlen"):
         load_settings({"sink": "redis-stream://127.0.0.1:6379/0?maxlen=-1"}, env={})
+
+
+async def test_the_url_from_the_worker_configuration_wins_over_the_environment(
+    redis_server: RedisServer, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_URL, "redis-stream://127.0.0.1:9/0?stream=never")
+    config = ipc.WorkerConfig(
+        worker_id=0,
+        token="t",
+        gateway_url="ws://127.0.0.1:9",
+        num_shards=1,
+        shards=[],
+        intents=0,
+        sink_url=sink_url(redis_server, stream="from-ipc"),
+    )
+    sent = msgspec.msgpack.decode(msgspec.msgpack.encode(config), type=ipc.WorkerConfig)
+    sink = RedisStreamSink()
+    assert sent.sink_url is not None
+    sink.use_url(sent.sink_url)
+    try:
+        await sink.handle_batch(events_for(1, 1, 3))
+        assert await redis_client.xlen("from-ipc") == 3
+    finally:
+        await sink.close()
+
+
+def test_tls_parameters_are_passed_to_redis_and_the_sinks_own_are_not() -> None:
+    config = SinkConfig.parse(
+        "rediss-stream://:pw@redis.internal:6380/1?stream=ev&ssl_ca_certs=/etc/ca.pem"
+        "&ssl_certfile=/etc/c.pem&ssl_keyfile=/etc/k.pem&maxlen=10"
+    )
+    assert config.redis_url == (
+        "rediss://:pw@redis.internal:6380/1?ssl_ca_certs=%2Fetc%2Fca.pem"
+        "&ssl_certfile=%2Fetc%2Fc.pem&ssl_keyfile=%2Fetc%2Fk.pem"
+    )
+    assert (config.stream, config.maxlen) == ("ev", 10)
