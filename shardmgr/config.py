@@ -117,6 +117,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     presence_activity: str | None = None
     presence_activity_type: str = "playing"
     max_message_bytes: int = 64 * 1024 * 1024
+    # --- one bot across many workers (issue 16): commands to any shard, cluster calls ---
+    command_timeout_s: float = 10.0
+    call_timeout_s: float = 10.0
+    call_max_bytes: int = 1024 * 1024
 
     @property
     def state_path(self) -> Path:
@@ -453,6 +457,9 @@ _POSITIVE: Final = (
     "resume_window_s",
     "drain_timeout_s",
     "sessions_save_interval_s",
+    "command_timeout_s",
+    "call_timeout_s",
+    "call_max_bytes",
 )
 
 

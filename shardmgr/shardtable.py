@@ -36,6 +36,8 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             | ipc.CommandQueued()
             | ipc.Stats()
             | ipc.Suspended()
+            | ipc.ClusterCall()
+            | ipc.RunResult()
         ):
             return None
         case _:

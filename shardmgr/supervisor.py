@@ -19,6 +19,7 @@ from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
 from shardmgr.restarts import RestartPolicy
+from shardmgr.routing import ClusterRouter, host_name
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
@@ -102,6 +103,13 @@ class Supervisor:
         self._command_nonces = itertools.count(1)
         self._command_replies: dict[int, asyncio.Future[ipc.CommandQueued]] = {}
         self._slots: dict[int, WorkerSlot] = {}
+        # cluster calls and commands for other workers' shards (issue 16)
+        self.router = ClusterRouter(
+            self,
+            host_name=host_name(settings),
+            max_bytes=settings.call_max_bytes,
+            registry=getattr(metrics, "registry", None),
+        )
         self._progress: asyncio.Task[None] | None = None
         self.shards = ShardTable([])
         self._commands: asyncio.Queue[RestartReason] = asyncio.Queue()
@@ -119,6 +127,7 @@ class Supervisor:
     async def run(self) -> int:
         """Start every worker and supervise until ``request_stop``; returns the exit status."""
         self._apply_plan(self.plan)
+        await self.router.start()
         control = asyncio.create_task(self._control_loop(), name="supervisor-control")
         try:
             await self._stop_requested.wait()
@@ -151,6 +160,10 @@ class Supervisor:
     def kept_sessions(self) -> bool:
         """Whether the stop suspended the sessions (the caller then saves ``sessions``)."""
         return self._keep_sessions
+
+    @property
+    def slots(self) -> Mapping[int, WorkerSlot]:
+        return self._slots
 
     def _queue(self, command: RestartReason) -> bool:
         if command in self._queued:
@@ -240,6 +253,7 @@ class Supervisor:
             # Each worker loop bounds its own wait by shutdown_timeout_s and then kills.
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.permits.aclose()
+        await self.router.aclose()
         with contextlib.suppress(Exception):
             await self.limiter.aclose()
 
@@ -274,6 +288,10 @@ class Supervisor:
                 reply = self._command_replies.get(msg.nonce)
                 if reply is not None and not reply.done():
                     reply.set_result(msg)
+            case ipc.ClusterCall():
+                self.router.on_call(worker_id, slot.proc.send, msg)
+            case ipc.RunResult():
+                self.router.on_result(msg.gen, msg)
             case ipc.ShardStopped():
                 self.shards.apply(worker_id, msg)
                 self._on_shard_stopped(slot, msg)

@@ -101,6 +101,12 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     # op 7 / zombie after a connection that reached READY/RESUMED: reconnect within this
     # (full jitter) instead of the exponential backoff, which is for failing connections
     reconnect_quick_s: float = 1.0
+    # --- added by cluster calls (issue 16) ---
+    # how long a command to another worker's shard, or a cluster call, may wait for an answer
+    command_timeout_s: float = 10.0
+    call_timeout_s: float = 10.0
+    # the largest encoded arguments or result of one cluster call
+    call_max_bytes: int = 1024 * 1024
 
 
 # ---------------------------------------------------------------- supervisor -> worker
@@ -149,7 +155,51 @@ class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
     keep_sessions: bool = False
 
 
-ToWorker = Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown
+# --- cluster calls (issue 16): ``workers.cluster`` and ``shardmgr.routing`` ---
+
+
+class CallTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a cluster call goes: the worker running ``shard``, worker ``worker`` (of
+    ``host``, this host when None), or every worker of every host when all are None."""
+
+    shard: int | None = None
+    worker: int | None = None
+    host: str | None = None
+
+
+class CallOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One worker's answer to a cluster call: ``result`` msgpack-encoded, or an error."""
+
+    host: str
+    worker: int
+    ok: bool
+    result: bytes = b""
+    error: str = ""
+    reason: str = ""
+
+
+class RunCall(msgspec.Struct, tag="run_call", kw_only=True):
+    """Run ``name`` (a handler's ``rpc_<name>`` or a built-in) with msgpack ``args``;
+    answered by ``RunResult`` with the same nonce."""
+
+    gen: int
+    nonce: int
+    name: str
+    args: bytes
+    timeout_s: float
+
+
+class CallReply(msgspec.Struct, tag="call_reply", kw_only=True):
+    """The answer to a worker's ``ClusterCall``: one outcome per worker reached."""
+
+    gen: int
+    nonce: int
+    outcomes: list[CallOutcome]
+
+
+ToWorker = (
+    Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown | RunCall | CallReply
+)
 
 
 # ---------------------------------------------------------------- worker -> supervisor
@@ -285,6 +335,27 @@ class Suspended(msgspec.Struct, tag="suspended", kw_only=True):
     sessions: dict[int, SessionInfo]
 
 
+class ClusterCall(msgspec.Struct, tag="cluster_call", kw_only=True):
+    """A handler's call to other workers (or a gateway command for another worker's shard,
+    as the built-in ``shardmgr.command``), routed by the supervisor."""
+
+    gen: int
+    nonce: int
+    name: str
+    args: bytes
+    target: CallTarget
+    timeout_s: float
+
+
+class RunResult(msgspec.Struct, tag="run_result", kw_only=True):
+    gen: int
+    nonce: int
+    ok: bool
+    result: bytes = b""
+    error: str = ""
+    reason: str = ""
+
+
 ToSupervisor = (
     Started
     | Pong
@@ -298,6 +369,8 @@ ToSupervisor = (
     | ShardStopped
     | Stats
     | Suspended
+    | ClusterCall
+    | RunResult
 )
 
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -14,7 +14,9 @@ import aiohttp
 from workers import gateway as gateway_api
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
+from workers.cluster import Cluster
 from workers.handlers import Delivery, Handler, as_handler
+from workers.members import MemberWaits
 from workers.permits import IdentifyPermit
 from workers.reporter import Reporter, ShardCounters, StatsCollector
 from workers.shard import Shard
@@ -31,6 +33,7 @@ class WorkerRuntime:
         handler: Handler | object | str | None = None,
         clock: Clock = REAL_CLOCK,
         rng: random.Random | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.config = config
         self.permits = permits
@@ -47,11 +50,16 @@ class WorkerRuntime:
             lambda: self.shards.values(), reporter, config.report_interval_s, clock
         )
         self._closed = False
+        # gateway.cluster (None without a supervisor) and the member requests that wait
+        self.cluster = cluster
+        self.members = MemberWaits()
 
     async def start(self) -> None:
         # Filled in below; the handler may keep it and use it once shards are connected.
         planned = [a.shard_id for a in self.config.shards]
-        self.gateway = gateway_api.Gateway(self.shards, self.config.num_shards, planned)
+        self.gateway = gateway_api.Gateway(
+            self.shards, self.config.num_shards, planned, self.cluster, self.members
+        )
         gateway_api.install(self.gateway)
         self.handler.check_intents(self.config.intents)
         await self.handler.start(self.gateway)
