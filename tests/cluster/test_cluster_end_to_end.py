@@ -100,7 +100,9 @@ async def test_call_all_with_a_worker_killed_mid_call_answers_the_others_and_an_
         await asyncio.sleep(0.05)
     os.kill(pids[2], signal.SIGKILL)
     doc = await bot.wait_record("content", "!callall slow 2")
-    assert time.monotonic() - started < 6 + 2
+    # A dead worker is noticed when it dies, not at the 6 s call timeout.
+    assert doc["elapsed_s"] < 5
+    assert time.monotonic() - started < 6
     result = doc["result"]
     answered = {int(key.split("/")[1]): pid for key, pid in result["results"].items()}
     assert answered == {w: pids[w] for w in (0, 1, 3)}
