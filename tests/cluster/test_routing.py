@@ -128,7 +128,7 @@ async def test_results_with_unknown_nonces_or_another_generation_are_dropped_and
 
 
 async def test_a_worker_that_exits_mid_call_is_a_worker_gone_error_not_a_hang() -> None:
-    router, proc, registry = make_router()
+    router, proc, _ = make_router()
     pending = asyncio.ensure_future(call(router, msgspec.msgpack.encode([1]), timeout_s=600))
     await proc.got.wait()
     proc.exited.set()
