@@ -20,12 +20,16 @@ from typing import Any, Final, Protocol
 from prometheus_client import CollectorRegistry, Counter
 
 from shardmgr.config import Settings
+from shardmgr.shardtable import ShardTable
 from shardmgr.workerslot import WorkerSlot, WorkerState
 from workers import ipc
 from workers.cluster import CallError, check_timeout
+from workers.ipc import ShardState
 from workers.logsetup import fields
 
 log = logging.getLogger(__name__)
+
+STOPPED: Final = ShardState.STOPPED.value
 
 # Calls the supervisor routes at once; more are refused (BUSY) rather than queued.
 MAX_ROUTING: Final = 4096
@@ -38,6 +42,8 @@ class RouterHost(Protocol):
     def slots(self) -> Mapping[int, WorkerSlot]: ...
     @property
     def stopping(self) -> bool: ...
+    @property
+    def shards(self) -> ShardTable: ...
     async def wait_for(self, predicate: Callable[[], bool], within_s: float) -> bool: ...
 
 
@@ -173,7 +179,7 @@ class ClusterRouter:
         if target.shard is not None:
             for slot in slots.values():
                 if target.shard in slot.shard_ids:
-                    return [await self.run_local(slot, name, args, timeout_s)]
+                    return [await self._run_on_shard(slot, target.shard, name, args, timeout_s)]
             owner = None
             if remote is not None and target.host is None:
                 owner = await remote.host_for_shard(target.shard)
@@ -217,6 +223,28 @@ class ClusterRouter:
             if not outcome.ok:
                 self.count(_reason(outcome.reason))
         return outcomes
+
+    async def _run_on_shard(
+        self, slot: WorkerSlot, shard_id: int, name: str, args: bytes, timeout_s: float
+    ) -> ipc.CallOutcome:
+        """A stopped shard may come back (its worker restarts, a re-plan): wait for it
+        within the deadline rather than fail at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        table = self._host.shards
+
+        def running() -> bool:
+            view = table.get(shard_id)
+            return view is None or view.state != STOPPED
+
+        if not await self._host.wait_for(running, timeout_s):
+            return self._failed(
+                slot.worker_id,
+                CallError.SHARD_UNAVAILABLE,
+                f"shard {shard_id} stayed stopped for {timeout_s:g} s",
+            )
+        left = max(0.001, deadline - loop.time())
+        return await self.run_local(slot, name, args, left)
 
     async def run_local(
         self, slot: WorkerSlot, name: str, args: bytes, timeout_s: float

@@ -12,12 +12,14 @@ from prometheus_client import CollectorRegistry
 
 from shardmgr.restarts import RestartPolicy
 from shardmgr.routing import ClusterRouter
+from shardmgr.shardtable import ShardTable
 from shardmgr.workerslot import WorkerSlot, WorkerState
 from workers import ipc
 from workers.cluster import CallError, CallServer
 from workers.members import MemberWaits
 
 MAX = 1024
+WORKER_0 = ipc.CallTarget(worker=0)
 
 
 class FakeProc:
@@ -43,6 +45,7 @@ class Host:
     def __init__(self, slots: dict[int, WorkerSlot]) -> None:
         self._slots = slots
         self.stopping = False
+        self.shards = ShardTable([slot.shard_ids for slot in slots.values()])
 
     @property
     def slots(self) -> Mapping[int, WorkerSlot]:
@@ -62,10 +65,10 @@ def live_slot(worker_id: int, gen: int) -> tuple[WorkerSlot, FakeProc]:
     return slot, proc
 
 
-def make_router() -> tuple[ClusterRouter, FakeProc, CollectorRegistry]:
+def make_router(host: Host | None = None) -> tuple[ClusterRouter, FakeProc, CollectorRegistry]:
     slot, proc = live_slot(0, gen=7)
     registry = CollectorRegistry()
-    router = ClusterRouter(Host({0: slot}), host_name="h", max_bytes=MAX, registry=registry)
+    router = ClusterRouter(host or Host({0: slot}), host_name="h", max_bytes=MAX, registry=registry)
     return router, proc, registry
 
 
@@ -74,7 +77,12 @@ def errors_metric(registry: CollectorRegistry, reason: str) -> float:
     return value or 0.0
 
 
-async def call(router: ClusterRouter, args: bytes, timeout_s: float = 5.0) -> ipc.CallReply:
+async def call(
+    router: ClusterRouter,
+    args: bytes,
+    timeout_s: float = 5.0,
+    target: ipc.CallTarget = WORKER_0,
+) -> ipc.CallReply:
     replies: list[ipc.CallReply] = []
     done = asyncio.Event()
 
@@ -84,7 +92,7 @@ async def call(router: ClusterRouter, args: bytes, timeout_s: float = 5.0) -> ip
         done.set()
 
     msg = ipc.ClusterCall(
-        gen=1, nonce=1, name="echo", args=args, target=ipc.CallTarget(worker=0), timeout_s=timeout_s
+        gen=1, nonce=1, name="echo", args=args, target=target, timeout_s=timeout_s
     )
     router.on_call(5, send, msg)
     await done.wait()
@@ -134,6 +142,19 @@ async def test_a_worker_that_exits_mid_call_is_a_worker_gone_error_not_a_hang() 
     proc.exited.set()
     [outcome] = (await pending).outcomes
     assert (outcome.ok, outcome.reason) == (False, CallError.WORKER_GONE)
+
+
+async def test_a_command_for_a_shard_that_stays_stopped_is_shard_unavailable() -> None:
+    slot, proc = live_slot(0, gen=7)
+    host = Host({0: slot})
+    host.shards.apply(
+        0, ipc.ShardStopped(gen=7, shard_id=0, reason="x", close_code=4014, fatal=True)
+    )
+    router, _, registry = make_router(host)
+    reply = await call(router, b"\x90", target=ipc.CallTarget(shard=0))
+    assert reply.outcomes[0].reason == CallError.SHARD_UNAVAILABLE
+    assert proc.sent == []
+    assert errors_metric(registry, "shard_unavailable") == 1
 
 
 async def test_a_bad_timeout_is_an_invalid_call() -> None:
