@@ -378,34 +378,25 @@ class CallServer:
             raise CallFailed(CallError.INVALID, f"rpc_{name}: {exc}") from None
 
     def _answer(self, nonce: int, result: Any) -> None:
+        data = b""
+        if not isinstance(result, CallFailed):
+            try:
+                data = _encode(result)
+            except (TypeError, msgspec.EncodeError) as exc:
+                result = CallFailed(CallError.INVALID, f"result is not msgspec-encodable: {exc}")
+            else:
+                if len(data) > self._max_bytes:
+                    result = CallFailed(
+                        CallError.OVERSIZED,
+                        f"result of {len(data)} bytes exceeds call_max_bytes {self._max_bytes}",
+                    )
         gen = self._channel.gen
         if isinstance(result, CallFailed):
-            reason = result.reason
-            self._channel.send(
-                ipc.RunResult(gen=gen, nonce=nonce, ok=False, error=str(result), reason=reason)
-            )
-            return
-        try:
-            data = _encode(result)
-        except (TypeError, msgspec.EncodeError) as exc:
             reply = ipc.RunResult(
-                gen=gen,
-                nonce=nonce,
-                ok=False,
-                error=f"result is not msgspec-encodable: {exc}",
-                reason=CallError.INVALID,
+                gen=gen, nonce=nonce, ok=False, error=str(result), reason=result.reason
             )
         else:
-            if len(data) > self._max_bytes:
-                reply = ipc.RunResult(
-                    gen=gen,
-                    nonce=nonce,
-                    ok=False,
-                    error=f"result of {len(data)} bytes exceeds call_max_bytes {self._max_bytes}",
-                    reason=CallError.OVERSIZED,
-                )
-            else:
-                reply = ipc.RunResult(gen=gen, nonce=nonce, ok=True, result=data)
+            reply = ipc.RunResult(gen=gen, nonce=nonce, ok=True, result=data)
         self._channel.send(reply)
 
     def _shard(self, shard_id: int) -> Shard:
