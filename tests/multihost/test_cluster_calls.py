@@ -4,6 +4,8 @@ host 1's shards and workers (commands, ``!guilds``, ``call_all``)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -82,3 +84,20 @@ async def test_a_handler_on_host_0_changes_the_voice_state_of_a_guild_on_host_1(
     sessions = await bot.fake.sessions()
     by_shard = {s["shard_id"]: s for s in sessions if s["state"] == "active"}
     assert by_shard[6]["requests_by_op"].get("4") == 1
+
+
+async def test_call_all_with_a_host_gone_answers_the_others_and_errors_for_its_workers(
+    two_hosts: tuple[Bot, list[SupervisorProc]],
+) -> None:
+    bot, sups = two_hosts
+    # Killed outright: its directory entry stays until it expires, so it is asked and
+    # never answers.
+    os.killpg(sups[1].proc.pid, signal.SIGKILL)
+    await sups[1].proc.wait()
+    doc = await bot.ask("!callall echo hi", (await bot.guilds_of_shard(0))[0])
+    assert doc["result"] == {
+        "results": {"0/0": "hi", "0/1": "hi"},
+        "errors": {"1/0": "host_unreachable", "1/1": "host_unreachable"},
+    }
+    # The call timeout is 6 s; the host's part is given up one second after it.
+    assert doc["elapsed_s"] < 6 + 1 + 1
