@@ -10,6 +10,7 @@ other hosts are reached through a ``RemoteLink`` (``shardmgr.cluster_redis``).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -33,6 +34,7 @@ STOPPED: Final = ShardState.STOPPED.value
 
 # Calls the supervisor routes at once; more are refused (BUSY) rather than queued.
 MAX_ROUTING: Final = 4096
+REPLY_SEND_S: Final = 5.0
 
 
 class RouterHost(Protocol):
@@ -119,9 +121,13 @@ class ClusterRouter:
     ) -> None:
         """A worker's call: routed in a task of its own; answered by one ``CallReply``."""
         if len(self._tasks) >= MAX_ROUTING:
-            self._reply(send, msg, [self._failed(worker_id, CallError.BUSY, "supervisor busy")])
-            return
-        task = asyncio.get_running_loop().create_task(self._serve(worker_id, send, msg))
+            busy = [self._failed(worker_id, CallError.BUSY, "supervisor busy")]
+            if len(self._tasks) >= 2 * MAX_ROUTING:
+                return  # not even a refusal: the caller's own deadline answers it
+            work = self._reply(send, msg, busy)
+        else:
+            work = self._serve(worker_id, send, msg)
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -151,20 +157,22 @@ class ClusterRouter:
                 outcomes = [self._failed(worker_id, CallError.INVALID, str(exc))]
             else:
                 outcomes = await self.route(msg.name, msg.args, msg.target, timeout)
-        self._reply(send, msg, outcomes)
+        await self._reply(send, msg, outcomes)
 
     def _failed(self, worker: int, reason: CallError, message: str) -> ipc.CallOutcome:
         self.count(reason)
         return error(self.host_name, worker, reason, message)
 
     @staticmethod
-    def _reply(
+    async def _reply(
         send: Callable[[ipc.ToWorker], Any], msg: ipc.ClusterCall, outcomes: list[ipc.CallOutcome]
     ) -> None:
         result = send(ipc.CallReply(gen=msg.gen, nonce=msg.nonce, outcomes=outcomes))
         if asyncio.iscoroutine(result):
-            task = asyncio.ensure_future(result)
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            # Bounded: a caller that stopped reading its pipe must not pin this task.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPLY_SEND_S):
+                    await result
 
     # ---------------------------------------------------------------- routing
 
