@@ -19,16 +19,14 @@ import contextlib
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 
 from shardmgr.identify.redisconn import connect
+from shardmgr.routing import REPLY_BUDGET, ClusterRouter, fit_reply
 from workers import ipc
 from workers.cluster import CallError
-
-if TYPE_CHECKING:
-    from shardmgr.routing import ClusterRouter
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +229,7 @@ class RedisClusterLink:
     def _on_wire(self, data: bytes) -> None:
         router = self._router
         assert router is not None
-        if len(data) > router.max_bytes + _FRAMING:
+        if len(data) > REPLY_BUDGET + _FRAMING:
             router.count(CallError.OVERSIZED)
             return
         try:
@@ -269,7 +267,7 @@ class RedisClusterLink:
             ]
         else:
             outcomes = await router.route_here(request.name, request.args, target, timeout)
-        reply = RemoteReply(nonce=request.nonce, outcomes=outcomes)
+        reply = RemoteReply(nonce=request.nonce, outcomes=fit_reply(outcomes))
         try:
             await self._client.publish(self.channel(request.origin), _encode(reply))
         except Exception as exc:

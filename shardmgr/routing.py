@@ -35,6 +35,9 @@ STOPPED: Final = ShardState.STOPPED.value
 # Calls the supervisor routes at once; more are refused (BUSY) rather than queued.
 MAX_ROUTING: Final = 4096
 REPLY_SEND_S: Final = 5.0
+# One reply carries every worker's result; it must fit a frame the caller can read (and
+# one Redis message), however many workers answered at call_max_bytes each.
+REPLY_BUDGET: Final = ipc.MAX_FRAME // 2
 
 
 class RouterHost(Protocol):
@@ -66,6 +69,27 @@ def host_name(settings: Settings) -> str:
     if settings.host_index is not None:
         return str(settings.host_index)
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def fit_reply(outcomes: list[ipc.CallOutcome], budget: int = REPLY_BUDGET) -> list[ipc.CallOutcome]:
+    """``outcomes`` with the largest results turned into OVERSIZED errors until their
+    total fits ``budget``: the other workers' answers still arrive."""
+    total = sum(len(o.result) for o in outcomes)
+    if total <= budget:
+        return outcomes
+    out = list(outcomes)
+    for i in sorted(range(len(out)), key=lambda k: len(out[k].result), reverse=True):
+        if total <= budget:
+            break
+        o = out[i]
+        total -= len(o.result)
+        out[i] = error(
+            o.host,
+            o.worker,
+            CallError.OVERSIZED,
+            f"result of {len(o.result)} bytes dropped: the whole answer exceeds {budget} bytes",
+        )
+    return out
 
 
 def error(host: str, worker: int, reason: CallError, message: str) -> ipc.CallOutcome:
@@ -157,7 +181,11 @@ class ClusterRouter:
                 outcomes = [self._failed(worker_id, CallError.INVALID, str(exc))]
             else:
                 outcomes = await self.route(msg.name, msg.args, msg.target, timeout)
-        await self._reply(send, msg, outcomes)
+        fitted = fit_reply(outcomes)
+        for before, after in zip(outcomes, fitted, strict=True):
+            if after is not before:
+                self.count(CallError.OVERSIZED)
+        await self._reply(send, msg, fitted)
 
     def _failed(self, worker: int, reason: CallError, message: str) -> ipc.CallOutcome:
         self.count(reason)

@@ -11,7 +11,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from shardmgr.restarts import RestartPolicy
-from shardmgr.routing import ClusterRouter
+from shardmgr.routing import ClusterRouter, fit_reply
 from shardmgr.shardtable import ShardTable
 from shardmgr.workerslot import WorkerSlot, WorkerState
 from workers import ipc
@@ -230,3 +230,22 @@ async def test_a_result_over_the_limit_is_refused_by_the_worker() -> None:
 async def test_a_call_is_answered_with_its_encoded_result() -> None:
     result = await serve("echo", msgspec.msgpack.encode([{"n": 3}]))
     assert result.ok and msgspec.msgpack.decode(result.result) == {"n": 3}
+
+
+def ok(worker: int, size: int) -> ipc.CallOutcome:
+    return ipc.CallOutcome(host="h", worker=worker, ok=True, result=b"x" * size)
+
+
+def test_a_reply_within_its_budget_is_unchanged() -> None:
+    outcomes = [ok(0, 40), ok(1, 60)]
+    assert fit_reply(outcomes, budget=100) is outcomes
+
+
+def test_the_largest_results_are_dropped_until_the_reply_fits() -> None:
+    fitted = fit_reply([ok(0, 40), ok(1, 70), ok(2, 30)], budget=100)
+    assert [(o.worker, o.ok, o.reason) for o in fitted] == [
+        (0, True, ""),
+        (1, False, CallError.OVERSIZED),
+        (2, True, ""),
+    ]
+    assert "exceeds 100 bytes" in fitted[1].error
