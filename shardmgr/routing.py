@@ -35,6 +35,7 @@ STOPPED: Final = ShardState.STOPPED.value
 # Calls the supervisor routes at once; more are refused (BUSY) rather than queued.
 MAX_ROUTING: Final = 4096
 REPLY_SEND_S: Final = 5.0
+MAX_NAME: Final = 100
 # One reply carries every worker's result; it must fit a frame the caller can read (and
 # one Redis message), however many workers answered at call_max_bytes each.
 REPLY_BUDGET: Final = ipc.MAX_FRAME // 2
@@ -208,6 +209,8 @@ class ClusterRouter:
         self, name: str, args: bytes, target: ipc.CallTarget, timeout_s: float
     ) -> list[ipc.CallOutcome]:
         """Every outcome of one call, each within ``timeout_s``."""
+        if len(name) > MAX_NAME:
+            return [self._failed(-1, CallError.INVALID, f"call name over {MAX_NAME} characters")]
         slots = self._host.slots
         remote = self.remote
         if target.host is not None and target.host != self.host_name:

@@ -82,6 +82,7 @@ async def call(
     args: bytes,
     timeout_s: float = 5.0,
     target: ipc.CallTarget = WORKER_0,
+    name: str = "echo",
 ) -> ipc.CallReply:
     replies: list[ipc.CallReply] = []
     done = asyncio.Event()
@@ -91,9 +92,7 @@ async def call(
         replies.append(msg)
         done.set()
 
-    msg = ipc.ClusterCall(
-        gen=1, nonce=1, name="echo", args=args, target=target, timeout_s=timeout_s
-    )
+    msg = ipc.ClusterCall(gen=1, nonce=1, name=name, args=args, target=target, timeout_s=timeout_s)
     router.on_call(5, send, msg)
     await done.wait()
     return replies[0]
@@ -155,6 +154,14 @@ async def test_a_command_for_a_shard_that_stays_stopped_is_shard_unavailable() -
     assert reply.outcomes[0].reason == CallError.SHARD_UNAVAILABLE
     assert proc.sent == []
     assert errors_metric(registry, "shard_unavailable") == 1
+
+
+async def test_a_huge_call_name_is_invalid_and_never_forwarded() -> None:
+    router, proc, registry = make_router()
+    reply = await call(router, b"\x90", name="n" * 10_000)
+    assert reply.outcomes[0].reason == CallError.INVALID
+    assert proc.sent == []
+    assert errors_metric(registry, "invalid") == 1
 
 
 async def test_a_bad_timeout_is_an_invalid_call() -> None:
