@@ -2,8 +2,9 @@
 
 A handler object whose ``start`` takes one parameter receives it as ``start(gateway)``;
 anything else running in the worker reaches it through ``current()``. Every method routes
-to one of this worker's shards; commands queue through the shard's send limiter and
-survive reconnects (see ``Shard.send_raw``)."""
+to the shard it names, in this worker or (through the supervisor, ``gateway.cluster``) in
+another one; commands queue through that shard's send limiter and survive reconnects (see
+``Shard.send_raw``)."""
 
 from __future__ import annotations
 

@@ -167,15 +167,21 @@ class CallTarget(msgspec.Struct, frozen=True, kw_only=True):
     host: str | None = None
 
 
-class CallOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """One worker's answer to a cluster call: ``result`` msgpack-encoded, or an error."""
+class CallAnswer(msgspec.Struct, kw_only=True):
+    """A worker's answer to a cluster call: ``result`` msgpack-encoded, or an error and
+    its reason (``workers.cluster.CallError``)."""
 
-    host: str
-    worker: int
     ok: bool
     result: bytes = b""
     error: str = ""
     reason: str = ""
+
+
+class CallOutcome(CallAnswer, kw_only=True):
+    """One worker's answer, as the caller gets it: which worker of which host."""
+
+    host: str
+    worker: int
 
 
 class RunCall(msgspec.Struct, tag="run_call", kw_only=True):
@@ -347,13 +353,11 @@ class ClusterCall(msgspec.Struct, tag="cluster_call", kw_only=True):
     timeout_s: float
 
 
-class RunResult(msgspec.Struct, tag="run_result", kw_only=True):
+class RunResult(CallAnswer, tag="run_result", kw_only=True):
+    """The answer to ``RunCall``."""
+
     gen: int
     nonce: int
-    ok: bool
-    result: bytes = b""
-    error: str = ""
-    reason: str = ""
 
 
 ToSupervisor = (
