@@ -116,8 +116,14 @@ async def test_a_call_to_a_worker_being_rolled_waits_for_its_successor(
 ) -> None:
     bot, sup = cluster
     old = await worker_pids(sup)
+    old_gen = (await sup.status())["workers"][0]["gen"]
     sup.proc.send_signal(signal.SIGHUP)
-    await sup.wait_status(lambda doc: doc["workers"][0]["state"] != "running", within_s=30.0)
+    # Worker 0 rolls first: ask it while it is stopping or starting (or, on a slow poll,
+    # already back: then the answer must still come from the successor).
+    await sup.wait_status(
+        lambda doc: doc["workers"][0]["state"] != "running" or doc["workers"][0]["gen"] != old_gen,
+        within_s=30.0,
+    )
     doc = await bot.ask("!call 0 pid", (await bot.guilds_of_shard(2))[0])
     new = await worker_pids(sup)
     assert doc["result"] == new[0] != old[0]
