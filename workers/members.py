@@ -22,6 +22,18 @@ if TYPE_CHECKING:
     from workers.shard import Shard
 
 CHUNK_EVENT: Final = "GUILD_MEMBERS_CHUNK"
+# Discord's answer instead of chunks when all-member requests come too fast (op 8 only).
+RATE_LIMITED_EVENT: Final = "RATE_LIMITED"
+
+
+class MembersRateLimited(ValueError):
+    """The gateway refused the member request: too many for this guild; retry later."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"member request rate limited by the gateway; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
 # Member requests one worker waits for at once; more raise instead of growing.
 MAX_WAITS: Final = 64
 
@@ -46,7 +58,18 @@ class _Chunk(msgspec.Struct):
     presences: list[Any] = []
 
 
+class _Meta(msgspec.Struct, frozen=True):
+    nonce: str | None = None
+
+
+class _RateLimited(msgspec.Struct):
+    opcode: int = 0
+    retry_after: float = 0.0
+    meta: _Meta = _Meta()
+
+
 _head = msgspec.json.Decoder(_ChunkHead)
+_limited = msgspec.json.Decoder(_RateLimited)
 _body = msgspec.json.Decoder(_Chunk)
 
 
@@ -96,6 +119,9 @@ class MemberWaits:
         }
 
     def tap(self, event: Event) -> None:
+        if event.name == RATE_LIMITED_EVENT:
+            self._rate_limited(bytes(event.raw))
+            return
         if event.name != CHUNK_EVENT:
             return
         raw = bytes(event.raw)
@@ -113,3 +139,12 @@ class MemberWaits:
         wait.count = max(1, head.chunk_count)
         if len(wait.chunks) >= wait.count:
             wait.done.set_result(None)
+
+    def _rate_limited(self, raw: bytes) -> None:
+        try:
+            body = _limited.decode(raw)
+        except msgspec.DecodeError:
+            return
+        wait = self._waits.get(body.meta.nonce or "")
+        if body.opcode == Op.REQUEST_GUILD_MEMBERS and wait is not None and not wait.done.done():
+            wait.done.set_exception(MembersRateLimited(body.retry_after))
