@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "overhead": "bench.overhead",
     "admin_load": "bench.admin_load",
     "rest": "bench.rest",
+    "cluster": "bench.cluster",
     "sink_redis": "bench.sink_redis",  # provided by the Redis engineer; run when present
 }
 OPTIONAL = frozenset({"sink_redis"})

@@ -129,6 +129,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     rest_global_limit: int = 50
     rest_limiter: str | None = None  # None: the identify limiter's (local or redis://)
     rest_invalid_limit: int = REST_INVALID_LIMIT
+    # --- one bot across many workers (issue 16): commands to any shard, cluster calls ---
+    command_timeout_s: float = 10.0
+    call_timeout_s: float = 10.0
+    call_max_bytes: int = 1024 * 1024
 
     @property
     def state_path(self) -> Path:
@@ -466,6 +470,9 @@ _POSITIVE: Final = (
     "resume_window_s",
     "drain_timeout_s",
     "sessions_save_interval_s",
+    "command_timeout_s",
+    "call_timeout_s",
+    "call_max_bytes",
 )
 
 

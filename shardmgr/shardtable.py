@@ -40,6 +40,8 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             | ipc.RestStats()
             | ipc.Stats()
             | ipc.Suspended()
+            | ipc.ClusterCall()
+            | ipc.RunResult()
         ):
             return None
         case _:

@@ -298,6 +298,14 @@ async def _run(
             announce=announce,
             rest=make_broker(settings, token),
         )
+        if settings.limiter.url is not None and settings.limiter.kind is not LimiterKind.LOCAL:
+            # The identify limiter's Redis also carries calls to other hosts' workers.
+            from shardmgr.cluster_redis import RedisClusterLink
+            from shardmgr.identify.redis import bot_id_from_token
+
+            supervisor.router.remote = RedisClusterLink(
+                settings.limiter.url, bot_id_from_token(token), supervisor.router.host_name
+            )
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret, sink=monitor)
         host, port = settings.http_address
         await api.start(host, port)

@@ -22,6 +22,7 @@ from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
 from shardmgr.restarts import RestartPolicy
 from shardmgr.restlimits import LocalGlobal, RestBroker
+from shardmgr.routing import ClusterRouter, host_name
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
@@ -108,6 +109,13 @@ class Supervisor:
         # REST limits shared by the workers (issue 14): Discord's default global limit
         self.rest = rest if rest is not None else RestBroker(LocalGlobal(50, clock), clock)
         self._slots: dict[int, WorkerSlot] = {}
+        # cluster calls and commands for other workers' shards (issue 16)
+        self.router = ClusterRouter(
+            self,
+            host_name=host_name(settings),
+            max_bytes=settings.call_max_bytes,
+            registry=getattr(metrics, "registry", None),
+        )
         self._progress: asyncio.Task[None] | None = None
         self.shards = ShardTable([])
         self._commands: asyncio.Queue[RestartReason] = asyncio.Queue()
@@ -125,6 +133,7 @@ class Supervisor:
     async def run(self) -> int:
         """Start every worker and supervise until ``request_stop``; returns the exit status."""
         self._apply_plan(self.plan)
+        await self.router.start()
         control = asyncio.create_task(self._control_loop(), name="supervisor-control")
         try:
             await self._stop_requested.wait()
@@ -157,6 +166,10 @@ class Supervisor:
     def kept_sessions(self) -> bool:
         """Whether the stop suspended the sessions (the caller then saves ``sessions``)."""
         return self._keep_sessions
+
+    @property
+    def slots(self) -> Mapping[int, WorkerSlot]:
+        return self._slots
 
     def _queue(self, command: RestartReason) -> bool:
         if command in self._queued:
@@ -246,6 +259,7 @@ class Supervisor:
             # Each worker loop bounds its own wait by shutdown_timeout_s and then kills.
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.permits.aclose()
+        await self.router.aclose()
         with contextlib.suppress(Exception):
             await self.rest.aclose()
         with contextlib.suppress(Exception):
@@ -294,6 +308,11 @@ class Supervisor:
                 self.rest.handle((worker_id, msg.gen), msg, slot.proc.send)
             case ipc.RestStats():
                 pass  # metrics only (on_worker_message)
+            case ipc.ClusterCall():
+                assert slot.proc is not None
+                self.router.on_call(worker_id, slot.proc.send, msg)
+            case ipc.RunResult():
+                self.router.on_result(msg.gen, msg)
             case ipc.ShardStopped():
                 self.shards.apply(worker_id, msg)
                 self._on_shard_stopped(slot, msg)

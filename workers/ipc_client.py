@@ -19,6 +19,7 @@ from typing import assert_never
 import msgspec
 
 from workers import ipc, logsetup, redact
+from workers.cluster import CallServer, Cluster
 from workers.commands import QueueFull, ShardClosed
 from workers.handlers import HandlerLoadError, load_handler
 from workers.permits import PermitRefused
@@ -197,6 +198,8 @@ class WorkerProcess:
         self._channel: IpcChannel | None = None
         self._permits: IpcPermits | None = None
         self._rest: RemoteCoordinator | None = None
+        self._cluster: Cluster | None = None
+        self._calls: CallServer | None = None
         self._shutdown: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
 
@@ -225,8 +228,17 @@ class WorkerProcess:
             if callable(use_url):
                 use_url(config.sink_url)
         try:
+            cluster = self._cluster = Cluster(channel, config)
             self.runtime = WorkerRuntime(
-                config, self._permits, IpcReporter(channel), handler, rest_coordinator=self._rest
+                config,
+                self._permits,
+                IpcReporter(channel),
+                handler,
+                rest_coordinator=self._rest,
+                cluster=cluster,
+            )
+            self._calls = CallServer(
+                channel, config, handler.target, self.runtime.shards, self.runtime.members
             )
             await self.runtime.start()
         except (ValueError, msgspec.ValidationError) as exc:
@@ -299,6 +311,12 @@ class WorkerProcess:
                     self._begin_shutdown(msg.keep_sessions)
                 case ipc.Start():
                     log.warning("ignoring a second Start message")
+                case ipc.RunCall():
+                    if self._calls is not None:
+                        self._calls.serve(msg)
+                case ipc.CallReply():
+                    if self._cluster is not None:
+                        self._cluster.on_reply(msg)
                 case _:
                     assert_never(msg)
 
@@ -364,6 +382,10 @@ class WorkerProcess:
             self._permits.fail_all("worker shutting down")
         if self._rest is not None:
             self._rest.fail_all()
+        if self._calls is not None:
+            await self._calls.aclose()
+        if self._cluster is not None:
+            self._cluster.fail_all("worker shutting down")
         await channel.drain()
         self._finished.set()
 

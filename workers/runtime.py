@@ -14,7 +14,9 @@ import aiohttp
 from workers import gateway as gateway_api
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
+from workers.cluster import Cluster
 from workers.handlers import Delivery, Handler, as_handler
+from workers.members import MemberWaits
 from workers.permits import IdentifyPermit
 from workers.reporter import Reporter, ShardCounters, StatsCollector
 from workers.rest.client import RestClient
@@ -34,6 +36,7 @@ class WorkerRuntime:
         clock: Clock = REAL_CLOCK,
         rng: random.Random | None = None,
         rest_coordinator: Coordinator | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.config = config
         self.permits = permits
@@ -58,12 +61,20 @@ class WorkerRuntime:
             invalid_limit=config.rest_invalid_limit,
             clock=clock,
         )
+        # gateway.cluster (None without a supervisor) and the member requests that wait
+        self.cluster = cluster
+        self.members = MemberWaits()
 
     async def start(self) -> None:
         # Filled in below; the handler may keep it and use it once shards are connected.
         planned = [a.shard_id for a in self.config.shards]
         self.gateway = gateway_api.Gateway(
-            self.shards, self.config.num_shards, planned, rest=self.rest
+            self.shards,
+            self.config.num_shards,
+            planned,
+            rest=self.rest,
+            cluster=self.cluster,
+            members=self.members,
         )
         gateway_api.install(self.gateway)
         self.handler.check_intents(self.config.intents)

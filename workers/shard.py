@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
@@ -510,6 +511,21 @@ class Shard:
 
     def inject_resume(self, seq: int | None = None) -> None:
         self.runner.inject_resume(seq)
+
+    def set_tap(self, tap: Callable[[Event], None] | None) -> None:
+        """Show every dispatch to ``tap`` before its delivery (None: stop). Set only while
+        someone waits for a reply event (member chunks), so the hot path pays nothing
+        otherwise."""
+        push = self.delivery.push
+        if tap is None:
+            self._push = push
+            return
+
+        def tapped(event: Event) -> None:
+            tap(event)
+            push(event)
+
+        self._push = tapped
 
     # ------------------------------------------------------------------ commands
 

@@ -23,7 +23,7 @@ async def test_four_workers_burst_into_four_channels_without_a_violation(
 
 async def test_key_ownership_moves_between_workers_with_its_bucket_state() -> None:
     # A window long enough that the second worker's request surely falls inside it.
-    server = DiscordServer(GLOBAL_LIMIT, 2, 2.0)
+    server = DiscordServer(GLOBAL_LIMIT, 2, 4.0)
     await server.start()
     broker = RestBroker(LocalGlobal(GLOBAL_LIMIT))
     a, b = (RestClient(TOKEN, server.api_base, Loopback(broker, w).coordinator) for w in (1, 2))
