@@ -23,7 +23,7 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	@$(BIN)/ruff check shardmgr workers tests bench
 	@$(BIN)/mypy
-	@$(BIN)/python -m pytest -q -p no:cacheprovider
+	@SHARDMGR_REQUIRE_SERVERS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	@$(BIN)/python -m bench

@@ -37,11 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.prometheus,
     pytest.mark.timeout(150),
-    pytest.mark.skipif(
-        PROMETHEUS is None or PROMTOOL is None,
-        reason="prometheus/promtool not installed (Debian package prometheus; "
-        "scripts/system-deps.sh installs it)",
-    ),
+    pytest.mark.needs_binary("prometheus", "promtool"),
 ]
 
 BOT_ID = b"400000000000000001"
