@@ -1,0 +1,249 @@
+"""`make mutate`: mutation testing of the modules that hold the core rules, with cosmic-ray.
+
+For every [[target]] of mutation/targets.toml: copy the repo to build/mutation/work (cosmic-ray
+edits the module on disk, so a killed run can never leave a mutant in the working tree), run
+the target's tests once unmutated (they must pass; their time sets the per-mutant timeout),
+create the mutants, skip those that cannot change behaviour here (inside type annotations,
+which ``from __future__ import annotations`` never evaluates) or lie outside the target's
+``functions``, run the target's tests against each remaining mutant, and list the survivors
+with their diffs. Worker subprocesses started by a test import the mutated file too: the
+mutant is on disk and PYTHONPATH points at the copy.
+
+Usage: python mutation/run.py [TARGET-NAME-SUBSTRING ...]
+Results: build/mutation/report.txt (summary and every survivor's diff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "mutation" / "targets.toml"
+OUT = REPO / "build" / "mutation"
+WORK = OUT / "work"
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "__pycache__", ".*_cache", ".hypothesis", "*.egg-info"
+)
+STARTUP_S = 10.0
+
+Pos = tuple[int, int]
+
+
+@dataclass
+class Target:
+    name: str
+    module: str
+    tests: list[str]
+    functions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    target: Target
+    total: int = 0
+    skipped: int = 0
+    killed: int = 0
+    timeouts: int = 0
+    incompetent: int = 0
+    survivors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Settings:
+    timeout_factor: float
+    exclude_operators: list[re.Pattern[str]]
+
+
+def load_targets(path: Path) -> tuple[Settings, list[Target]]:
+    doc = tomllib.loads(path.read_text())
+    raw = doc.get("settings", {})
+    settings = Settings(
+        float(raw.get("timeout_factor", 3.0)),
+        [re.compile(p) for p in raw.get("exclude_operators", [])],
+    )
+    targets = [
+        Target(t["name"], t["module"], list(t["tests"]), list(t.get("functions", [])))
+        for t in doc["target"]
+    ]
+    return settings, targets
+
+
+def definitions(tree: ast.Module) -> list[tuple[Pos, Pos, str]]:
+    """(start, end, qualified name) of every function and class, decorators included."""
+    out: list[tuple[Pos, Pos, str]] = []
+
+    def walk(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                first = min([child.lineno, *(d.lineno for d in child.decorator_list)])
+                end = (child.end_lineno or child.lineno, child.end_col_offset or 0)
+                out.append(((first, 0), end, name))
+                walk(child, f"{name}.")
+            else:
+                walk(child, prefix)
+
+    walk(tree, "")
+    return out
+
+
+def annotations(tree: ast.Module) -> list[tuple[Pos, Pos]]:
+    spans: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            spans.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            spans.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            spans.append(node.annotation)
+    return [
+        ((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in spans
+    ]
+
+
+def innermost(defs: list[tuple[Pos, Pos, str]], pos: Pos) -> str | None:
+    inside = [(start, name) for start, end, name in defs if start <= pos <= end]
+    return max(inside)[1] if inside else None
+
+
+def wanted(qualname: str | None, functions: list[str]) -> bool:
+    if not functions:
+        return True
+    return qualname is not None and any(
+        qualname == f or qualname.startswith(f"{f}.") for f in functions
+    )
+
+
+def skip_unwanted(db: WorkDB, target: Target, source: Path, settings: Settings) -> int:
+    tree = ast.parse(source.read_text())
+    defs, notes = definitions(tree), annotations(tree)
+    known = {name for _, _, name in defs}
+    missing = [f for f in target.functions if f not in known]
+    if missing:
+        sys.exit(f"mutation/targets.toml: {target.module} has no {', '.join(missing)}")
+    skipped = 0
+    for item in list(db.pending_work_items):
+        (mutation,) = item.mutations
+        pos: Pos = tuple(mutation.start_pos)  # type: ignore[assignment]
+        in_annotation = any(start <= pos < end for start, end in notes)
+        excluded = any(p.search(mutation.operator_name) for p in settings.exclude_operators)
+        if in_annotation or excluded or not wanted(innermost(defs, pos), target.functions):
+            db.set_result(
+                item.job_id,
+                WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=None, diff=None),
+            )
+            skipped += 1
+    return skipped
+
+
+def pytest_command(target: Target) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *target.tests]
+
+
+def baseline_seconds(target: Target, env: dict[str, str]) -> float:
+    started = time.monotonic()
+    result = subprocess.run(
+        pytest_command(target), cwd=WORK, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"{target.name}: the unmutated tests fail:\n{result.stdout[-3000:]}")
+    return time.monotonic() - started
+
+
+def run_target(target: Target, settings: Settings, env: dict[str, str]) -> Outcome:
+    module = WORK / target.module
+    if not module.is_file():
+        sys.exit(f"mutation/targets.toml: {target.module} does not exist")
+    outcome = Outcome(target)
+    started = time.monotonic()
+    timeout = STARTUP_S + settings.timeout_factor * baseline_seconds(target, env)
+    slug = "".join(c if c.isalnum() else "-" for c in target.name)[:60]
+    config, session = OUT / f"{slug}.toml", OUT / f"{slug}.sqlite"
+    session.unlink(missing_ok=True)
+    # cosmic-ray splits the command with shlex; a JSON string is a valid TOML string.
+    test_command = shlex.join(pytest_command(target))
+    config.write_text(
+        "[cosmic-ray]\n"
+        f"module-path = {json.dumps(target.module)}\n"
+        f"timeout = {timeout:.1f}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(test_command)}\n"
+        '[cosmic-ray.distributor]\nname = "local"\n'
+    )
+    cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
+    subprocess.run([*cosmic, "init", str(config), str(session)], cwd=WORK, env=env, check=True)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        outcome.total = db.num_work_items
+        outcome.skipped = skip_unwanted(db, target, module, settings)
+    subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=WORK, env=env, check=True)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        items = {item.job_id: item for item in db.work_items}
+        for job_id, result in db.results:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result.test_outcome == TestOutcome.SURVIVED:
+                (mutation,) = items[job_id].mutations
+                line = mutation.start_pos[0]
+                outcome.survivors.append(
+                    f"{target.module}:{line} {mutation.operator_name}\n{result.diff}"
+                )
+            elif result.test_outcome == TestOutcome.KILLED:
+                outcome.killed += 1
+                outcome.timeouts += result.output == "timeout"
+            else:
+                outcome.incompetent += 1
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("only", nargs="*", help="run the targets whose name contains this")
+    args = parser.parse_args()
+    settings, targets = load_targets(CONFIG)
+    if args.only:
+        targets = [t for t in targets if any(o in t.name for o in args.only)]
+    OUT.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+    shutil.copytree(REPO, WORK, ignore=COPY_IGNORE)
+    env = {**os.environ, "PYTHONPATH": str(WORK), "PYTHONDONTWRITEBYTECODE": "1"}
+    outcomes: list[Outcome] = []
+    for target in targets:
+        print(f"== {target.name}: {target.module}", flush=True)
+        outcomes.append(run_target(target, settings, env))
+    lines = []
+    for o in outcomes:
+        run = o.total - o.skipped
+        lines.append(
+            f"{o.target.name} ({o.target.module}): {run} mutants run ({o.skipped} skipped), "
+            f"{o.killed} killed ({o.timeouts} by timeout), {len(o.survivors)} survived, "
+            f"{o.incompetent} incompetent, {o.seconds:.0f}s"
+        )
+    summary = "\n".join(lines)
+    details = "\n\n".join(
+        f"--- {o.target.name}\n" + "\n".join(o.survivors) for o in outcomes if o.survivors
+    )
+    report = OUT / "report.txt"
+    report.write_text(f"{summary}\n\nSurvivors:\n\n{details}\n")
+    print(f"\n{summary}\n\nsurviving mutants with their diffs: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
