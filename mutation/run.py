@@ -9,7 +9,9 @@ which ``from __future__ import annotations`` never evaluates) or lie outside the
 with their diffs. Worker subprocesses started by a test import the mutated file too: the
 mutant is on disk and PYTHONPATH points at the copy.
 
-Usage: python mutation/run.py [TARGET-NAME-SUBSTRING ...]
+Usage: python mutation/run.py [--recheck | --report] [TARGET-NAME-WORD ...]
+--recheck runs only the last run's survivors again (after adding tests: seconds, not minutes);
+--report only summarizes the last runs.
 Results: build/mutation/report.txt (summary and every survivor's diff).
 """
 
@@ -29,13 +31,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_db import WorkDB, WorkResultStorage, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "mutation" / "targets.toml"
 OUT = REPO / "build" / "mutation"
-WORK = OUT / "work"
 COPY_IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "build", "__pycache__", ".*_cache", ".hypothesis", "*.egg-info"
 )
@@ -61,7 +62,6 @@ class Outcome:
     timeouts: int = 0
     incompetent: int = 0
     survivors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 @dataclass
@@ -156,26 +156,46 @@ def pytest_command(target: Target) -> list[str]:
     return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *target.tests]
 
 
-def baseline_seconds(target: Target, env: dict[str, str]) -> float:
+def baseline_seconds(target: Target, work: Path, env: dict[str, str]) -> float:
     started = time.monotonic()
     result = subprocess.run(
-        pytest_command(target), cwd=WORK, env=env, capture_output=True, text=True, check=False
+        pytest_command(target), cwd=work, env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         sys.exit(f"{target.name}: the unmutated tests fail:\n{result.stdout[-3000:]}")
     return time.monotonic() - started
 
 
-def run_target(target: Target, settings: Settings, env: dict[str, str]) -> Outcome:
-    module = WORK / target.module
+def session_path(target: Target) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in target.name)[:60]
+    return OUT / f"{slug}.sqlite"
+
+
+def forget_survivors(session: Path) -> int:
+    """Drop the survivors' results so that ``cosmic-ray exec`` runs them again."""
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        again = [
+            job_id
+            for job_id, result in db.results
+            if result.worker_outcome != WorkerOutcome.SKIPPED
+            and result.test_outcome == TestOutcome.SURVIVED
+        ]
+        with db._session_maker.begin() as sql:  # cosmic-ray has no public "forget result"
+            sql.query(WorkResultStorage).filter(WorkResultStorage.job_id.in_(again)).delete()
+    return len(again)
+
+
+def run_target(
+    target: Target, settings: Settings, work: Path, env: dict[str, str], *, recheck: bool
+) -> None:
+    module = work / target.module
     if not module.is_file():
         sys.exit(f"mutation/targets.toml: {target.module} does not exist")
-    outcome = Outcome(target)
-    started = time.monotonic()
-    timeout = STARTUP_S + settings.timeout_factor * baseline_seconds(target, env)
-    slug = "".join(c if c.isalnum() else "-" for c in target.name)[:60]
-    config, session = OUT / f"{slug}.toml", OUT / f"{slug}.sqlite"
-    session.unlink(missing_ok=True)
+    session = session_path(target)
+    if recheck and not session.exists():
+        sys.exit(f"{target.name}: no earlier run to recheck ({session})")
+    timeout = STARTUP_S + settings.timeout_factor * baseline_seconds(target, work, env)
+    config = session.with_suffix(".toml")
     # cosmic-ray splits the command with shlex; a JSON string is a valid TOML string.
     test_command = shlex.join(pytest_command(target))
     config.write_text(
@@ -187,17 +207,28 @@ def run_target(target: Target, settings: Settings, env: dict[str, str]) -> Outco
         '[cosmic-ray.distributor]\nname = "local"\n'
     )
     cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
-    subprocess.run([*cosmic, "init", str(config), str(session)], cwd=WORK, env=env, check=True)
-    with use_db(str(session), WorkDB.Mode.open) as db:
-        outcome.total = db.num_work_items
-        outcome.skipped = skip_unwanted(db, target, module, settings)
-    subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=WORK, env=env, check=True)
+    if recheck:
+        print(f"   rechecking {forget_survivors(session)} survivors", flush=True)
+    else:
+        session.unlink(missing_ok=True)
+        subprocess.run([*cosmic, "init", str(config), str(session)], cwd=work, env=env, check=True)
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            skip_unwanted(db, target, module, settings)
+    subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=work, env=env, check=True)
+
+
+def summarize(target: Target) -> Outcome:
+    outcome = Outcome(target)
+    session = session_path(target)
+    if not session.exists():
+        return outcome
     with use_db(str(session), WorkDB.Mode.open) as db:
         items = {item.job_id: item for item in db.work_items}
+        outcome.total = len(items)
         for job_id, result in db.results:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
-                continue
-            if result.test_outcome == TestOutcome.SURVIVED:
+                outcome.skipped += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
                 (mutation,) = items[job_id].mutations
                 line = mutation.start_pos[0]
                 outcome.survivors.append(
@@ -208,33 +239,40 @@ def run_target(target: Target, settings: Settings, env: dict[str, str]) -> Outco
                 outcome.timeouts += result.output == "timeout"
             else:
                 outcome.incompetent += 1
-    outcome.seconds = time.monotonic() - started
     return outcome
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("only", nargs="*", help="run the targets whose name contains this")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--recheck", action="store_true", help="run only the last run's survivors again"
+    )
+    mode.add_argument("--report", action="store_true", help="only report the last runs")
     args = parser.parse_args()
     settings, targets = load_targets(CONFIG)
     if args.only:
         targets = [t for t in targets if any(o in t.name for o in args.only)]
     OUT.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(WORK, ignore_errors=True)
-    shutil.copytree(REPO, WORK, ignore=COPY_IGNORE)
-    env = {**os.environ, "PYTHONPATH": str(WORK), "PYTHONDONTWRITEBYTECODE": "1"}
-    outcomes: list[Outcome] = []
-    for target in targets:
-        print(f"== {target.name}: {target.module}", flush=True)
-        outcomes.append(run_target(target, settings, env))
-    lines = []
-    for o in outcomes:
-        run = o.total - o.skipped
-        lines.append(
-            f"{o.target.name} ({o.target.module}): {run} mutants run ({o.skipped} skipped), "
-            f"{o.killed} killed ({o.timeouts} by timeout), {len(o.survivors)} survived, "
-            f"{o.incompetent} incompetent, {o.seconds:.0f}s"
-        )
+    if not args.report:
+        # A recheck may run while a full run of other targets still uses its own copy.
+        work = OUT / ("recheck" if args.recheck else "work")
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(REPO, work, ignore=COPY_IGNORE)
+        env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
+        for target in targets:
+            print(f"== {target.name}: {target.module}", flush=True)
+            started = time.monotonic()
+            run_target(target, settings, work, env, recheck=args.recheck)
+            print(f"   {time.monotonic() - started:.0f}s", flush=True)
+    outcomes = [summarize(t) for t in targets]
+    lines = [
+        f"{o.target.name} ({o.target.module}): {o.total - o.skipped} mutants run "
+        f"({o.skipped} skipped), {o.killed} killed ({o.timeouts} by timeout), "
+        f"{len(o.survivors)} survived, {o.incompetent} incompetent"
+        for o in outcomes
+    ]
     summary = "\n".join(lines)
     details = "\n\n".join(
         f"--- {o.target.name}\n" + "\n".join(o.survivors) for o in outcomes if o.survivors
