@@ -183,7 +183,7 @@ async def test_a_concurrency_change_while_a_grant_waits_for_the_budget_opens_no_
     clock_at_change = clock.monotonic()
     limiter.update(limits(remaining=10, mc=1))  # budget back, and one bucket for everyone
     await asyncio.wait_for(first, 1.0)
-    await limiter.sent(0)
+    await limiter.release(0)  # unused: its window counts from the grant, under the old bucket
     assert await granted_at(clock, limiter, 1) >= clock_at_change + 5.0
 
 
@@ -198,3 +198,36 @@ async def test_a_concurrency_change_wakes_waiters_queued_under_the_old_numbering
         await clock.advance(0.5)
     assert behind.done(), "still waiting for shard 0's hold, which no longer concerns it"
     await behind
+
+
+async def test_the_same_max_concurrency_again_is_no_change() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = local(clock, limits(mc=int("300")))
+    await limiter.acquire(0)
+    await limiter.sent(0)
+    limiter.update(limits(mc=int("300")))  # equal, though another int object (a new fetch)
+    assert await granted_at(clock, limiter, 1) == 0.0
+
+
+async def test_a_concurrency_change_before_any_identify_delays_nothing() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = local(clock, limits(mc=1))
+    limiter.update(limits(mc=2))
+    assert await granted_at(clock, limiter, 0) == 0.0
+
+
+class LateClock(FakeClock):
+    """Wakes every sleeper a millisecond late, as a busy event loop does."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + 0.001 if seconds > 0 else seconds)
+
+
+@pytest.mark.timeout(10)
+async def test_a_hold_that_ran_out_while_its_waiter_overslept_frees_the_bucket() -> None:
+    clock = LateClock(start=1000.0)
+    limiter = local(clock, limits(mc=1), hold_timeout_s=2.0)
+    await limiter.acquire(0)  # granted at 1000, never reported: held until 1002
+    granted = await granted_at(clock, limiter, 1)
+    # the hold ends at 1002, but the window still counts from the grant: 1005
+    assert 1005.0 <= granted <= 1005.1
