@@ -94,25 +94,31 @@ async def test_a_batch_raising_cancelled_error_is_a_failure_not_the_end_of_deliv
 async def test_batch_delivery_wakes_up_for_events_pushed_after_it_went_idle() -> None:
     handler = Batches()
     d = Delivery(0, Handler(handler), ShardCounters(), batch_size=10)
-    task = await drain(d)
     d.push(event(1))
+    task = await drain(d)  # event 1 handled, then the delivery task sleeps
+    handler.called.clear()
+    d.push(event(2))
     async with asyncio.timeout(5):
         await handler.called.wait()
         await d.wait_idle()
-    assert handler.batches == [[1]] and d.delivered == 1
+    assert handler.batches == [[1], [2]] and d.delivered == 2
     await stop(task)
 
 
 async def test_the_event_in_the_handler_counts_in_the_backlog_after_an_idle_wake() -> None:
     handler = Gate()
+    handler.gate.set()
     d = Delivery(0, Handler(handler), ShardCounters())
-    task = await drain(d)  # nothing queued: the delivery task goes to sleep
     d.push(event(1))
+    task = await drain(d)  # event 1 handled, then the delivery task sleeps
+    handler.gate.clear()
+    handler.entered.clear()
+    d.push(event(2))
     async with asyncio.timeout(5):
         await handler.entered.wait()
     assert d.backlog == 1
     handler.gate.set()
     async with asyncio.timeout(5):
         await d.wait_idle()
-    assert d.backlog == 0 and d.delivered == 1 and d.checkpoint == (1, 1)
+    assert d.backlog == 0 and d.delivered == 2 and d.checkpoint == (1, 2)
     await stop(task)
