@@ -19,6 +19,7 @@ from shardmgr.identify import (
     LocalIdentifyLimiter,
     SessionStartLimit,
 )
+from tests.worker.test_permits_rules import LateClock
 from workers.clock import FakeClock
 
 
@@ -214,13 +215,6 @@ async def test_a_concurrency_change_before_any_identify_delays_nothing() -> None
     limiter = local(clock, limits(mc=1))
     limiter.update(limits(mc=2))
     assert await granted_at(clock, limiter, 0) == 0.0
-
-
-class LateClock(FakeClock):
-    """Wakes every sleeper a millisecond late, as a busy event loop does."""
-
-    async def sleep(self, seconds: float) -> None:
-        await super().sleep(seconds + 0.001 if seconds > 0 else seconds)
 
 
 @pytest.mark.timeout(10)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from workers.clock import FakeClock
-from workers.permits import InProcessPermits
+from workers.permits import HOLD_TIMEOUT_S, InProcessPermits
 
 
 async def granted_after(clock: FakeClock, permits: InProcessPermits, shard_id: int) -> float:
@@ -47,9 +49,47 @@ async def test_an_unused_grant_frees_its_bucket_one_window_after_the_grant() -> 
     assert await granted_after(clock, permits, 1) == 4.0
 
 
-async def test_a_stale_report_from_another_shard_does_not_free_the_bucket() -> None:
+@pytest.mark.parametrize(("holder", "reporter"), [(2, 0), (0, 2)])
+async def test_a_stale_report_from_another_shard_does_not_free_the_bucket(
+    holder: int, reporter: int
+) -> None:
     clock = FakeClock()
     permits = InProcessPermits(max_concurrency=2, window_s=5, clock=clock, hold_timeout_s=20)
-    await permits.acquire(2)  # bucket 0, held until shard 2 reports
-    permits.unused(0)  # shard 0 holds nothing: must not release shard 2's grant
+    await permits.acquire(holder)  # bucket 0, held until the holder reports
+    permits.unused(reporter)  # the reporter holds nothing: must not release the grant
     assert await granted_after(clock, permits, 4) == 20.0
+
+
+async def test_an_unreported_grant_holds_its_bucket_for_20_s_by_default() -> None:
+    clock = FakeClock()
+    permits = InProcessPermits(max_concurrency=1, window_s=5, clock=clock)
+    await permits.acquire(0)
+    assert await granted_after(clock, permits, 1) == HOLD_TIMEOUT_S == 20.0
+
+
+def test_max_concurrency_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        InProcessPermits(max_concurrency=0, clock=FakeClock())
+
+
+async def test_reports_match_by_shard_id_value_for_large_shard_ids() -> None:
+    clock = FakeClock()
+    permits = InProcessPermits(max_concurrency=1, window_s=5, clock=clock)
+    await permits.acquire(int("1000"))
+    permits.unused(int("1000"))  # another int object, as decoded from the pipe
+    assert await granted_after(clock, permits, 1) == 5.0
+
+
+class LateClock(FakeClock):
+    """Wakes every sleeper a millisecond late, as a busy event loop does."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + 0.001 if seconds > 0 else seconds)
+
+
+@pytest.mark.timeout(10)
+async def test_a_hold_that_ran_out_while_its_waiter_overslept_frees_the_bucket() -> None:
+    clock = LateClock()
+    permits = InProcessPermits(max_concurrency=1, window_s=5, clock=clock, hold_timeout_s=2)
+    await permits.acquire(0)  # never reported: held for 2 s; the window counts from the grant
+    assert 5.0 <= await granted_after(clock, permits, 1) <= 5.25
