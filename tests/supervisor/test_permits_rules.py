@@ -5,7 +5,7 @@ duplicate reports are matched by nonce value."""
 
 from __future__ import annotations
 
-from tests.supervisor.test_permits import Recorder, _ask, _broker, _settle
+from tests.supervisor.test_permits import WINDOW, Recorder, _ask, _broker, _settle
 from workers.clock import FakeClock
 
 
@@ -101,4 +101,75 @@ async def test_a_cancel_with_a_newer_nonce_leaves_the_pending_request() -> None:
     broker.cancel(1, 0, 2)
     await _settle()
     assert broker.pending == 1
+    await broker.aclose()
+
+
+class Gauges(Recorder):
+    """Also keeps the queue depth and wait times the broker reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: list[int] = []
+        self.waited: list[float] = []
+
+    def identify_queue(self, depth: int) -> None:
+        self.queue.append(depth)
+
+    def identify_waited(self, seconds: float) -> None:
+        self.waited.append(seconds)
+
+
+async def test_the_queue_gauge_counts_a_request_as_soon_as_it_is_made() -> None:
+    clock, rec = FakeClock(start=0.0), Gauges()
+    broker = _broker(clock, rec, remaining=0)
+    broker.request(_ask(0, 1), send=rec.send, wanted=_always)
+    assert rec.queue == [1]
+    await broker.aclose()
+
+
+async def test_the_wait_reported_is_the_time_from_request_to_grant() -> None:
+    clock, rec = FakeClock(start=100.0), Gauges()
+    broker = _broker(clock, rec)
+    broker.request(_ask(0, 1), send=rec.send, wanted=_always)
+    await rec.next_send()
+    broker.sent(1, 0, 1)
+    broker.request(_ask(4, 2), send=rec.send, wanted=_always)  # same bucket: one window
+    await _settle()
+    await clock.advance(WINDOW)
+    await rec.next_send()
+    assert rec.waited == [0.0, WINDOW]
+    await broker.aclose()
+
+
+async def test_a_generations_waits_are_matched_by_value() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec, remaining=0)
+    broker.request(_ask(0, 1, gen=big(1)), send=rec.send, wanted=_always)
+    await _settle()
+    broker.cancel_generation(big(1))
+    await _settle()
+    assert broker.pending == 0
+    await broker.aclose()
+
+
+async def test_a_generations_grants_are_matched_by_value() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec)
+    broker.request(_ask(1, 2, gen=big(2)), send=rec.send, wanted=_always)
+    await rec.next_send()
+    broker.generation_gone(big(2))
+    assert broker.held == 0
+    await broker.aclose()
+
+
+async def test_the_budget_stays_exhausted_while_another_shard_still_waits_for_it() -> None:
+    clock, rec = FakeClock(start=0.0), Recorder()
+    broker = _broker(clock, rec, remaining=0)
+    broker.request(_ask(0, 1), send=rec.send, wanted=_always)
+    broker.request(_ask(1, 2), send=rec.send, wanted=_always)
+    await _settle()
+    assert broker.exhausted is not None
+    broker.cancel(1, 0, 1)
+    await _settle()
+    assert broker.exhausted is not None and rec.exhausted[-1] is not None
     await broker.aclose()
