@@ -1,6 +1,6 @@
 """`make mutate`: mutation testing of the modules that hold the core rules, with cosmic-ray.
 
-For every [[target]] of mutation/targets.toml: copy the repo to build/mutation/work (cosmic-ray
+For every [[target]] of mutation/targets.toml: copy the repo to build/mutation/work-PID (cosmic-ray
 edits the module on disk, so a killed run can never leave a mutant in the working tree), run
 the target's tests once unmutated (they must pass; their time sets the per-mutant timeout),
 create the mutants, skip those that cannot change behaviour here (inside type annotations,
@@ -172,13 +172,13 @@ def session_path(target: Target) -> Path:
 
 
 def forget_survivors(session: Path) -> int:
-    """Drop the survivors' results so that ``cosmic-ray exec`` runs them again."""
+    """Drop the survivors' (and incompetent runs') results: ``cosmic-ray exec`` reruns them."""
     with use_db(str(session), WorkDB.Mode.open) as db:
         again = [
             job_id
             for job_id, result in db.results
             if result.worker_outcome != WorkerOutcome.SKIPPED
-            and result.test_outcome == TestOutcome.SURVIVED
+            and result.test_outcome != TestOutcome.KILLED
         ]
         with db._session_maker.begin() as sql:  # cosmic-ray has no public "forget result"
             sql.query(WorkResultStorage).filter(WorkResultStorage.job_id.in_(again)).delete()
@@ -256,16 +256,18 @@ def main() -> int:
         targets = [t for t in targets if any(o in t.name for o in args.only)]
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.report:
-        # A recheck may run while a full run of other targets still uses its own copy.
-        work = OUT / ("recheck" if args.recheck else "work")
-        shutil.rmtree(work, ignore_errors=True)
+        # One copy per run: runs of different targets may go on side by side.
+        work = OUT / f"work-{os.getpid()}"
         shutil.copytree(REPO, work, ignore=COPY_IGNORE)
         env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
-        for target in targets:
-            print(f"== {target.name}: {target.module}", flush=True)
-            started = time.monotonic()
-            run_target(target, settings, work, env, recheck=args.recheck)
-            print(f"   {time.monotonic() - started:.0f}s", flush=True)
+        try:
+            for target in targets:
+                print(f"== {target.name}: {target.module}", flush=True)
+                started = time.monotonic()
+                run_target(target, settings, work, env, recheck=args.recheck)
+                print(f"   {time.monotonic() - started:.0f}s", flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     outcomes = [summarize(t) for t in targets]
     lines = [
         f"{o.target.name} ({o.target.module}): {o.total - o.skipped} mutants run "
