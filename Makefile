@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench chaos lint typecheck venv system-deps clean
+.PHONY: run test bench chaos lint typecheck venv system-deps clean mutate coverage
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,13 +23,31 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	@$(BIN)/ruff check shardmgr workers fakegateway tests bench
 	@$(BIN)/mypy
-	@$(BIN)/python -m pytest -q -p no:cacheprovider
+	@SHARDMGR_REQUIRE_SERVERS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	@$(BIN)/python -m bench
 
 chaos: $(STAMP)
 	@$(BIN)/python -m tests.chaos.run
+
+# Mutation testing of the core rules (mutation/targets.toml); not part of `make test`.
+# `make mutate TARGETS="redaction checkpoint"`: only targets whose name contains one of the words.
+mutate: $(STAMP)
+	@$(BIN)/python mutation/run.py $(TARGETS)
+
+# Line and branch coverage of the whole suite, worker and supervisor subprocesses included
+# (scripts/coverage.toml); report on stdout, HTML in build/coverage/html. Not part of make test.
+COVERAGE := $(BIN)/python -m coverage
+coverage: $(STAMP) system-deps
+	@rm -rf build/coverage && mkdir -p build/coverage
+	@export COVERAGE_FILE=$(CURDIR)/build/coverage/.coverage SHARDMGR_REQUIRE_SERVERS=1; \
+	$(COVERAGE) run --rcfile=scripts/coverage.toml -m pytest -q -p no:cacheprovider $(TESTS); \
+	status=$$?; \
+	$(COVERAGE) combine --rcfile=scripts/coverage.toml -q && \
+	$(COVERAGE) html --rcfile=scripts/coverage.toml -q && \
+	$(COVERAGE) report --rcfile=scripts/coverage.toml; \
+	exit $$status
 
 lint: $(STAMP)
 	@$(BIN)/ruff check shardmgr workers fakegateway tests bench

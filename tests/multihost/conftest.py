@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import require_binary
 from tests.multihost.redis_server import RedisServer
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed: run `make system-deps`")
-    server = RedisServer(tmp_path)
+    server = RedisServer(tmp_path, require_binary("redis-server"))
     server.start()
     try:
         yield server

@@ -142,9 +142,11 @@ async def test_two_hosts_start_one_bot_without_identify_violations_at_the_identi
     for bucket in range(MAX_CONCURRENCY):
         times = [t for t, _, b in grants if b == bucket]
         assert all(b - a >= WINDOW_S * 1000 for a, b in itertools.pairwise(times))
-    # ...so the whole bot was up within 10% of ceil(N / max_concurrency) windows
+    # ...so the whole bot was up within ceil(N / max_concurrency) windows, plus one: the last
+    # shard's IDENTIFY -> READY and two supervisors' worker start-up share a loaded machine
+    # (10% was flaky there); a limiter that idles a window per step still needs 2x as long.
     took = ready_at - first_grant_s
-    assert took <= 1.1 * windows * WINDOW_S, f"{took:.3f}s for {windows} windows of {WINDOW_S}s"
+    assert took <= (windows + 1) * WINDOW_S, f"{took:.3f}s for {windows} windows of {WINDOW_S}s"
 
 
 async def test_redis_restart_keeps_shards_up_and_holds_a_reidentify_until_it_is_back(

@@ -3,7 +3,6 @@ query parameters on either URL, against a real redis-server speaking only TLS.""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import redis.asyncio as aioredis
 from shardmgr.errors import UserError
 from shardmgr.redisurl import check_redis
 from shardmgr.sinks.redis_stream import RedisStreamSink
+from tests.conftest import require_binary, servers_required
 from tests.multihost.redis_server import RedisServer
 from workers.events import Event
 
@@ -52,13 +52,15 @@ class TlsRedisServer(RedisServer):
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[TlsRedisServer]:
-    if shutil.which("redis-server") is None or shutil.which("openssl") is None:
-        pytest.skip("redis-server and openssl are needed")
+    require_binary("redis-server")
+    require_binary("openssl")
     make_certificates(tmp_path)
     server = TlsRedisServer(tmp_path)
     try:
         server.start()
     except RuntimeError as exc:
+        if servers_required():
+            pytest.fail(f"this redis-server has no TLS: {exc}", pytrace=False)
         pytest.skip(f"this redis-server has no TLS: {exc}")
     try:
         yield server

@@ -3,7 +3,6 @@ queries and the alert rules name is one shardmgr actually exports."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -152,9 +151,7 @@ def test_with_bool_rewrites_only_comparisons_outside_matchers(expr: str, expecte
     assert promql.with_bool(expr) == expected
 
 
-promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed"
-)
+promtool = pytest.mark.needs_binary("promtool")
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -387,7 +386,7 @@ def test_own_registry_includes_supervisor_process_metrics() -> None:
     assert b"\npython_info{" in body
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) absent")
+@pytest.mark.needs_binary("promtool")
 def test_exposition_passes_promtool_check_metrics(metrics: Metrics) -> None:
     metrics.on_worker_message(
         0,
