@@ -36,6 +36,8 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             | ipc.CommandQueued()
             | ipc.Stats()
             | ipc.Suspended()
+            | ipc.DeadLettered()
+            | ipc.Replayed()
         ):
             return None
         case _:

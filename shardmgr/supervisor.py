@@ -12,12 +12,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, assert_never
 
+import msgspec
+
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
 from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
+from shardmgr.poison import PoisonTracker, ReplayOutcome, Replays
 from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
@@ -80,6 +83,8 @@ class Supervisor:
         self.limiter = limiter
         self.metrics = metrics
         self.sessions = sessions if sessions is not None else SessionStore()
+        self.poison = PoisonTracker(settings.state_dir)
+        self.replays = Replays(settings.state_dir, settings.ping_timeout_s)
         self._replan_fn = replan
         self._clock = clock
         self._announce = announce
@@ -240,6 +245,7 @@ class Supervisor:
             # Each worker loop bounds its own wait by shutdown_timeout_s and then kills.
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.permits.aclose()
+        self.poison.close()
         with contextlib.suppress(Exception):
             await self.limiter.aclose()
 
@@ -277,6 +283,10 @@ class Supervisor:
             case ipc.ShardStopped():
                 self.shards.apply(worker_id, msg)
                 self._on_shard_stopped(slot, msg)
+            case ipc.DeadLettered():
+                self.poison.dead_lettered(msg)
+            case ipc.Replayed():
+                self.replays.replayed(msg)
             case (
                 ipc.ShardStateChanged()
                 | ipc.SessionStarted()
@@ -296,6 +306,9 @@ class Supervisor:
             "ignoring a message from a stale generation",
             extra=fields(worker=worker_id, gen=msg.gen, kind=type(msg).__name__),
         )
+
+    def worker_died(self, slot: WorkerSlot, hung: bool) -> None:
+        self.poison.process_ended(slot.worker_id, slot.shard_ids, hung)
 
     def _on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
         if msg.close_code == CloseCode.SHARDING_REQUIRED and not self.stopping:
@@ -431,17 +444,21 @@ class Supervisor:
 
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
         """What a new process for ``slot`` is started with (its shards resume if they can)."""
-        return worker_config(
+        config = worker_config(
             self.settings,
             worker_id=slot.worker_id,
             token=self._token,
             gateway_url=self.gateway.url,
             num_shards=self.plan.total_shards,
             shards=[
-                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
+                ipc.ShardAssignment(
+                    shard_id=sid, session=self.sessions.get(sid), skip=self.poison.skip_for(sid)
+                )
                 for sid in slot.shard_ids
             ],
         )
+        inflight = self.poison.inflight_file(slot.worker_id, len(slot.shard_ids))
+        return msgspec.structs.replace(config, inflight_file=inflight)
 
     # ---------------------------------------------------------------- operator commands
 
@@ -487,6 +504,10 @@ class Supervisor:
             *(self.send_command(sid, op, d) for sid in shard_ids), return_exceptions=True
         )
         return sum(r is True for r in results), len(shard_ids)
+
+    async def replay_dead_letter(self, shard_id: int, seq: int) -> tuple[ReplayOutcome, str]:
+        """``shardmgr dead-letters replay``: the stored event to its shard's handler again."""
+        return await self.replays.replay(self._slots.values(), shard_id, seq)
 
     def healthy(self) -> bool:
         return bool(self._slots) and all(s.up for s in self._slots.values())

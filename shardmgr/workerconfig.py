@@ -10,7 +10,15 @@ from workers import ipc
 # What each worker gets of its own, and what is derived from settings of another shape.
 _PER_WORKER: Final = frozenset({"worker_id", "token", "gateway_url", "num_shards", "shards"})
 _DERIVED: Final = frozenset(
-    {"handler", "intents", "log_level", "check_heartbeat_acks", "identify_properties", "presence"}
+    {
+        "handler",
+        "intents",
+        "log_level",
+        "check_heartbeat_acks",
+        "identify_properties",
+        "presence",
+        "loop_stall_s",
+    }
 )
 # Every other Settings and WorkerConfig field of one name means one thing and passes through
 # as it is, so a setting added to both reaches the workers with no line here.
@@ -41,6 +49,7 @@ def worker_config(
         "check_heartbeat_acks": settings.heartbeat_ack_check,
         "identify_properties": settings.identify_properties,
         "presence": settings.presence,
+        "loop_stall_s": settings.loop_stall,
     }
     assert derived.keys() == _DERIVED
     return ipc.WorkerConfig(

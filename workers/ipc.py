@@ -55,9 +55,18 @@ class SessionInfo(msgspec.Struct, frozen=True):
     resume_url: str
 
 
+class PoisonSkip(msgspec.Struct, frozen=True):
+    """An event (a batch: first..last) of the resumed session that killed the shard's
+    worker twice: delivered past, to the dead letters, instead of to the handler."""
+
+    first_seq: int
+    last_seq: int
+
+
 class ShardAssignment(msgspec.Struct, frozen=True):
     shard_id: int
     session: SessionInfo | None = None
+    skip: PoisonSkip | None = None
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +110,11 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     # op 7 / zombie after a connection that reached READY/RESUMED: reconnect within this
     # (full jitter) instead of the exponential backoff, which is for failing connections
     reconnect_quick_s: float = 1.0
+    # --- poison events (issue 15, workers.inflight / workers.watchdog) ---
+    # the file the worker maps to show what each shard's handler is inside (None: none)
+    inflight_file: str | None = None
+    # the event loop not turning for this long is logged with the stack (watchdog)
+    loop_stall_s: float = 5.0
 
 
 # ---------------------------------------------------------------- supervisor -> worker
@@ -149,7 +163,18 @@ class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
     keep_sessions: bool = False
 
 
-ToWorker = Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown
+class ReplayEvent(msgspec.Struct, tag="replay_event", kw_only=True):
+    """Hand a dead-lettered event to the handler again; answered by ``Replayed``."""
+
+    gen: int
+    nonce: int
+    shard_id: int
+    seq: int
+    t: str
+    d: bytes
+
+
+ToWorker = Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown | ReplayEvent
 
 
 # ---------------------------------------------------------------- worker -> supervisor
@@ -276,6 +301,8 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     shards: list[ShardStats]
     rss_bytes: int = 0
     cpu_seconds: float = 0.0
+    # how late the event loop woke for the stats tick (blocking code in a handler)
+    loop_lag_s: float = 0.0
 
 
 class Suspended(msgspec.Struct, tag="suspended", kw_only=True):
@@ -283,6 +310,25 @@ class Suspended(msgspec.Struct, tag="suspended", kw_only=True):
 
     gen: int
     sessions: dict[int, SessionInfo]
+
+
+class DeadLettered(msgspec.Struct, tag="dead_lettered", kw_only=True):
+    """The worker delivered past a poison event (``ShardAssignment.skip``): its payload,
+    for the supervisor's dead-letter file."""
+
+    gen: int
+    shard_id: int
+    seq: int
+    t: str
+    d: bytes
+
+
+class Replayed(msgspec.Struct, tag="replayed", kw_only=True):
+    """The answer to ``ReplayEvent``: ``error`` is None when the handler returned."""
+
+    gen: int
+    nonce: int
+    error: str | None = None
 
 
 ToSupervisor = (
@@ -298,6 +344,8 @@ ToSupervisor = (
     | ShardStopped
     | Stats
     | Suspended
+    | DeadLettered
+    | Replayed
 )
 
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -15,6 +15,7 @@ from workers import gateway as gateway_api
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.handlers import Delivery, Handler, as_handler
+from workers.inflight import InFlightFile, OnSkip
 from workers.permits import IdentifyPermit
 from workers.reporter import Reporter, ShardCounters, StatsCollector
 from workers.shard import Shard
@@ -31,6 +32,8 @@ class WorkerRuntime:
         handler: Handler | object | str | None = None,
         clock: Clock = REAL_CLOCK,
         rng: random.Random | None = None,
+        inflight: InFlightFile | None = None,
+        on_skip: OnSkip | None = None,
     ) -> None:
         self.config = config
         self.permits = permits
@@ -38,6 +41,9 @@ class WorkerRuntime:
         self.handler: Handler = as_handler(config.handler if handler is None else handler)
         self.clock = clock
         self._rng = rng or random.Random()
+        # What each shard's handler is inside, for the supervisor (poison events).
+        self.inflight = inflight
+        self._on_skip = on_skip
         self.shards: dict[int, Shard] = {}
         self._shard_tasks: dict[int, asyncio.Task[None]] = {}
         self._delivery_tasks: list[asyncio.Task[None]] = []
@@ -60,7 +66,7 @@ class WorkerRuntime:
         # timeout, forever. Every shard holds exactly one websocket, so no cap here.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         loop = asyncio.get_running_loop()
-        for assignment in self.config.shards:
+        for index, assignment in enumerate(self.config.shards):
             sid = assignment.shard_id
             delivery = Delivery(
                 sid,
@@ -69,6 +75,11 @@ class WorkerRuntime:
                 self.config.handler_backlog,
                 self.config.handler_batch,
             )
+            if self.inflight is not None:
+                skip = assignment.skip
+                delivery.inflight = self.inflight.slot(
+                    index, None if skip is None else (skip.first_seq, skip.last_seq), self._on_skip
+                )
             shard = Shard(
                 sid,
                 self.config,
