@@ -23,14 +23,18 @@ class Poisoned:
     async def __call__(self, event: Event) -> None:
         line = {"shard": event.shard_id, "seq": event.seq, "t": event.name}
         if (event.shard_id, event.seq) == self.at:
-            fixed = os.environ.get("POISON_FIXED")
-            if fixed and os.path.exists(fixed):
+            if _fixed():
                 _append(self.path, {**line, "replayed": True})
                 return
             if self.mode == "hang":
                 time.sleep(3600)  # noqa: ASYNC251 - the blocking handler under test
             os._exit(7)
         _append(self.path, line)
+
+
+def _fixed() -> bool:
+    flag = os.environ.get("POISON_FIXED")
+    return bool(flag) and os.path.exists(str(flag))
 
 
 def _append(path: str, line: dict[str, object]) -> None:
