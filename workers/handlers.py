@@ -379,7 +379,9 @@ class Delivery:
         handler = self.handler
         # A plain async function is awaited directly: one coroutine per event instead of two.
         call = handler.caller(self.counters)
-        inflight = self.inflight
+        # Bound once: the record is written before and after every event.
+        enter = self.inflight.enter
+        words, at = self.inflight.words, self.inflight.at
         self.in_flight = 1
         while True:
             if not queue:
@@ -390,7 +392,7 @@ class Delivery:
             if self._room_cleared:
                 self._room_cleared = False
                 self._room.set()
-            if inflight.enter(event):
+            if enter(event):
                 try:
                     await call(event)
                 except Exception:
@@ -404,7 +406,7 @@ class Delivery:
                     self._failed(
                         "handler raised CancelledError", {"seq": event.seq, "event": event.name}
                     )
-                inflight.leave()
+                words[at] = 0  # ShardSlot.leave(), inline
             seq = event.seq
             if seq is not None:
                 self.checkpoint = (event._epoch, seq)
