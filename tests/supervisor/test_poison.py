@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -40,7 +41,7 @@ def die_inside(tracker: PoisonTracker, seq: int | None, hung: bool = False) -> N
 
 
 @pytest.fixture
-def tracker(tmp_path: Path) -> PoisonTracker:
+def tracker(tmp_path: Path) -> Iterator[PoisonTracker]:
     t = PoisonTracker(tmp_path / "state")
     yield t
     t.close()
