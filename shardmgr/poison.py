@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -40,6 +40,18 @@ class _Pending(msgspec.Struct):
     suspect: Suspect
     reason: DeathReason
     stack: str | None
+    # the session the seqs belong to: a skip never applies to another session's seqs
+    session_id: str | None
+
+
+def _same_poison(a: Suspect, b: Suspect) -> Suspect | None:
+    """The events two suspects share, or None. Batches are cut anew after each resume (the
+    backlog fills at its own pace), so the same poison sits in overlapping batches; their
+    overlap is where it is."""
+    first, last = max(a.first_seq, b.first_seq), min(a.last_seq, b.last_seq)
+    if first > last:
+        return None
+    return Suspect(first, last, a.event if a.first_seq == first else b.event)
 
 
 class PoisonTracker:
@@ -48,8 +60,8 @@ class PoisonTracker:
     def __init__(self, state_dir: str | Path) -> None:
         self._state_dir = Path(state_dir)
         self._dir: Path | None = None
-        # shard -> the last suspect and the deaths in a row it has caused
-        self._suspect: dict[int, tuple[Suspect, int]] = {}
+        # shard -> the last suspect, its session and the deaths it has caused
+        self._suspect: dict[int, tuple[Suspect, str | None, int]] = {}
         # shard -> the poison its next worker delivers past
         self._skip: dict[int, _Pending] = {}
 
@@ -75,8 +87,15 @@ class PoisonTracker:
             return None
         return str(path)
 
-    def process_ended(self, worker_id: int, shard_ids: list[int], hung: bool) -> None:
-        """A worker died (``hung``: killed as hung): note what its handlers were inside."""
+    def process_ended(
+        self,
+        worker_id: int,
+        shard_ids: list[int],
+        hung: bool,
+        session_of: Callable[[int], ipc.SessionInfo | None],
+    ) -> None:
+        """A worker died (``hung``: killed as hung): note what its handlers were inside.
+        ``session_of(shard)``: the session its successor resumes (the seqs' session)."""
         if self._dir is None:
             return
         path = self._dir / f"worker-{worker_id}"
@@ -90,14 +109,25 @@ class PoisonTracker:
             shard_ids, inflight.read_suspects(data, len(shard_ids)), strict=True
         ):
             if suspect is not None:
-                self._died_inside(sid, suspect, reason, stack)
+                session = session_of(sid)
+                session_id = session.session_id if session is not None else None
+                self._died_inside(sid, suspect, session_id, reason, stack)
 
     def _died_inside(
-        self, sid: int, suspect: Suspect, reason: DeathReason, stack: str | None
+        self,
+        sid: int,
+        suspect: Suspect,
+        session_id: str | None,
+        reason: DeathReason,
+        stack: str | None,
     ) -> None:
+        deaths = 1
         previous = self._suspect.get(sid)
-        deaths = previous[1] + 1 if previous is not None and previous[0] == suspect else 1
-        self._suspect[sid] = (suspect, deaths)
+        if previous is not None and previous[1] == session_id:
+            shared = _same_poison(previous[0], suspect)
+            if shared is not None:
+                suspect, deaths = shared, previous[2] + 1
+        self._suspect[sid] = (suspect, session_id, deaths)
         log.warning(
             "worker died inside a handler call",
             extra=fields(
@@ -109,12 +139,13 @@ class PoisonTracker:
                 deaths=deaths,
             ),
         )
-        if deaths >= DEATHS_TO_SKIP:
-            self._skip[sid] = _Pending(suspect, reason, stack)
+        if deaths >= DEATHS_TO_SKIP and session_id is not None:
+            self._skip[sid] = _Pending(suspect, reason, stack, session_id)
 
-    def skip_for(self, sid: int) -> ipc.PoisonSkip | None:
+    def skip_for(self, sid: int, session: ipc.SessionInfo | None) -> ipc.PoisonSkip | None:
+        """The poison the next worker of shard ``sid``, resuming ``session``, delivers past."""
         pending = self._skip.get(sid)
-        if pending is None:
+        if pending is None or session is None or session.session_id != pending.session_id:
             return None
         return ipc.PoisonSkip(pending.suspect.first_seq, pending.suspect.last_seq)
 

@@ -308,7 +308,7 @@ class Supervisor:
         )
 
     def worker_died(self, slot: WorkerSlot, hung: bool) -> None:
-        self.poison.process_ended(slot.worker_id, slot.shard_ids, hung)
+        self.poison.process_ended(slot.worker_id, slot.shard_ids, hung, self.sessions.get)
 
     def _on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
         if msg.close_code == CloseCode.SHARDING_REQUIRED and not self.stopping:
@@ -452,9 +452,10 @@ class Supervisor:
             num_shards=self.plan.total_shards,
             shards=[
                 ipc.ShardAssignment(
-                    shard_id=sid, session=self.sessions.get(sid), skip=self.poison.skip_for(sid)
+                    shard_id=sid, session=session, skip=self.poison.skip_for(sid, session)
                 )
                 for sid in slot.shard_ids
+                for session in (self.sessions.get(sid),)
             ],
         )
         inflight = self.poison.inflight_file(slot.worker_id, len(slot.shard_ids))

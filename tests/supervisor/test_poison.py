@@ -25,19 +25,31 @@ from workers.events import Event
 from workers.inflight import InFlightFile
 
 SHARDS = [4, 5]
+SESSION = ipc.SessionInfo("s-1", 11, "ws://127.0.0.1:1")
+SESSIONS = {4: SESSION, 5: ipc.SessionInfo("s-2", 30, "ws://127.0.0.1:1")}
 
 
-def die_inside(tracker: PoisonTracker, seq: int | None, hung: bool = False) -> None:
-    """A worker of shards 4 and 5 dies while shard 4's handler is inside ``seq``."""
+def die_inside(
+    tracker: PoisonTracker,
+    seq: int | None,
+    hung: bool = False,
+    last: int | None = None,
+    session: ipc.SessionInfo = SESSION,
+) -> None:
+    """A worker of shards 4 and 5 dies while shard 4's handler is inside ``seq`` (a batch
+    up to ``last``), shard 4 resuming ``session``."""
     path = tracker.inflight_file(0, len(SHARDS))
     assert path is not None
     mapped = InFlightFile(path, len(SHARDS))
     if seq is not None:
-        mapped.slot(0).enter(Event(4, seq, "MESSAGE_CREATE", msgspec.Raw(b"{}")))
+        events = [
+            Event(4, n, "MESSAGE_CREATE", msgspec.Raw(b"{}")) for n in range(seq, (last or seq) + 1)
+        ]
+        mapped.slot(0).enter_batch(events)
     if hung:
         mapped.write_stack('File "bot.py", line 9, in on_message\n    time.sleep(60)')
     mapped.close()
-    tracker.process_ended(0, SHARDS, hung)
+    tracker.process_ended(0, SHARDS, hung, {**SESSIONS, 4: session}.get)
 
 
 @pytest.fixture
@@ -49,29 +61,49 @@ def tracker(tmp_path: Path) -> Iterator[PoisonTracker]:
 
 def test_two_deaths_inside_one_event_make_the_successor_skip_it(tracker: PoisonTracker) -> None:
     die_inside(tracker, 12)
-    assert tracker.skip_for(4) is None
+    assert tracker.skip_for(4, SESSION) is None
     die_inside(tracker, 12)
-    assert tracker.skip_for(4) == ipc.PoisonSkip(12, 12)
+    assert tracker.skip_for(4, SESSION) == ipc.PoisonSkip(12, 12)
 
 
 def test_the_idle_sibling_shard_has_no_suspect(tracker: PoisonTracker) -> None:
     die_inside(tracker, 12)
     die_inside(tracker, 12)
-    assert tracker.skip_for(5) is None
+    assert tracker.skip_for(5, SESSIONS[5]) is None
 
 
 def test_deaths_inside_different_events_do_not_add_up(tracker: PoisonTracker) -> None:
     die_inside(tracker, 12)
     die_inside(tracker, 13)
-    assert tracker.skip_for(4) is None
+    assert tracker.skip_for(4, SESSION) is None
     die_inside(tracker, 13)
-    assert tracker.skip_for(4) == ipc.PoisonSkip(13, 13)
+    assert tracker.skip_for(4, SESSION) == ipc.PoisonSkip(13, 13)
+
+
+def test_overlapping_batches_narrow_the_suspect_to_their_overlap(tracker: PoisonTracker) -> None:
+    die_inside(tracker, 10, last=15)
+    die_inside(tracker, 10, last=20)
+    assert tracker.skip_for(4, SESSION) == ipc.PoisonSkip(10, 15)
+
+
+def test_a_skip_never_applies_to_another_session(tracker: PoisonTracker) -> None:
+    die_inside(tracker, 12)
+    die_inside(tracker, 12)
+    other = ipc.SessionInfo("s-new", 3, "ws://127.0.0.1:1")
+    assert tracker.skip_for(4, other) is None
+    assert tracker.skip_for(4, None) is None
+
+
+def test_deaths_in_different_sessions_do_not_add_up(tracker: PoisonTracker) -> None:
+    die_inside(tracker, 12)
+    die_inside(tracker, 12, session=ipc.SessionInfo("s-new", 3, "ws://127.0.0.1:1"))
+    assert tracker.skip_for(4, SESSION) is None
 
 
 def test_a_death_outside_any_handler_has_no_suspect(tracker: PoisonTracker) -> None:
     die_inside(tracker, None)
     die_inside(tracker, None)
-    assert tracker.skip_for(4) is None and tracker.skip_for(5) is None
+    assert tracker.skip_for(4, SESSION) is None and tracker.skip_for(5, SESSIONS[5]) is None
 
 
 def test_each_process_gets_a_fresh_private_in_flight_file(tracker: PoisonTracker) -> None:
@@ -103,7 +135,7 @@ def test_the_dead_letter_record_has_every_field_and_clears_the_skip(
     )
     assert doc["reason"] == "hang" and "time.sleep(60)" in doc["stack"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert tracker.skip_for(4) is None
+    assert tracker.skip_for(4, SESSION) is None
     (record,) = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
     assert record.__dict__["extra_fields"]["shard"] == 4
     assert record.__dict__["extra_fields"]["seq"] == 12
