@@ -1,5 +1,5 @@
 """The supervisor's HTTP port: /metrics, /livez, /healthz, /readyz, /status, POST /restart,
-POST /presence and POST /shards/{id}/send.
+POST /presence, POST /shards/{id}/send and POST /dead-letters/replay.
 
 /livez answers whenever the supervisor's event loop does (a liveness probe for the
 supervisor process); /healthz (every worker up) and /readyz (every shard connected) are
