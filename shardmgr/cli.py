@@ -57,6 +57,8 @@ _HELP: dict[str, str] = {
     "discovery_backoff_s": "base of the discovery retry backoff, seconds",
     "ping_interval_s": "seconds between IPC pings to each worker",
     "ping_timeout_s": "a worker silent this long is hung: stacks dumped, killed, restarted",
+    "loop_stall_s": "a worker's event loop blocked this long is logged with its stack "
+    "(shorter than --ping-timeout-s)",
     "start_timeout_s": "seconds a new worker may take to report it started",
     "restart_backoff_base_s": "first delay of the restart backoff, seconds",
     "restart_backoff_cap_s": "longest restart delay, seconds",
@@ -166,6 +168,20 @@ def _run_presence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dead_letters(args: argparse.Namespace) -> int:
+    from shardmgr import deadletters_cli
+    from shardmgr.config import load_settings
+
+    if args.action == "list":
+        settings = load_settings({"state_dir": args.state_dir}, config_path=args.config)
+        return deadletters_cli.show(settings.state_dir, stacks=args.stacks)
+    if args.target is None:
+        raise UserError("dead-letters replay needs SHARD:SEQ (see dead-letters list)")
+    deadletters_cli.parse_target(args.target)
+    print(deadletters_cli.replay(_find_supervisor(args), args.target))
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from shardmgr import demo
 
@@ -214,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     presence.add_argument("--url", default=None, help="stream URL (with --activity-type streaming)")
     _add_supervisor_location(presence)
     presence.set_defaults(run=_run_presence)
+
+    dead = sub.add_parser(
+        "dead-letters",
+        help="poison events delivered past (list), or hand one to the handler again (replay)",
+    )
+    dead.add_argument("action", choices=("list", "replay"))
+    dead.add_argument("target", nargs="?", metavar="SHARD:SEQ", help="for replay")
+    dead.add_argument("--stacks", action="store_true", help="list: show whole stacks")
+    _add_supervisor_location(dead)
+    dead.set_defaults(run=_run_dead_letters)
 
     demo = sub.add_parser("demo", help="a fake gateway plus `shardmgr start` (`make run`)")
     demo.add_argument("--shards", type=int, default=16, help="the fake's recommended shard count")

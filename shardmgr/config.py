@@ -61,6 +61,9 @@ def default_state_dir() -> str:
     return os.path.join(base, "shardmgr")
 
 
+DEFAULT_LOOP_STALL_S: Final = 5.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The supervisor's whole configuration. Field names are the TOML keys; the env name is
     ``SHARDMGR_`` + the upper-cased name; the flag is ``--`` + the name with dashes, without
@@ -100,6 +103,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     identify_reserve: int = 25
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 15.0
+    # None: 5 s, or a third of ping_timeout_s when that is shorter (``loop_stall``)
+    loop_stall_s: float | None = None
     start_timeout_s: float = 30.0
     progress_interval_s: float = 5.0
     restart_backoff_base_s: float = 1.0
@@ -133,6 +138,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     command_timeout_s: float = 10.0
     call_timeout_s: float = 10.0
     call_max_bytes: int = 1024 * 1024
+
+    @property
+    def loop_stall(self) -> float:
+        """The worker watchdog's threshold: well under the ping timeout, so the blocked
+        handler's stack is logged before the worker is killed as hung."""
+        if self.loop_stall_s is not None:
+            return self.loop_stall_s
+        return min(DEFAULT_LOOP_STALL_S, self.ping_timeout_s / 3)
 
     @property
     def state_path(self) -> Path:
@@ -486,6 +499,12 @@ def _validate_timing(s: Settings, where: Where) -> None:
         raise UserError(
             f"{where('ping_timeout_s')} ({s.ping_timeout_s:g}) must be longer than "
             f"{where('ping_interval_s')} ({s.ping_interval_s:g}), or every worker looks hung"
+        )
+    if s.loop_stall_s is not None and not 0 < s.loop_stall_s < s.ping_timeout_s:
+        raise UserError(
+            f"{where('loop_stall_s')} ({s.loop_stall_s:g}) must be positive and shorter "
+            f"than {where('ping_timeout_s')} ({s.ping_timeout_s:g}), so that a blocked handler is "
+            "logged before its worker is killed as hung"
         )
     if s.crash_loop_restarts < 1:
         raise UserError(f"{where('crash_loop_restarts')} must be at least 1")

@@ -1,5 +1,5 @@
 """The supervisor's HTTP port: /metrics, /livez, /healthz, /readyz, /status, POST /restart,
-POST /presence and POST /shards/{id}/send.
+POST /presence, POST /shards/{id}/send and POST /dead-letters/replay.
 
 /livez answers whenever the supervisor's event loop does (a liveness probe for the
 supervisor process); /healthz (every worker up) and /readyz (every shard connected) are
@@ -28,6 +28,7 @@ from shardmgr.httpguard import (
     ConnectionGuard,
 )
 from shardmgr.logthrottle import LogThrottle
+from shardmgr.poison import ReplayOutcome
 from workers.logsetup import fields
 from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op, parse_presence_status
 
@@ -55,6 +56,20 @@ class _Presence(msgspec.Struct, forbid_unknown_fields=True):
 class _Packet(msgspec.Struct, forbid_unknown_fields=True):
     op: int
     d: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Replay(msgspec.Struct, forbid_unknown_fields=True):
+    shard_id: int
+    seq: int
+
+
+_REPLAY_STATUS: Final = {
+    ReplayOutcome.DONE: 200,
+    ReplayOutcome.FAILED: 500,
+    ReplayOutcome.NOT_FOUND: 404,
+    ReplayOutcome.NOT_RUNNING: 503,
+    ReplayOutcome.TIMEOUT: 504,
+}
 
 
 class CommandSource(Protocol):
@@ -127,6 +142,7 @@ class HttpApi:
         app.router.add_post("/restart", self._post_restart)
         app.router.add_post("/presence", self._post_presence)
         app.router.add_post("/shards/{shard_id}/send", self._post_send)
+        app.router.add_post("/dead-letters/replay", self._post_replay)
         self.app = app
 
     @property
@@ -341,6 +357,27 @@ class HttpApi:
             )
         log.info("command sent", extra=fields(shard=shard_id, op=packet.op))
         return web.json_response({"shard": shard_id, "op": packet.op}, status=202)
+
+    async def _post_replay(self, request: web.Request) -> web.Response:
+        """``shardmgr dead-letters replay``: a dead letter to its shard's handler again."""
+        refused = self._refused(request, "replaying dead letters")
+        if refused is not None:
+            return refused
+        replay = getattr(self._source, "replay_dead_letter", None)
+        if replay is None:
+            return web.json_response({"error": "this server keeps no dead letters"}, status=501)
+        try:
+            body = await _body(request, _Replay)
+        except _BadRequest as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        outcome, detail = await replay(body.shard_id, body.seq)
+        status = _REPLAY_STATUS[outcome]
+        key = "replayed" if outcome is ReplayOutcome.DONE else "error"
+        log.info(
+            "dead letter replayed",
+            extra=fields(shard=body.shard_id, seq=body.seq, outcome=outcome),
+        )
+        return web.json_response({key: detail, "outcome": outcome.value}, status=status)
 
 
 async def _body(request: web.Request, kind: type[_T]) -> _T:

@@ -312,6 +312,16 @@ class Metrics:
             "IPC messages the supervisor received from workers (stats are batched, so this "
             "must not grow with the event rate)",
         )
+        self.shard_dead_letters = counter(
+            "shard_dead_letters",
+            "Poison events delivered past after killing their worker twice (dead-lettered)",
+            SHARD_LABELS,
+        )
+        self.worker_loop_lag = gauge(
+            "worker_loop_lag_seconds",
+            "How late the worker's event loop woke for its last stats tick (blocking handlers)",
+            worker,
+        )
         self.worker_shard_stops = counter(
             "worker_shard_stops",
             "Shards that stopped for good (fatal=true: a fatal close or refused identify)",
@@ -344,6 +354,7 @@ class Metrics:
         self._per_shard: tuple[_Family, ...] = (
             *named,
             *(_Family(c) for c in self.shard_stat_counters.values()),
+            _Family(self.shard_dead_letters),
         )
         self._per_worker: tuple[_Family, ...] = tuple(
             _Family(m)
@@ -360,6 +371,7 @@ class Metrics:
                 self.worker_latency,
                 self.worker_close_codes,
                 self.worker_shard_stops,
+                self.worker_loop_lag,
             )
         )
         self._families = {id(f.metric): f for f in (*self._per_shard, *self._per_worker)}
@@ -416,7 +428,7 @@ class Metrics:
                 self.shard_guilds.labels(s, w)
                 self._f_backlog.touch(s, w)
                 self.shard_backlog.labels(s, w)
-                for metric in self.shard_stat_counters.values():
+                for metric in (*self.shard_stat_counters.values(), self.shard_dead_letters):
                     self._inc(metric, 0, s, w)
                 if shard not in self._state:
                     self._set_state(shard, worker, "idle")
@@ -523,6 +535,8 @@ class Metrics:
             self._cpu_seen[worker_id] = (msg.gen, 0.0)
         elif isinstance(msg, ipc.RestStats):
             self.rest.on_stats(worker_id, msg)
+        elif isinstance(msg, ipc.DeadLettered):
+            self._inc(self.shard_dead_letters, 1, str(msg.shard_id), str(worker_id))
         implied = state_after(msg)
         if implied is not None:
             self._set_state(implied[0], worker_id, implied[1])
@@ -567,6 +581,8 @@ class Metrics:
             self._fam(self.worker_rss).touch(w)
             self.worker_rss.labels(w).set(msg.rss_bytes)
         self._on_cpu(worker_id, msg.gen, msg.cpu_seconds)
+        self._fam(self.worker_loop_lag).touch(w)
+        self.worker_loop_lag.labels(w).set(max(0.0, msg.loop_lag_s))
 
     def _inc(self, metric: Counter, amount: int, *labels: str) -> None:
         self._fam(metric).touch(*labels)

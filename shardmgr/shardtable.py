@@ -42,6 +42,8 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             | ipc.Suspended()
             | ipc.ClusterCall()
             | ipc.RunResult()
+            | ipc.DeadLettered()
+            | ipc.Replayed()
         ):
             return None
         case _:

@@ -20,6 +20,7 @@ from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
+from shardmgr.poison import PoisonTracker, ReplayOutcome, Replays
 from shardmgr.restarts import RestartPolicy
 from shardmgr.restlimits import LocalGlobal, RestBroker
 from shardmgr.routing import ClusterRouter, host_name
@@ -85,6 +86,8 @@ class Supervisor:
         self.limiter = limiter
         self.metrics = metrics
         self.sessions = sessions if sessions is not None else SessionStore()
+        self.poison = PoisonTracker(settings.state_dir)
+        self.replays = Replays(settings.state_dir, settings.ping_timeout_s)
         self._replan_fn = replan
         self._clock = clock
         self._announce = announce
@@ -262,6 +265,7 @@ class Supervisor:
         await self.router.aclose()
         with contextlib.suppress(Exception):
             await self.rest.aclose()
+        self.poison.close()
         with contextlib.suppress(Exception):
             await self.limiter.aclose()
 
@@ -316,6 +320,10 @@ class Supervisor:
             case ipc.ShardStopped():
                 self.shards.apply(worker_id, msg)
                 self._on_shard_stopped(slot, msg)
+            case ipc.DeadLettered():
+                self.poison.dead_lettered(msg)
+            case ipc.Replayed():
+                self.replays.replayed(msg)
             case (
                 ipc.ShardStateChanged()
                 | ipc.SessionStarted()
@@ -335,6 +343,9 @@ class Supervisor:
             "ignoring a message from a stale generation",
             extra=fields(worker=worker_id, gen=msg.gen, kind=type(msg).__name__),
         )
+
+    def worker_died(self, slot: WorkerSlot, hung: bool) -> None:
+        self.poison.process_ended(slot.worker_id, slot.shard_ids, hung, self.sessions.get)
 
     def _on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
         if msg.close_code == CloseCode.SHARDING_REQUIRED and not self.stopping:
@@ -477,13 +488,17 @@ class Supervisor:
             gateway_url=self.gateway.url,
             num_shards=self.plan.total_shards,
             shards=[
-                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
+                ipc.ShardAssignment(
+                    shard_id=sid, session=session, skip=self.poison.skip_for(sid, session)
+                )
                 for sid in slot.shard_ids
+                for session in (self.sessions.get(sid),)
             ],
         )
         # Each worker guards its share, so that together they stay under the bot's guard.
         share = self.rest.worker_invalid_limit(len(self._slots))
-        return msgspec.structs.replace(config, rest_invalid_limit=share)
+        inflight = self.poison.inflight_file(slot.worker_id, len(slot.shard_ids))
+        return msgspec.structs.replace(config, rest_invalid_limit=share, inflight_file=inflight)
 
     # ---------------------------------------------------------------- operator commands
 
@@ -529,6 +544,10 @@ class Supervisor:
             *(self.send_command(sid, op, d) for sid in shard_ids), return_exceptions=True
         )
         return sum(r is True for r in results), len(shard_ids)
+
+    async def replay_dead_letter(self, shard_id: int, seq: int) -> tuple[ReplayOutcome, str]:
+        """``shardmgr dead-letters replay``: the stored event to its shard's handler again."""
+        return await self.replays.replay(self._slots.values(), shard_id, seq)
 
     def healthy(self) -> bool:
         return bool(self._slots) and all(s.up for s in self._slots.values())

@@ -18,6 +18,7 @@ _DERIVED: Final = frozenset(
         "identify_properties",
         "presence",
         "sink_url",
+        "loop_stall_s",
     }
 )
 # Every other Settings and WorkerConfig field of one name means one thing and passes through
@@ -50,6 +51,7 @@ def worker_config(
         "identify_properties": settings.identify_properties,
         "presence": settings.presence,
         "sink_url": settings.sink,
+        "loop_stall_s": settings.loop_stall,
     }
     assert derived.keys() == _DERIVED
     return ipc.WorkerConfig(

@@ -114,6 +114,7 @@ class SlotHost(Protocol):
     def stale(self, worker_id: int, msg: ipc.ToSupervisor) -> None: ...
     def process_gone(self, slot: WorkerSlot, gen: int) -> None: ...
     def pulse(self) -> None: ...
+    def worker_died(self, slot: WorkerSlot, hung: bool) -> None: ...
 
 
 class SlotRunner:
@@ -259,6 +260,9 @@ class SlotRunner:
                 replace.cancel()
             await proc.kill()
             self._process_gone(slot, gen)
+        if result in (RestartReason.EXIT, RestartReason.HUNG):
+            # Poison events: what its handlers were inside when it died (shardmgr.poison).
+            self._host.worker_died(slot, result is RestartReason.HUNG)
         return result
 
     async def _graceful_stop(

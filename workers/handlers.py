@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from workers.events import DISPATCH_NAMES, Event
 from workers.handler_advice import lacks_message_content, unmatched_methods
+from workers.inflight import RECORD, ShardSlot
 from workers.models import EVENT_MODELS, Model, ModelError
 from workers.reporter import ShardCounters
 
@@ -311,6 +312,9 @@ class Delivery:
         self.hold = False
         self._turn_every = min(TURN_EVERY, self.maxsize)
         self._room_cleared = False
+        # What the handler is inside, for the supervisor (workers.inflight); private
+        # memory unless the runtime maps the worker's in-flight file.
+        self.inflight = ShardSlot(bytearray(RECORD.size), 0)
 
     @property
     def backlog(self) -> int:
@@ -375,6 +379,9 @@ class Delivery:
         handler = self.handler
         # A plain async function is awaited directly: one coroutine per event instead of two.
         call = handler.caller(self.counters)
+        # Bound once: the record is written before and after every event.
+        enter = self.inflight.enter
+        words, at = self.inflight.words, self.inflight.at
         self.in_flight = 1
         while True:
             if not queue:
@@ -385,19 +392,21 @@ class Delivery:
             if self._room_cleared:
                 self._room_cleared = False
                 self._room.set()
-            try:
-                await call(event)
-            except Exception:
-                self._failed("handler failed", {"seq": event.seq, "event": event.name})
-            except asyncio.CancelledError:
-                # A handler's own ``raise CancelledError`` (or a cancelled future it
-                # awaited) is the handler's failure; only a cancel of *this* task ends
-                # delivery, otherwise the shard would stall with a full backlog.
-                if _being_cancelled():
-                    raise
-                self._failed(
-                    "handler raised CancelledError", {"seq": event.seq, "event": event.name}
-                )
+            if enter(event):
+                try:
+                    await call(event)
+                except Exception:
+                    self._failed("handler failed", {"seq": event.seq, "event": event.name})
+                except asyncio.CancelledError:
+                    # A handler's own ``raise CancelledError`` (or a cancelled future it
+                    # awaited) is the handler's failure; only a cancel of *this* task ends
+                    # delivery, otherwise the shard would stall with a full backlog.
+                    if _being_cancelled():
+                        raise
+                    self._failed(
+                        "handler raised CancelledError", {"seq": event.seq, "event": event.name}
+                    )
+                words[at] = 0  # ShardSlot.leave(), inline
             seq = event.seq
             if seq is not None:
                 self.checkpoint = (event._epoch, seq)
@@ -415,19 +424,22 @@ class Delivery:
             self.in_flight = n
             self._room_cleared = False
             self._room.set()
-            try:
-                await handle_batch(batch)
-            except Exception:
-                self._failed("handler batch failed", {"events": n, "first_seq": batch[0].seq})
-            except asyncio.CancelledError:
-                if _being_cancelled():
-                    raise
-                self._failed("handler batch raised CancelledError", {"events": n})
-            self.in_flight = 0
             last = batch[-1]
+            handed = self.inflight.enter_batch(batch)
+            if handed:
+                try:
+                    await handle_batch(handed)
+                except Exception:
+                    self._failed("handler batch failed", {"events": n, "first_seq": batch[0].seq})
+                except asyncio.CancelledError:
+                    if _being_cancelled():
+                        raise
+                    self._failed("handler batch raised CancelledError", {"events": n})
+                self.inflight.leave()
+            self.in_flight = 0
             if last.seq is not None:
                 self.checkpoint = (last._epoch, last.seq)
             self.delivered += n
             # An idle shard must not pin its last messages: each event's raw body keeps the
             # whole inflated message alive (a GUILD_CREATE can be megabytes).
-            del batch, last
+            del batch, last, handed

@@ -55,9 +55,18 @@ class SessionInfo(msgspec.Struct, frozen=True):
     resume_url: str
 
 
+class PoisonSkip(msgspec.Struct, frozen=True):
+    """An event (a batch: first..last) of the resumed session that killed the shard's
+    worker twice: delivered past, to the dead letters, instead of to the handler."""
+
+    first_seq: int
+    last_seq: int
+
+
 class ShardAssignment(msgspec.Struct, frozen=True):
     shard_id: int
     session: SessionInfo | None = None
+    skip: PoisonSkip | None = None
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +126,12 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     call_timeout_s: float = 10.0
     # the largest encoded arguments or result of one cluster call
     call_max_bytes: int = 1024 * 1024
+    # --- poison events (issue 15, workers.inflight / workers.watchdog) ---
+    # the file the worker maps to show what each shard's handler is inside (None: none)
+    inflight_file: str | None = None
+    # the event loop not turning for this long is logged with the stack (watchdog)
+    loop_stall_s: float = 5.0
+
 
 # ---------------------------------------------------------------- REST limits (issue 14)
 # The supervisor is the shared ledger of the REST limits of the token: it grants slices of
@@ -306,6 +321,17 @@ class CallReply(msgspec.Struct, tag="call_reply", kw_only=True):
     outcomes: list[CallOutcome]
 
 
+class ReplayEvent(msgspec.Struct, tag="replay_event", kw_only=True):
+    """Hand a dead-lettered event to the handler again; answered by ``Replayed``."""
+
+    gen: int
+    nonce: int
+    shard_id: int
+    seq: int
+    t: str
+    d: bytes
+
+
 ToWorker = (
     Start
     | Ping
@@ -318,6 +344,7 @@ ToWorker = (
     | RestYield
     | RunCall
     | CallReply
+    | ReplayEvent
 )
 
 
@@ -445,6 +472,8 @@ class Stats(msgspec.Struct, tag="stats", kw_only=True):
     shards: list[ShardStats]
     rss_bytes: int = 0
     cpu_seconds: float = 0.0
+    # how late the event loop woke for the stats tick (blocking code in a handler)
+    loop_lag_s: float = 0.0
 
 
 class Suspended(msgspec.Struct, tag="suspended", kw_only=True):
@@ -473,6 +502,25 @@ class RunResult(CallAnswer, tag="run_result", kw_only=True):
     nonce: int
 
 
+class DeadLettered(msgspec.Struct, tag="dead_lettered", kw_only=True):
+    """The worker delivered past a poison event (``ShardAssignment.skip``): its payload,
+    for the supervisor's dead-letter file."""
+
+    gen: int
+    shard_id: int
+    seq: int
+    t: str
+    d: bytes
+
+
+class Replayed(msgspec.Struct, tag="replayed", kw_only=True):
+    """The answer to ``ReplayEvent``: ``error`` is None when the handler returned."""
+
+    gen: int
+    nonce: int
+    error: str | None = None
+
+
 ToSupervisor = (
     Started
     | Pong
@@ -492,6 +540,8 @@ ToSupervisor = (
     | RestStats
     | ClusterCall
     | RunResult
+    | DeadLettered
+    | Replayed
 )
 
 _encoder: Final = msgspec.msgpack.Encoder()

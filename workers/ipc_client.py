@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import assert_never
 
 import msgspec
@@ -21,10 +22,13 @@ import msgspec
 from workers import ipc, logsetup, redact
 from workers.cluster import CallServer, Cluster
 from workers.commands import QueueFull, ShardClosed
-from workers.handlers import HandlerLoadError, load_handler
+from workers.events import Event
+from workers.handlers import Handler, HandlerLoadError, load_handler
+from workers.inflight import InFlightFile
 from workers.permits import PermitRefused
 from workers.rest.limiter import RemoteCoordinator
 from workers.runtime import WorkerRuntime
+from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +121,9 @@ class IpcReporter:
     """``Reporter`` whose every call becomes one IPC message (stats are already batched
     by the collector)."""
 
-    def __init__(self, channel: IpcChannel) -> None:
+    def __init__(self, channel: IpcChannel, loop_lag: Callable[[], float] | None = None) -> None:
         self._channel = channel
+        self._loop_lag = loop_lag
 
     def state_changed(self, shard_id: int, state: ipc.ShardState) -> None:
         self._channel.send(
@@ -182,7 +187,11 @@ class IpcReporter:
     def stats(self, shards: list[ipc.ShardStats], rss_bytes: int, cpu_seconds: float) -> None:
         self._channel.send(
             ipc.Stats(
-                gen=self._channel.gen, shards=shards, rss_bytes=rss_bytes, cpu_seconds=cpu_seconds
+                gen=self._channel.gen,
+                shards=shards,
+                rss_bytes=rss_bytes,
+                cpu_seconds=cpu_seconds,
+                loop_lag_s=self._loop_lag() if self._loop_lag is not None else 0.0,
             )
         )
 
@@ -202,6 +211,7 @@ class WorkerProcess:
         self._calls: CallServer | None = None
         self._shutdown: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
+        self._replays: set[asyncio.Task[None]] = set()
 
     async def run(self) -> int:
         try:
@@ -227,15 +237,35 @@ class WorkerProcess:
             use_url = getattr(handler.target, "use_url", None)
             if callable(use_url):
                 use_url(config.sink_url)
+        inflight = _map_inflight(config)
+        watchdog = Watchdog(config.loop_stall_s, inflight, [a.shard_id for a in config.shards])
+        watchdog.start()
+        try:
+            return await self._run(first, handler, inflight, watchdog)
+        finally:
+            await watchdog.stop()
+            for task in self._replays:
+                task.cancel()
+            await asyncio.gather(*self._replays, return_exceptions=True)
+            inflight.close()
+
+    async def _run(
+        self, first: ipc.Start, handler: Handler, inflight: InFlightFile, watchdog: Watchdog
+    ) -> int:
+        config = first.config
+        channel = self._channel
+        assert channel is not None and self._permits is not None
         try:
             cluster = self._cluster = Cluster(channel, config)
             self.runtime = WorkerRuntime(
                 config,
                 self._permits,
-                IpcReporter(channel),
+                IpcReporter(channel, watchdog.take_lag),
                 handler,
                 rest_coordinator=self._rest,
                 cluster=cluster,
+                inflight=inflight,
+                on_skip=self._dead_lettered,
             )
             self._calls = CallServer(
                 channel, config, handler.target, self.runtime.shards, self.runtime.members
@@ -309,6 +339,10 @@ class WorkerProcess:
                 case ipc.Shutdown():
                     # Its own task: this loop keeps answering pings while shards close.
                     self._begin_shutdown(msg.keep_sessions)
+                case ipc.ReplayEvent():
+                    task = asyncio.get_running_loop().create_task(self._replay(msg))
+                    self._replays.add(task)
+                    task.add_done_callback(self._replays.discard)
                 case ipc.Start():
                     log.warning("ignoring a second Start message")
                 case ipc.RunCall():
@@ -362,6 +396,39 @@ class WorkerProcess:
         # A callback, not a task per command: the queue's bound is the only memory held.
         written.add_done_callback(functools.partial(_log_unsent, msg.shard_id, msg.op))
 
+    def _dead_lettered(self, event: Event) -> None:
+        """A poison event (``ShardAssignment.skip``) reached the handler's turn: delivered
+        past, its payload to the supervisor's dead-letter file."""
+        log.error(
+            "poison event not handed to the handler: it killed this shard's worker twice; "
+            "it goes to the dead letters (shardmgr dead-letters list)",
+            extra={"shard": event.shard_id, "seq": event.seq, "event": event.name},
+        )
+        channel = self._channel
+        if channel is not None and event.seq is not None:
+            channel.send(
+                ipc.DeadLettered(
+                    gen=channel.gen,
+                    shard_id=event.shard_id,
+                    seq=event.seq,
+                    t=event.name,
+                    d=event.raw,
+                )
+            )
+
+    async def _replay(self, msg: ipc.ReplayEvent) -> None:
+        """A dead letter handed to the handler again (``shardmgr dead-letters replay``)."""
+        runtime, channel = self.runtime, self._channel
+        assert runtime is not None and channel is not None
+        error: str | None = None
+        event = Event(msg.shard_id, msg.seq, msg.t, msg.d)
+        try:
+            await runtime.handler.handle(event)
+        except Exception as exc:
+            log.exception("replayed event failed", extra={"shard": msg.shard_id, "seq": msg.seq})
+            error = f"{type(exc).__name__}: {exc}"
+        channel.send(ipc.Replayed(gen=channel.gen, nonce=msg.nonce, error=error))
+
     def _begin_shutdown(self, keep_sessions: bool, reply: bool = True) -> None:
         if self._shutdown is not None:
             return
@@ -397,6 +464,16 @@ def _log_unsent(shard_id: int, op: int, written: asyncio.Future[None]) -> None:
     # A shard that stopped for good fails what it still held; its stop is logged once.
     if exc is not None and not isinstance(exc, ShardClosed):
         log.warning("command not sent", extra={"shard": shard_id, "op": op, "error": str(exc)})
+
+
+def _map_inflight(config: ipc.WorkerConfig) -> InFlightFile:
+    """The supervisor's in-flight file; private memory when it cannot be mapped (the
+    supervisor then sees no suspects, which only disables the poison-event skip)."""
+    try:
+        return InFlightFile(config.inflight_file, len(config.shards))
+    except OSError as exc:
+        log.error("cannot map the in-flight file", extra={"error": str(exc)})
+        return InFlightFile(None, len(config.shards))
 
 
 async def serve_fd(fd: int) -> int:

@@ -16,6 +16,7 @@ from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.cluster import Cluster
 from workers.handlers import Delivery, Handler, as_handler
+from workers.inflight import InFlightFile, OnSkip
 from workers.members import MemberWaits
 from workers.permits import IdentifyPermit
 from workers.reporter import Reporter, ShardCounters, StatsCollector
@@ -37,6 +38,8 @@ class WorkerRuntime:
         rng: random.Random | None = None,
         rest_coordinator: Coordinator | None = None,
         cluster: Cluster | None = None,
+        inflight: InFlightFile | None = None,
+        on_skip: OnSkip | None = None,
     ) -> None:
         self.config = config
         self.permits = permits
@@ -44,6 +47,9 @@ class WorkerRuntime:
         self.handler: Handler = as_handler(config.handler if handler is None else handler)
         self.clock = clock
         self._rng = rng or random.Random()
+        # What each shard's handler is inside, for the supervisor (poison events).
+        self.inflight = inflight
+        self._on_skip = on_skip
         self.shards: dict[int, Shard] = {}
         self._shard_tasks: dict[int, asyncio.Task[None]] = {}
         self._delivery_tasks: list[asyncio.Task[None]] = []
@@ -84,7 +90,7 @@ class WorkerRuntime:
         # timeout, forever. Every shard holds exactly one websocket, so no cap here.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         loop = asyncio.get_running_loop()
-        for assignment in self.config.shards:
+        for index, assignment in enumerate(self.config.shards):
             sid = assignment.shard_id
             delivery = Delivery(
                 sid,
@@ -93,6 +99,11 @@ class WorkerRuntime:
                 self.config.handler_backlog,
                 self.config.handler_batch,
             )
+            if self.inflight is not None:
+                skip = assignment.skip
+                delivery.inflight = self.inflight.slot(
+                    index, None if skip is None else (skip.first_seq, skip.last_seq), self._on_skip
+                )
             shard = Shard(
                 sid,
                 self.config,

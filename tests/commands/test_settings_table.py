@@ -77,6 +77,8 @@ def _sample(name: str) -> Any:
         return not default
     if ftype is float:
         return default * 2 + 1
+    if ftype == float | None:
+        return 2.5 if default is None else default * 2 + 1
     if ftype is int or ftype == int | None:
         return 2 if default is None else default + 1
     if name not in TEXT_SAMPLES:
@@ -95,7 +97,7 @@ def _toml(value: Any) -> str:
 
 
 def _expected(name: str, value: Any) -> Any:
-    return float(value) if FIELD_TYPES[name] is float else value
+    return float(value) if FIELD_TYPES[name] in (float, float | None) else value
 
 
 def _load(flags: dict[str, Any], env: dict[str, str], toml: str, tmp_path: Path) -> Settings:

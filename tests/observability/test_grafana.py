@@ -18,6 +18,7 @@ REQUIRED_ALERTS = {
     "ShardmgrWorkerRestartStorm",
     "ShardmgrSessionStartsNearlyUsedUp",
     "ShardmgrHandlerBacklogGrowing",
+    "ShardmgrPoisonEventDeadLettered",
 }
 
 
@@ -45,6 +46,7 @@ def exported_names() -> set[str]:
             cpu_seconds=1.0,
         ),
         ipc.RestStats(gen=1, requests=[ipc.RestRouteCount("GET /users/@me", 200, 1)]),
+        ipc.DeadLettered(gen=1, shard_id=0, seq=3, t="MESSAGE_CREATE", d=b"{}"),
     ):
         m.on_worker_message(0, msg)
     body, _ = m.render()
