@@ -77,12 +77,12 @@ async def test_every_ping_gets_exactly_one_pong_and_every_slash_ping_one_callbac
             await sup.wait_status(all_connected, 60.0)
             # Shard 0's worker registers /ping at READY: wait for it, so that the
             # interactions carry the registered command's id.
-            await eventually(
-                lambda: has_route(fake, "PUT /applications/{application_id}/commands")
-            )
+            await eventually(lambda: has_route(fake, "PUT /applications/{application_id}/commands"))
             guilds = await guild_of_each_shard(fake)
             pings = [
-                await dispatch(fake, t="MESSAGE_CREATE", content="!ping", guild_id=guilds[i * 3 % SHARDS])
+                await dispatch(
+                    fake, t="MESSAGE_CREATE", content="!ping", guild_id=guilds[i * 3 % SHARDS]
+                )
                 for i in range(PINGS)
             ]
             slashes = [
