@@ -6,6 +6,7 @@ message writes ``alive-<message id>``: the worker still handles events."""
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ class Bot:
             return
         rest = self.gateway.rest
         channel, guild = message["channel_id"], message["guild_id"]
-        calls = {
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
             "malformed": lambda: rest.send_message(channel, TOO_LONG),
             "unknown_route": lambda: rest.request("GET", "/no/such/route"),
             # the test has armed one 401 for this channel and one 403 for this guild
