@@ -17,6 +17,7 @@ import pytest
 
 from tests.multihost.conftest import redis_server  # noqa: F401 - the fixture
 from tests.multihost.redis_server import RedisServer
+from tests.rest.burst import handler_args
 from tests.supervisor.harness import FakeGatewayProc, SupervisorProc, all_connected
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -30,17 +31,24 @@ MESSAGE_BUCKET = "5/1"
 FAKE_FLAGS = ("--rest-global-limit", str(GLOBAL_LIMIT), "--rest-message-bucket", MESSAGE_BUCKET)
 
 
-async def get(fake: FakeGatewayProc, path: str, **headers: str) -> Any:
-    async with fake.http.get(fake.url + path, headers=headers) as resp:
+async def get(fake: FakeGatewayProc, path: str) -> Any:
+    async with fake.http.get(fake.url + path) as resp:
         resp.raise_for_status()
         return await resp.json()
 
 
 async def four_channels(fake: FakeGatewayProc) -> list[str]:
-    """A text channel of each of four guilds of the fake's world."""
-    guilds = [(await get(fake, f"/_fake/guilds?num_shards=4&shard_id={s}"))[0] for s in range(4)]
-    auth = {"Authorization": f"Bot {fake.token}"}
-    return [(await get(fake, f"/api/v10/guilds/{g}", **auth))["system_channel_id"] for g in guilds]
+    """A text channel of each of four guilds of the fake's world, found by a user speaking
+    in each: through the control API, so that no request of the test's own counts against
+    the bot's global limit at the fake."""
+    channels = []
+    for shard in range(4):
+        guild = (await get(fake, f"/_fake/guilds?num_shards=4&shard_id={shard}"))[0]
+        body = {"t": "MESSAGE_CREATE", "content": "hello", "guild_id": guild}
+        async with fake.http.post(fake.url + "/_fake/dispatch", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+            channels.append((await resp.json())["channel_id"])
+    return channels
 
 
 def plan(folder: Path, channels: list[str], *, wait_for_go: bool = False) -> None:
@@ -53,6 +61,15 @@ def plan(folder: Path, channels: list[str], *, wait_for_go: bool = False) -> Non
 def outcomes(folders: list[Path]) -> dict[str, str]:
     """What each worker's burst ended with (its handler writes ``done-<first shard>``)."""
     return {p.name: p.read_text() for f in folders for p in f.glob("done-*")}
+
+
+async def start_bursts(folders: list[Path], sups: list[SupervisorProc]) -> None:
+    """Once every shard is connected: the supervisors' own requests (discovery) are long
+    done, and the bursts of several supervisors overlap."""
+    for sup in sups:
+        await sup.wait_status(all_connected, 60.0)
+    for folder in folders:
+        (folder / "go").touch()
 
 
 async def wait_outcomes(folders: list[Path], sups: list[SupervisorProc]) -> dict[str, str]:
@@ -75,6 +92,8 @@ async def assert_clean_and_in_order(fake: FakeGatewayProc, channels: list[str]) 
     for channel in channels:
         seen: dict[str, list[int]] = collections.defaultdict(list)
         for message in await get(fake, f"/_fake/messages?channel_id={channel}"):
+            if not message["author"].get("bot"):
+                continue  # the user's "hello" that found the channel
             tag, i = message["content"].split(":")
             seen[tag].append(int(i))
         assert seen == {str(w): list(range(PER_CHANNEL)) for w in range(WORKERS)}
@@ -86,16 +105,15 @@ async def test_four_worker_processes_burst_into_the_fake_without_a_violation(
     fake = await FakeGatewayProc.start(shards=WORKERS, event_rate=0.0, extra=FAKE_FLAGS)
     try:
         channels = await four_channels(fake)
-        plan(tmp_path, channels)
+        plan(tmp_path, channels, wait_for_go=True)
         sup = await SupervisorProc.start(
             fake,
             tmp_path,
             "--shards", str(WORKERS),
-            "--shards-per-worker", "1",
-            "--handler", "tests.rest.burst_handler:Bot",
-            "--rest-global-limit", str(GLOBAL_LIMIT),
+            *handler_args(GLOBAL_LIMIT),
         )  # fmt: skip
         try:
+            await start_bursts([tmp_path], [sup])
             done = await wait_outcomes([tmp_path], [sup])
         finally:
             await sup.close()
@@ -122,10 +140,8 @@ async def test_two_supervisors_burst_into_the_fake_sharing_limits_through_redis(
                 fake,
                 homes[index],
                 "--total-shards", str(WORKERS),
-                "--shards-per-worker", "1",
-                "--handler", "tests.rest.burst_handler:Bot",
                 "--identify-limiter", redis_server.url,
-                "--rest-global-limit", str(GLOBAL_LIMIT),
+                *handler_args(GLOBAL_LIMIT),
                 env={"SHARDMGR_HOST_INDEX": str(index), "SHARDMGR_HOST_COUNT": "2"},
                 name=f"host{index}",
             )  # fmt: skip
@@ -133,10 +149,7 @@ async def test_two_supervisors_burst_into_the_fake_sharing_limits_through_redis(
             return sup
 
         await asyncio.gather(host(0), host(1))
-        for sup in sups:
-            await sup.wait_status(all_connected, 60.0)
-        for home in homes:
-            (home / "go").touch()
+        await start_bursts(homes, sups)
         done = await wait_outcomes(homes, sups)
         assert done == {f"done-{w}": "ok" for w in range(WORKERS)}
         await assert_clean_and_in_order(fake, channels)
