@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from examples.pingpong import PING_COMMAND, Bot
 from tests.rest.conftest import MakeClient
 from tests.rest.discord_server import Canned, DiscordServer
 from workers.events import Event
 from workers.gateway import Gateway
+from workers.rest.errors import NotFound
 
 
 def event(name: str, d: dict[str, object], shard_id: int = 0) -> Event:
@@ -63,3 +65,16 @@ async def test_shard_zero_registers_ping_once(
     await bot.on_ready(event("READY", ready, shard_id=0))
     assert discord.seen_requests == [("PUT", "/applications/42/commands")]
     assert msgspec.json.decode(discord.seen_bodies[-1]) == [PING_COMMAND]
+
+
+async def test_an_expired_interaction_is_dropped_but_other_refusals_raise(
+    discord: DiscordServer, make_client: MakeClient
+) -> None:
+    bot = await started(make_client)
+    script = discord.script["POST /interactions/99/tok/callback"]
+    script.append(Canned(404, b'{"message": "Unknown interaction", "code": 10062}'))
+    script.append(Canned(404, b'{"message": "Unknown Webhook", "code": 10015}'))
+    d = {"id": "99", "token": "tok", "type": 2, "data": {"name": "ping"}}
+    await bot.on_interaction_create(event("INTERACTION_CREATE", d))
+    with pytest.raises(NotFound):
+        await bot.on_interaction_create(event("INTERACTION_CREATE", d))

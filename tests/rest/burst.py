@@ -24,6 +24,16 @@ CHANNELS = ["101", "102", "103", "104"]
 PER_CHANNEL = 4  # messages each worker sends into each channel
 
 
+def handler_args(global_limit: int) -> tuple[str, ...]:
+    """``shardmgr start`` flags for the burst in real processes: one shard per worker, each
+    running ``tests.rest.burst_handler``."""
+    return (
+        "--shards-per-worker", "1",
+        "--handler", "tests.rest.burst_handler:Bot",
+        "--rest-global-limit", str(global_limit),
+    )  # fmt: skip
+
+
 class BurstTarget(Protocol):
     api_base: str
     token: str

@@ -1,6 +1,8 @@
 """A handler for the process test: at start, every worker sends PER_CHANNEL messages into
 each channel of $SHARDMGR_JSONL's sibling file ``burst.json`` at once, tagged with its
-first shard, then writes ``done-<tag>`` next to it."""
+first shard, then writes ``done-<tag>`` next to it. With ``"wait_for_go": true`` in the plan
+it starts only once a file ``go`` is there: the test sees every host connected first, so that
+the bursts of several supervisors surely overlap."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
+GO_POLLS = 1200  # a minute
 
 
 class Bot:
@@ -32,6 +36,10 @@ class Bot:
             # the worker's shards are in place once start() has returned
             tag = str(gateway.shard_ids[0])
             outcome = "ok"
+            for _ in range(GO_POLLS):  # bounded: a test that never says go fails, not hangs
+                if not plan.get("wait_for_go") or (folder / "go").exists():
+                    break
+                await asyncio.sleep(0.05)
             try:
                 await asyncio.gather(
                     *(send(tag, c, i) for i in range(plan["per_channel"]) for c in plan["channels"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.rest.burst import handler_args
 from tests.rest.discord_server import DiscordServer
 from tests.supervisor.harness import FakeGatewayProc, SupervisorProc
 
@@ -39,9 +40,7 @@ async def test_worker_processes_share_the_global_limit_and_buckets(tmp_path: Pat
             fake,
             tmp_path,
             "--shards", str(WORKERS),
-            "--shards-per-worker", "1",
-            "--handler", "tests.rest.burst_handler:Bot",
-            "--rest-global-limit", str(GLOBAL_LIMIT),
+            *handler_args(GLOBAL_LIMIT),
             "--api-base", server.api_base,
         )  # fmt: skip
         try:

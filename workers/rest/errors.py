@@ -77,7 +77,9 @@ class RequestFailed(HTTPError):
 class _ErrorBody(msgspec.Struct):
     message: str = ""
     code: int = 0
-    errors: msgspec.Raw | None = None
+    # Not ``Raw | None``: msgspec then accepts only null, and Discord's 50035 "Invalid Form
+    # Body" (the one error whose detail is in ``errors``) would be taken for a non-JSON body.
+    errors: msgspec.Raw = msgspec.Raw()
 
 
 _decoder: Final = msgspec.json.Decoder(_ErrorBody)
@@ -98,7 +100,7 @@ def parse_error_body(body: bytes) -> tuple[int, str]:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return 0, f"non-JSON error body ({len(body)} bytes)"
     message = parsed.message
-    if parsed.errors is not None:
+    if parsed.errors and bytes(parsed.errors) != b"null":
         message = f"{message}: {bytes(parsed.errors).decode('utf-8', 'replace')}"
     return parsed.code, message
 
