@@ -19,6 +19,7 @@ from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
 from shardmgr.restarts import RestartPolicy
+from shardmgr.rolling import CanaryFailed, RollingTracker
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
@@ -49,6 +50,7 @@ class MetricsSink(Protocol):
     def budget_exhausted(self, reason: str | None) -> None: ...
     def session_start_remaining(self, remaining: int, total: int | None = None) -> None: ...
     def render(self) -> tuple[bytes, str]: ...
+    def rolling_restart_outcome(self, failed: bool) -> None: ...
 
 
 Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
@@ -110,7 +112,7 @@ class Supervisor:
         self._stop_requested = asyncio.Event()
         self._keep_sessions = False
         self.stale_messages = 0
-        self.rolling = False
+        self.roll = RollingTracker(metrics)
         self.replans = 0
         self._started_wall = time.time()
 
@@ -258,6 +260,9 @@ class Supervisor:
             case ipc.Pong():
                 slot.last_pong = self._clock.monotonic()
                 return True
+            case ipc.Ready() | ipc.LoadFailed():
+                # Only a standby process sends these, and start_canary reads them itself.
+                return False
             case ipc.Started():
                 slot.up = True
                 slot.state = WorkerState.RUNNING
@@ -334,8 +339,14 @@ class Supervisor:
 
     # ---------------------------------------------------------------- rolling restart, re-plan
 
+    @property
+    def rolling(self) -> bool:
+        return self.roll.running
+
     async def _rolling_restart(self) -> None:
-        self.rolling = True
+        """Slot by slot: a canary replacement loads the handler first (``shardmgr.rolling``);
+        only then the old process suspends its shards and the canary resumes them."""
+        self.roll.begin()
         log.info("rolling restart", extra=fields(workers=len(self._slots)))
         try:
             for slot in list(self._slots.values()):
@@ -343,24 +354,35 @@ class Supervisor:
                     return
                 if slot.state is WorkerState.STOPPED or slot.replace is None:
                     continue
-                ok = await self.wait_for(
-                    self._replaced_and_back(slot),
-                    self.settings.start_timeout_s + self.settings.shutdown_timeout_s,
-                )
+                try:
+                    standby = await self._runner.canary(slot)
+                except CanaryFailed as failure:
+                    self.roll.failed(slot.worker_id, failure)
+                    return
+                try:
+                    ok = await self.wait_for(
+                        self._replaced_and_back(slot, standby),
+                        self.settings.start_timeout_s + self.settings.shutdown_timeout_s,
+                    )
+                finally:
+                    await self._runner.drop_standby(slot, standby)
                 if not ok:
                     log.warning(
                         "rolling restart: worker's shards did not reconnect in time; continuing",
                         extra=fields(worker=slot.worker_id),
                     )
+            self.roll.finished()
             log.info("rolling restart finished")
         finally:
-            self.rolling = False
+            self.roll.interrupted()
             self.pulse()
 
-    def _replaced_and_back(self, slot: WorkerSlot) -> Callable[[], bool]:
-        """Ask for the slot's process to be replaced; the returned predicate holds once the
-        replacement is up and every shard it runs is connected again (or stopped for good)."""
+    def _replaced_and_back(self, slot: WorkerSlot, standby: SpawnedWorker) -> Callable[[], bool]:
+        """Hand ``standby`` to the slot and ask for its process to be replaced; the returned
+        predicate holds once the replacement is up and every shard it runs is connected
+        again (or stopped for good)."""
         old_gen = slot.gen
+        slot.standby = standby
         slot.ask_replace(RestartReason.ROLLING)
 
         def back() -> bool:
@@ -508,6 +530,7 @@ class Supervisor:
                 "ready": self.ready(),
                 "stopping": self.stopping,
                 "rolling_restart": self.rolling,
+                "rolling": self.roll.as_dict(),
                 "replans": self.replans,
                 "budget_exhausted": self.exhausted,
                 "session_start_remaining": self.limiter.remaining,

@@ -107,8 +107,19 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Start(msgspec.Struct, tag="start", kw_only=True):
+    """``standby``: load the handler and run its ``start()``, report ``Ready`` (or
+    ``LoadFailed``), then wait for ``Activate`` before connecting any shard (a canary)."""
+
     gen: int
     config: WorkerConfig
+    standby: bool = False
+
+
+class Activate(msgspec.Struct, tag="activate", kw_only=True):
+    """To a standby worker: run these shards (their sessions as the old worker left them)."""
+
+    gen: int
+    shards: list[ShardAssignment]
 
 
 class Ping(msgspec.Struct, tag="ping", kw_only=True):
@@ -149,7 +160,7 @@ class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
     keep_sessions: bool = False
 
 
-ToWorker = Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown
+ToWorker = Start | Activate | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown
 
 
 # ---------------------------------------------------------------- worker -> supervisor
@@ -159,6 +170,21 @@ class Started(msgspec.Struct, tag="started", kw_only=True):
     gen: int
     worker_id: int
     pid: int
+
+
+class Ready(msgspec.Struct, tag="ready", kw_only=True):
+    """A standby worker loaded the handler and its ``start()`` returned."""
+
+    gen: int
+    pid: int
+
+
+class LoadFailed(msgspec.Struct, tag="load_failed", kw_only=True):
+    """A standby worker could not load the handler or its ``start()`` raised; it exits."""
+
+    gen: int
+    handler: str
+    reason: str  # one line
 
 
 class Pong(msgspec.Struct, tag="pong", kw_only=True):
@@ -287,6 +313,8 @@ class Suspended(msgspec.Struct, tag="suspended", kw_only=True):
 
 ToSupervisor = (
     Started
+    | Ready
+    | LoadFailed
     | Pong
     | IdentifyRequest
     | IdentifyRelease

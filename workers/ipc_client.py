@@ -20,6 +20,7 @@ import msgspec
 
 from workers import ipc, logsetup, redact
 from workers.commands import QueueFull, ShardClosed
+from workers.handlercheck import start_failure
 from workers.handlers import HandlerLoadError, load_handler
 from workers.permits import PermitRefused
 from workers.runtime import WorkerRuntime
@@ -215,11 +216,36 @@ class WorkerProcess:
         try:
             handler = load_handler(config.handler)
         except HandlerLoadError as exc:
+            if first.standby:
+                return await self._load_failed(channel, config.handler, str(exc))
             log.error("cannot load handler", extra={"error": str(exc)})
             return 2
         try:
-            self.runtime = WorkerRuntime(config, self._permits, IpcReporter(channel), handler)
-            await self.runtime.start()
+            self.runtime = runtime = WorkerRuntime(
+                config, self._permits, IpcReporter(channel), handler
+            )
+            try:
+                await runtime.prepare()
+            except Exception as exc:
+                if not first.standby:
+                    raise
+                # The traceback is for the developer; the supervisor logs the one ERROR line.
+                log.warning("the handler's start() raised", exc_info=True)
+                code = await self._load_failed(
+                    channel, config.handler, start_failure(config.handler, exc)
+                )
+                await runtime.stop()
+                return code
+            assignments = config.shards
+            if first.standby:
+                channel.send(ipc.Ready(gen=first.gen, pid=os.getpid()))
+                activated = await self._wait_for_activate(channel)
+                if activated is None:
+                    await runtime.stop()
+                    await channel.drain()
+                    return 0
+                assignments = activated
+            runtime.start_shards(assignments)
         except (ValueError, msgspec.ValidationError) as exc:
             log.error("invalid worker configuration", extra={"error": str(exc)})
             if self.runtime is not None:
@@ -245,6 +271,31 @@ class WorkerProcess:
             loop.remove_signal_handler(signal.SIGINT)
         await channel.drain()
         return 0
+
+    async def _load_failed(self, channel: IpcChannel, path: str, reason: str) -> int:
+        channel.send(ipc.LoadFailed(gen=channel.gen, handler=path, reason=reason))
+        await channel.drain()
+        return 2
+
+    async def _wait_for_activate(self, channel: IpcChannel) -> list[ipc.ShardAssignment] | None:
+        """A standby worker's wait for its shards; None: told to stop (or the pipe closed)
+        before it got any."""
+        while True:
+            try:
+                msg = await ipc.read_to_worker(self._reader)
+            except (ipc.FrameError, ConnectionError) as exc:
+                log.error("supervisor pipe broken", extra={"error": str(exc)})
+                return None
+            match msg:
+                case ipc.Activate():
+                    return msg.shards
+                case ipc.Ping():
+                    channel.send(ipc.Pong(gen=channel.gen, nonce=msg.nonce))
+                case ipc.Shutdown() | None:
+                    return None
+                case _:
+                    got = type(msg).__name__
+                    log.warning("ignoring a message before Activate", extra={"got": got})
 
     async def _serve(self, channel: IpcChannel) -> None:
         reading = asyncio.ensure_future(self._read_loop(channel))
@@ -285,7 +336,7 @@ class WorkerProcess:
                 case ipc.Shutdown():
                     # Its own task: this loop keeps answering pings while shards close.
                     self._begin_shutdown(msg.keep_sessions)
-                case ipc.Start():
+                case ipc.Start() | ipc.Activate():
                     log.warning("ignoring a second Start message")
                 case _:
                     assert_never(msg)
