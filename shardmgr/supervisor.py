@@ -14,6 +14,7 @@ from typing import Any, Protocol, assert_never
 
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
+from shardmgr.fatal import EXIT_FATAL, FatalStops
 from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
@@ -113,6 +114,8 @@ class Supervisor:
         self._keep_sessions = False
         self.stale_messages = 0
         self.roll = RollingTracker(metrics)
+        self.fatal = FatalStops(settings.intents_mask)
+        self._exit_code = 0
         self.replans = 0
         self._started_wall = time.time()
 
@@ -129,7 +132,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await control
             await self._shutdown()
-        return 0
+        return self._exit_code
 
     @property
     def exhausted(self) -> str | None:
@@ -178,6 +181,7 @@ class Supervisor:
     def _apply_plan(self, plan: Plan) -> None:
         self.plan = plan
         self.shards = ShardTable(plan.groups)
+        self.fatal = FatalStops(self.settings.intents_mask)
         self._slots = {}
         for wid, group in enumerate(plan.groups):
             policy = RestartPolicy(
@@ -256,6 +260,7 @@ class Supervisor:
             return False
         self.metrics.on_worker_message(worker_id, msg)
         self.sessions.on_message(msg)
+        self.fatal.on_message(msg)
         match msg:
             case ipc.Pong():
                 slot.last_pong = self._clock.monotonic()
@@ -314,6 +319,14 @@ class Supervisor:
                 "shard stopped for good",
                 extra=fields(shard=msg.shard_id, reason=msg.reason, close_code=msg.close_code),
             )
+            if self.fatal.all_stopped(self.plan.shard_ids):
+                # Nothing is left running, and a restart would be refused the same way.
+                log.error(
+                    f"every shard stopped for good; exiting with status {EXIT_FATAL}: "
+                    + self.fatal.explain()
+                )
+                self._exit_code = EXIT_FATAL
+                self.request_stop(keep_sessions=False)
 
     # ---------------------------------------------------------------- identify permits
 
@@ -516,6 +529,12 @@ class Supervisor:
     def ready(self) -> bool:
         return len(self.shards) > 0 and self.shards.count(CONNECTED) == len(self.shards)
 
+    def not_ready_reason(self) -> str:
+        """Why ``ready()`` is False, for the body of a 503 /readyz."""
+        if self.fatal:
+            return "stopped for good: " + self.fatal.explain()
+        return f"{self.shards.count(CONNECTED)} of {len(self.shards)} shards connected"
+
     def status(self) -> dict[str, Any]:
         now = time.time()
         return {
@@ -531,6 +550,7 @@ class Supervisor:
                 "stopping": self.stopping,
                 "rolling_restart": self.rolling,
                 "rolling": self.roll.as_dict(),
+                "stopped_for_good": self.fatal.explain() or None,
                 "replans": self.replans,
                 "budget_exhausted": self.exhausted,
                 "session_start_remaining": self.limiter.remaining,
