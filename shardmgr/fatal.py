@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from shardmgr.settingvalues import ranges_text
 from workers import ipc
 from workers.ipc import ShardState
 from workers.protocol import INTENT_BITS, PRIVILEGED_INTENTS, CloseCode
@@ -57,19 +58,6 @@ def fix_for(code: int, intents: int) -> str:
     return FIXES[code]
 
 
-def _ranges(ids: list[int]) -> str:
-    parts: list[str] = []
-    start = prev = ids[0]
-    for sid in [*ids[1:], None]:
-        if sid is not None and sid == prev + 1:
-            prev = sid
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if sid is not None:
-            start = prev = sid
-    return ",".join(parts)
-
-
 class FatalStops:
     """Shards stopped on a fatal close, until a report shows one alive again (a restarted
     worker tries them once more)."""
@@ -104,7 +92,7 @@ class FatalStops:
         for sid, code in sorted(self._codes.items()):
             by_code.setdefault(code, []).append(sid)
         return "; ".join(
-            f"shard{'s' if len(ids) > 1 else ''} {_ranges(ids)} closed with {code}: "
+            f"shard{'s' if len(ids) > 1 else ''} {ranges_text(ids)} closed with {code}: "
             f"{fix_for(code, self._intents)}"
             for code, ids in sorted(by_code.items())
         )

@@ -59,31 +59,27 @@ async def test_a_start_that_raises_fails_with_start(app: Path) -> None:
     )
 
 
-async def test_a_syntax_error_fails_in_one_line(app: Path) -> None:
-    assert await check(app, "check_broken_w2:handler") == (
-        2,
-        "",
-        "shardmgr: error: --handler: handler module 'check_broken_w2' does not import: "
-        "SyntaxError: '(' was never closed (check_broken_w2.py, line 1)\n",
-    )
-
-
-async def test_a_missing_attribute_fails_in_one_line(app: Path) -> None:
-    assert await check(app, "check_bot_w2:nope") == (
-        2,
-        "",
-        "shardmgr: error: --handler: handler 'check_bot_w2:nope': module 'check_bot_w2' "
-        "has no attribute 'nope'\n",
-    )
-
-
-async def test_a_sync_function_fails_in_one_line(app: Path) -> None:
-    assert await check(app, "check_bot_w2:sync_handler") == (
-        2,
-        "",
-        "shardmgr: error: --handler: check_bot_w2:sync_handler must be an async function "
-        "(async def handler(event)) or an object with async on_<event> methods\n",
-    )
+@pytest.mark.parametrize(
+    ("handler", "line"),
+    [
+        (
+            "check_broken_w2:handler",
+            "--handler: handler module 'check_broken_w2' does not import: "
+            "SyntaxError: '(' was never closed (check_broken_w2.py, line 1)",
+        ),
+        (
+            "check_bot_w2:nope",
+            "--handler: handler 'check_bot_w2:nope': module 'check_bot_w2' has no attribute 'nope'",
+        ),
+        (
+            "check_bot_w2:sync_handler",
+            "--handler: check_bot_w2:sync_handler must be an async function "
+            "(async def handler(event)) or an object with async on_<event> methods",
+        ),
+    ],
+)
+async def test_a_bad_handler_fails_in_one_line(app: Path, handler: str, line: str) -> None:
+    assert await check(app, handler) == (2, "", f"shardmgr: error: {line}\n")
 
 
 async def test_an_app_dir_that_is_not_a_directory_fails(app: Path) -> None:
