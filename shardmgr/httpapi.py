@@ -210,6 +210,8 @@ class HttpApi:
     async def _get_readyz(self, request: web.Request) -> web.Response:
         if self._source.ready():
             return web.Response(text="ready\n")
+        # Optional: the supervisor says why (refused shards and their fix); simpler sources
+        # (test doubles, embedders) need not.
         reason = getattr(self._source, "not_ready_reason", None)
         detail = f": {reason()}" if reason is not None else ""
         return web.Response(status=503, text=f"not ready{detail}\n")
