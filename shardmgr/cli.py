@@ -182,6 +182,13 @@ def _run_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_check(args: argparse.Namespace) -> int:
+    from shardmgr.check import check
+
+    print(check(args.handler, args.app_dir, args.start))
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from shardmgr import demo
 
@@ -240,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--stacks", action="store_true", help="list: show whole stacks")
     _add_supervisor_location(dead)
     dead.set_defaults(run=_run_dead_letters)
+    check = sub.add_parser(
+        "check",
+        help="check that a handler imports and loads, as a rolling restart's canary does",
+        description="Imports --handler, resolves it, instantiates a class and checks that it "
+        "is an async function or has async on_<event> methods. Exit 0, or one line and exit 2.",
+    )
+    check.add_argument("--handler", required=True, metavar="MODULE:ATTR", help=_HELP["handler"])
+    check.add_argument("--app-dir", default=".", metavar="DIR", help=_HELP["app_dir"])
+    check.add_argument(
+        "--start", action="store_true", help="also run the handler's start() (and close())"
+    )
+    check.set_defaults(run=_run_check)
 
     demo = sub.add_parser("demo", help="a fake gateway plus `shardmgr start` (`make run`)")
     demo.add_argument("--shards", type=int, default=16, help="the fake's recommended shard count")

@@ -234,11 +234,16 @@ class HttpApi:
         return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unhealthy\n")
 
     async def _get_readyz(self, request: web.Request) -> web.Response:
-        ok = self._source.ready()
-        if ok and self._sink is not None and not self._sink.writing:
-            why = self._sink.why_not_writing()
-            return web.Response(status=503, text=f"not ready: no events written: {why}\n")
-        return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
+        if self._source.ready():
+            if self._sink is not None and not self._sink.writing:
+                why = self._sink.why_not_writing()
+                return web.Response(status=503, text=f"not ready: no events written: {why}\n")
+            return web.Response(text="ready\n")
+        # Optional: the supervisor says why (refused shards and their fix); simpler sources
+        # (test doubles, embedders) need not.
+        reason = getattr(self._source, "not_ready_reason", None)
+        detail = f": {reason()}" if reason is not None else ""
+        return web.Response(status=503, text=f"not ready{detail}\n")
 
     async def _get_status(self, request: web.Request) -> web.Response:
         return web.json_response(self._source.status())

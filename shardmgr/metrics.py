@@ -226,6 +226,14 @@ class Metrics:
             _Family(self.sink_group_lag_gauge),
             _Family(self.sink_group_pending_gauge),
         )
+        self.rolling_failures = counter(
+            "rolling_restart_failures",
+            "Rolling restarts stopped because a replacement could not load the handler",
+        )
+        self.rolling_failed_gauge = gauge(
+            "rolling_restart_failed",
+            "1 while the last rolling restart stopped on a handler that did not load",
+        )
 
         # ---- per shard
         shard = SHARD_LABELS
@@ -390,6 +398,7 @@ class Metrics:
         for state in SHARD_STATES:
             self.shards_by_state.labels(state).set(0)
         self.budget_exhausted_gauge.set(0)
+        self.rolling_failed_gauge.set(0)
         self.identify_limiter_available_gauge.set(1)
         self.rest = RestMetrics(self.registry)
         self.sink_available_gauge.set(1)
@@ -518,6 +527,11 @@ class Metrics:
         self.budget_exhausted_gauge.set(0 if reason is None else 1)
 
     # ------------------------------------------------------------------ IPC reports
+
+    def rolling_restart_outcome(self, failed: bool) -> None:
+        self.rolling_failed_gauge.set(1 if failed else 0)
+        if failed:
+            self.rolling_failures.inc()
 
     def on_worker_message(self, worker_id: int, msg: ipc.ToSupervisor) -> None:
         """Apply one IPC report. Messages that carry no metric (pong, identify requests,

@@ -29,6 +29,8 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             return msg.shard_id, ShardState.STOPPED.value
         case (
             ipc.Started()
+            | ipc.Ready()
+            | ipc.LoadFailed()
             | ipc.Pong()
             | ipc.IdentifyRequest()
             | ipc.IdentifyRelease()

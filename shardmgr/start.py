@@ -12,7 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -45,6 +45,9 @@ from workers.hardening import ALLOW_CORE_DUMPS_ENV, protect_process
 from workers.logsetup import announcer, fields
 from workers.permits import HOLD_TIMEOUT_S
 
+if TYPE_CHECKING:
+    from workers.handlers import Handler
+
 log = logging.getLogger(__name__)
 
 # SHARDMGR_* variables a worker reads itself; every other one (the admin secret, Redis URLs
@@ -59,7 +62,7 @@ def use_app_dir(app_path: str) -> None:
         sys.path.insert(0, app_path)
 
 
-def check_handler(path: str, app_path: str | None = None) -> None:
+def check_handler(path: str, app_path: str | None = None) -> Handler:
     """Import the handler here, before any process starts, so a typo is one line and exit 2
     rather than every worker crash-looping."""
     from workers.handlers import HandlerLoadError, load_handler
@@ -72,7 +75,7 @@ def check_handler(path: str, app_path: str | None = None) -> None:
             f"the folder that holds {top}.py or {top}/, or pass --app-dir DIR"
         )
     try:
-        load_handler(path)
+        return load_handler(path)
     except HandlerLoadError as exc:
         raise UserError(f"--handler: {exc}") from None
 

@@ -16,6 +16,7 @@ import msgspec
 
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
+from shardmgr.fatal import EXIT_FATAL, FatalStops
 from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
@@ -23,6 +24,7 @@ from shardmgr.plan import Plan
 from shardmgr.poison import PoisonTracker, ReplayOutcome, Replays
 from shardmgr.restarts import RestartPolicy
 from shardmgr.restlimits import LocalGlobal, RestBroker
+from shardmgr.rolling import CanaryFailed, RollingTracker
 from shardmgr.routing import ClusterRouter, host_name
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
@@ -54,6 +56,7 @@ class MetricsSink(Protocol):
     def budget_exhausted(self, reason: str | None) -> None: ...
     def session_start_remaining(self, remaining: int, total: int | None = None) -> None: ...
     def render(self) -> tuple[bytes, str]: ...
+    def rolling_restart_outcome(self, failed: bool) -> None: ...
 
 
 Replan = Callable[[Plan], Awaitable[tuple[GatewayInfo, Plan] | None]]
@@ -127,7 +130,9 @@ class Supervisor:
         self._stop_requested = asyncio.Event()
         self._keep_sessions = False
         self.stale_messages = 0
-        self.rolling = False
+        self.roll = RollingTracker(metrics)
+        self.fatal = FatalStops(settings.intents_mask)
+        self._exit_code = 0
         self.replans = 0
         self._started_wall = time.time()
 
@@ -145,7 +150,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await control
             await self._shutdown()
-        return 0
+        return self._exit_code
 
     @property
     def exhausted(self) -> str | None:
@@ -198,6 +203,7 @@ class Supervisor:
     def _apply_plan(self, plan: Plan) -> None:
         self.plan = plan
         self.shards = ShardTable(plan.groups)
+        self.fatal = FatalStops(self.settings.intents_mask)
         self._slots = {}
         for wid, group in enumerate(plan.groups):
             policy = RestartPolicy(
@@ -287,10 +293,14 @@ class Supervisor:
             return False
         self.metrics.on_worker_message(worker_id, msg)
         self.sessions.on_message(msg)
+        self.fatal.on_message(msg)
         match msg:
             case ipc.Pong():
                 slot.last_pong = self._clock.monotonic()
                 return True
+            case ipc.Ready() | ipc.LoadFailed():
+                # Only a standby process sends these, and start_canary reads them itself.
+                return False
             case ipc.Started():
                 slot.up = True
                 slot.state = WorkerState.RUNNING
@@ -359,6 +369,14 @@ class Supervisor:
                 "shard stopped for good",
                 extra=fields(shard=msg.shard_id, reason=msg.reason, close_code=msg.close_code),
             )
+            if self.fatal.all_stopped(self.plan.shard_ids):
+                # Nothing is left running, and a restart would be refused the same way.
+                log.error(
+                    f"every shard stopped for good; exiting with status {EXIT_FATAL}: "
+                    + self.fatal.explain()
+                )
+                self._exit_code = EXIT_FATAL
+                self.request_stop(keep_sessions=False)
 
     # ---------------------------------------------------------------- identify permits
 
@@ -384,8 +402,14 @@ class Supervisor:
 
     # ---------------------------------------------------------------- rolling restart, re-plan
 
+    @property
+    def rolling(self) -> bool:
+        return self.roll.running
+
     async def _rolling_restart(self) -> None:
-        self.rolling = True
+        """Slot by slot: a canary replacement loads the handler first (``shardmgr.rolling``);
+        only then the old process suspends its shards and the canary resumes them."""
+        self.roll.begin()
         log.info("rolling restart", extra=fields(workers=len(self._slots)))
         try:
             for slot in list(self._slots.values()):
@@ -393,24 +417,35 @@ class Supervisor:
                     return
                 if slot.state is WorkerState.STOPPED or slot.replace is None:
                     continue
-                ok = await self.wait_for(
-                    self._replaced_and_back(slot),
-                    self.settings.start_timeout_s + self.settings.shutdown_timeout_s,
-                )
+                try:
+                    standby = await self._runner.canary(slot)
+                except CanaryFailed as failure:
+                    self.roll.failed(slot.worker_id, failure)
+                    return
+                try:
+                    ok = await self.wait_for(
+                        self._replaced_and_back(slot, standby),
+                        self.settings.start_timeout_s + self.settings.shutdown_timeout_s,
+                    )
+                finally:
+                    await self._runner.drop_standby(slot, standby)
                 if not ok:
                     log.warning(
                         "rolling restart: worker's shards did not reconnect in time; continuing",
                         extra=fields(worker=slot.worker_id),
                     )
+            self.roll.finished()
             log.info("rolling restart finished")
         finally:
-            self.rolling = False
+            self.roll.interrupted()
             self.pulse()
 
-    def _replaced_and_back(self, slot: WorkerSlot) -> Callable[[], bool]:
-        """Ask for the slot's process to be replaced; the returned predicate holds once the
-        replacement is up and every shard it runs is connected again (or stopped for good)."""
+    def _replaced_and_back(self, slot: WorkerSlot, standby: SpawnedWorker) -> Callable[[], bool]:
+        """Hand ``standby`` to the slot and ask for its process to be replaced; the returned
+        predicate holds once the replacement is up and every shard it runs is connected
+        again (or stopped for good)."""
         old_gen = slot.gen
+        slot.standby = standby
         slot.ask_replace(RestartReason.ROLLING)
 
         def back() -> bool:
@@ -555,6 +590,12 @@ class Supervisor:
     def ready(self) -> bool:
         return len(self.shards) > 0 and self.shards.count(CONNECTED) == len(self.shards)
 
+    def not_ready_reason(self) -> str:
+        """Why ``ready()`` is False, for the body of a 503 /readyz."""
+        if self.fatal:
+            return "stopped for good: " + self.fatal.explain()
+        return f"{self.shards.count(CONNECTED)} of {len(self.shards)} shards connected"
+
     def status(self) -> dict[str, Any]:
         now = time.time()
         return {
@@ -569,6 +610,8 @@ class Supervisor:
                 "ready": self.ready(),
                 "stopping": self.stopping,
                 "rolling_restart": self.rolling,
+                "rolling": self.roll.as_dict(),
+                "stopped_for_good": self.fatal.explain() or None,
                 "replans": self.replans,
                 "budget_exhausted": self.exhausted,
                 "session_start_remaining": self.limiter.remaining,

@@ -15,6 +15,7 @@ from typing import Any, Final, Protocol
 from shardmgr.config import Settings
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.restarts import RestartPolicy
+from shardmgr.rolling import start_canary
 from shardmgr.workerproc import SpawnedWorker
 from workers import ipc
 from workers.clock import Clock
@@ -73,6 +74,8 @@ class WorkerSlot:
         # set by whoever wants the current process replaced gracefully: the reason
         self.replace: asyncio.Future[RestartReason] | None = None
         self.retired = False
+        # a replacement that loaded the handler (shardmgr.rolling): the next process
+        self.standby: SpawnedWorker | None = None
         # cuts a restart backoff short when the slot is retired or the supervisor stops
         self.wake = asyncio.Event()
 
@@ -143,6 +146,22 @@ class SlotRunner:
     def start(self, slot: WorkerSlot) -> None:
         slot.task = asyncio.create_task(self._slot_loop(slot), name=f"worker-{slot.worker_id}")
 
+    async def canary(self, slot: WorkerSlot) -> SpawnedWorker:
+        """A standby replacement for ``slot``'s process (``shardmgr.rolling``)."""
+        return await start_canary(
+            worker_id=slot.worker_id,
+            gen=next(self._gens),
+            config=self._host.worker_config(slot),
+            env=self._worker_env,
+            timeout_s=self._settings.start_timeout_s,
+        )
+
+    async def drop_standby(self, slot: WorkerSlot, standby: SpawnedWorker) -> None:
+        """Kill ``standby`` unless the slot already took it as its process."""
+        if slot.standby is standby:
+            slot.standby = None
+            await standby.kill()
+
     @property
     def _stopping(self) -> bool:
         return self._host.stopping
@@ -195,14 +214,15 @@ class SlotRunner:
 
     async def _run_process(self, slot: WorkerSlot) -> RestartReason:
         """One process lifetime. Returns why it ended: it exited, hung, or was replaced."""
-        gen = next(self._gens)
+        config = self._host.worker_config(slot)
+        standby, slot.standby = slot.standby, None
+        gen = standby.gen if standby is not None else next(self._gens)
         slot.gen = gen
         slot.replace = asyncio.get_running_loop().create_future()
         slot.state = WorkerState.STARTING
         slot.up = False
-        config = self._host.worker_config(slot)
         resuming = sum(1 for a in config.shards if a.session is not None)
-        proc = await SpawnedWorker.spawn(
+        proc = standby or await SpawnedWorker.spawn(
             worker_id=slot.worker_id,
             gen=gen,
             env=self._worker_env,
@@ -225,7 +245,13 @@ class SlotRunner:
         pinger = asyncio.create_task(self._ping_loop(slot, proc), name=f"ping-{slot.worker_id}")
         replace = slot.replace
         try:
-            await proc.send(ipc.Start(gen=gen, config=config))
+            # A standby process has loaded the handler already and only waits for its shards.
+            first: ipc.ToWorker = (
+                ipc.Start(gen=gen, config=config)
+                if standby is None
+                else ipc.Activate(gen=gen, shards=config.shards)
+            )
+            await proc.send(first)
             waiting: set[asyncio.Future[Any]] = {reader, pinger, replace}
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if replace.done():

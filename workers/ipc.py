@@ -231,8 +231,19 @@ RestToWorker = (RestGlobalGrant, RestOwned, RestYield)
 
 
 class Start(msgspec.Struct, tag="start", kw_only=True):
+    """``standby``: load the handler and run its ``start()``, report ``Ready`` (or
+    ``LoadFailed``), then wait for ``Activate`` before connecting any shard (a canary)."""
+
     gen: int
     config: WorkerConfig
+    standby: bool = False
+
+
+class Activate(msgspec.Struct, tag="activate", kw_only=True):
+    """To a standby worker: run these shards (their sessions as the old worker left them)."""
+
+    gen: int
+    shards: list[ShardAssignment]
 
 
 class Ping(msgspec.Struct, tag="ping", kw_only=True):
@@ -334,6 +345,7 @@ class ReplayEvent(msgspec.Struct, tag="replay_event", kw_only=True):
 
 ToWorker = (
     Start
+    | Activate
     | Ping
     | IdentifyGrant
     | IdentifyRefused
@@ -355,6 +367,21 @@ class Started(msgspec.Struct, tag="started", kw_only=True):
     gen: int
     worker_id: int
     pid: int
+
+
+class Ready(msgspec.Struct, tag="ready", kw_only=True):
+    """A standby worker loaded the handler and its ``start()`` returned."""
+
+    gen: int
+    pid: int
+
+
+class LoadFailed(msgspec.Struct, tag="load_failed", kw_only=True):
+    """A standby worker could not load the handler or its ``start()`` raised; it exits."""
+
+    gen: int
+    handler: str
+    reason: str  # one line
 
 
 class Pong(msgspec.Struct, tag="pong", kw_only=True):
@@ -523,6 +550,8 @@ class Replayed(msgspec.Struct, tag="replayed", kw_only=True):
 
 ToSupervisor = (
     Started
+    | Ready
+    | LoadFailed
     | Pong
     | IdentifyRequest
     | IdentifyRelease

@@ -23,6 +23,7 @@ from workers import ipc, logsetup, redact
 from workers.cluster import CallServer, Cluster
 from workers.commands import QueueFull, ShardClosed
 from workers.events import Event
+from workers.handlercheck import start_failure
 from workers.handlers import Handler, HandlerLoadError, load_handler
 from workers.inflight import InFlightFile
 from workers.permits import PermitRefused
@@ -231,6 +232,8 @@ class WorkerProcess:
         try:
             handler = load_handler(config.handler)
         except HandlerLoadError as exc:
+            if first.standby:
+                return await self._load_failed(channel, config.handler, str(exc))
             log.error("cannot load handler", extra={"error": str(exc)})
             return 2
         if config.sink_url is not None:
@@ -257,7 +260,7 @@ class WorkerProcess:
         assert channel is not None and self._permits is not None
         try:
             cluster = self._cluster = Cluster(channel, config)
-            self.runtime = WorkerRuntime(
+            self.runtime = runtime = WorkerRuntime(
                 config,
                 self._permits,
                 IpcReporter(channel, watchdog.take_lag),
@@ -270,7 +273,28 @@ class WorkerProcess:
             self._calls = CallServer(
                 channel, config, handler.target, self.runtime.shards, self.runtime.members
             )
-            await self.runtime.start()
+            try:
+                await runtime.prepare()
+            except Exception as exc:
+                if not first.standby:
+                    raise
+                # The traceback is for the developer; the supervisor logs the one ERROR line.
+                log.warning("the handler's start() raised", exc_info=True)
+                code = await self._load_failed(
+                    channel, config.handler, start_failure(config.handler, exc)
+                )
+                await runtime.stop()
+                return code
+            assignments = config.shards
+            if first.standby:
+                channel.send(ipc.Ready(gen=first.gen, pid=os.getpid()))
+                activated = await self._wait_for_activate(channel)
+                if activated is None:
+                    await runtime.stop()
+                    await channel.drain()
+                    return 0
+                assignments = activated
+            runtime.start_shards(assignments)
         except (ValueError, msgspec.ValidationError) as exc:
             log.error("invalid worker configuration", extra={"error": str(exc)})
             if self.runtime is not None:
@@ -296,6 +320,31 @@ class WorkerProcess:
             loop.remove_signal_handler(signal.SIGINT)
         await channel.drain()
         return 0
+
+    async def _load_failed(self, channel: IpcChannel, path: str, reason: str) -> int:
+        channel.send(ipc.LoadFailed(gen=channel.gen, handler=path, reason=reason))
+        await channel.drain()
+        return 2
+
+    async def _wait_for_activate(self, channel: IpcChannel) -> list[ipc.ShardAssignment] | None:
+        """A standby worker's wait for its shards; None: told to stop (or the pipe closed)
+        before it got any."""
+        while True:
+            try:
+                msg = await ipc.read_to_worker(self._reader)
+            except (ipc.FrameError, ConnectionError) as exc:
+                log.error("supervisor pipe broken", extra={"error": str(exc)})
+                return None
+            match msg:
+                case ipc.Activate():
+                    return msg.shards
+                case ipc.Ping():
+                    channel.send(ipc.Pong(gen=channel.gen, nonce=msg.nonce))
+                case ipc.Shutdown() | None:
+                    return None
+                case _:
+                    got = type(msg).__name__
+                    log.warning("ignoring a message before Activate", extra={"got": got})
 
     async def _serve(self, channel: IpcChannel) -> None:
         reading = asyncio.ensure_future(self._read_loop(channel))
@@ -343,7 +392,7 @@ class WorkerProcess:
                     task = asyncio.get_running_loop().create_task(self._replay(msg))
                     self._replays.add(task)
                     task.add_done_callback(self._replays.discard)
-                case ipc.Start():
+                case ipc.Start() | ipc.Activate():
                     log.warning("ignoring a second Start message")
                 case ipc.RunCall():
                     if self._calls is not None:

@@ -72,7 +72,13 @@ class WorkerRuntime:
         self.members = MemberWaits()
 
     async def start(self) -> None:
-        # Filled in below; the handler may keep it and use it once shards are connected.
+        await self.prepare()
+        self.start_shards(self.config.shards)
+
+    async def prepare(self) -> None:
+        """The handler's side of a start: everything a canary proves before any shard of
+        the old worker is handed over."""
+        # Filled in by start_shards; the handler may keep it and use it once shards are up.
         planned = [a.shard_id for a in self.config.shards]
         self.gateway = gateway_api.Gateway(
             self.shards,
@@ -85,12 +91,15 @@ class WorkerRuntime:
         gateway_api.install(self.gateway)
         self.handler.check_intents(self.config.intents)
         await self.handler.start(self.gateway)
+
+    def start_shards(self, assignments: list[ipc.ShardAssignment]) -> None:
+        """Connect the shards (resuming the sessions they carry)."""
         # aiohttp's default connector allows 100 connections per session: a worker with more
         # shards than that would leave the rest waiting for a slot until their connect
         # timeout, forever. Every shard holds exactly one websocket, so no cap here.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         loop = asyncio.get_running_loop()
-        for index, assignment in enumerate(self.config.shards):
+        for index, assignment in enumerate(assignments):
             sid = assignment.shard_id
             delivery = Delivery(
                 sid,

@@ -117,6 +117,8 @@ class RunFacts:
     rest_faults_served: int = 0  # REST 429s the fake actually answered discovery with
     stop_exit_code: int | None = 0  # the supervisor's status after the final SIGTERM
     leftover_processes: int = 0  # processes of the run still alive after that stop
+    bad_deploys: int = 0  # rolling restarts to a handler that does not import
+    bad_deploys_refused: int = 0  # ... that the canary refused, the old workers kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +457,13 @@ def build_report(
         )
     )
 
+    checks.append(
+        Check(
+            "bad deploys refused",
+            facts.bad_deploys_refused == facts.bad_deploys,
+            f"{facts.bad_deploys_refused} of {facts.bad_deploys} refused by the canary",
+        )
+    )
     checks.append(
         Check(
             "supervisor never exited",

@@ -26,7 +26,7 @@ from typing import Any, Final, TextIO
 import aiohttp
 
 from fakegateway import FakeConfig, FakeProcess, FakeStartError, spawn_async
-from tests.chaos import checker
+from tests.chaos import checker, deploys
 from tests.chaos.schedule import Fault, Kind, ScheduleConfig, make_schedule
 from tests.reliability.procs import MARKER_ENV, kill_marked, marked_pids, new_marker
 
@@ -172,8 +172,10 @@ async def start_supervisor(
         f"127.0.0.1:{http_port}",
         "--workers",
         str(cfg.workers),
+        "--app-dir",
+        str(deploys.write_app(cfg.workdir / "app")),
         "--handler",
-        "shardmgr.handlers:jsonl",
+        deploys.HANDLER,
         "--compress",
         cfg.compress,
         "--identify-window",
@@ -275,10 +277,12 @@ class FaultLog:
     kills: int = 0
     stops: int = 0
     rolling: int = 0
+    bad_deploys: int = 0
+    bad_deploys_refused: int = 0
 
 
 async def apply_fault(
-    fault: Fault, ctl: Control, flog: FaultLog, stopped: set[asyncio.Task[None]]
+    fault: Fault, ctl: Control, flog: FaultLog, stopped: set[asyncio.Task[None]], app: Path
 ) -> None:
     request = fault.gateway_request()
     note = ""
@@ -305,6 +309,11 @@ async def apply_fault(
             os.kill(supervisor_pid, signal.SIGHUP)
         note = f"SIGHUP pid {supervisor_pid}"
         flog.rolling += ok
+    elif fault.kind is Kind.BAD_DEPLOY:
+        refused, fixed, note = await deploys.bad_deploy(ctl, app)
+        flog.bad_deploys += 1
+        flog.bad_deploys_refused += refused
+        flog.rolling += fixed
     elif fault.kind is Kind.ROLLING_RESTART:
         status = await ctl.rolling_restart()
         ok = status == 202
@@ -449,7 +458,7 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     if supervisor.returncode is not None:
                         break
                     try:
-                        await apply_fault(fault, ctl, flog, stopped)
+                        await apply_fault(fault, ctl, flog, stopped, cfg.workdir / "app")
                     except (aiohttp.ClientError, OSError) as exc:
                         flog.skipped[fault.kind.value] += 1
                         flog.lines.append(f"{fault.describe()} failed: {exc}")
@@ -497,6 +506,8 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     crashes=crashes,
                     undecodable_lines=bad_lines,
                     rest_faults_served=int(raw_stats.get("rest_faults_served", 0)),
+                    bad_deploys=flog.bad_deploys,
+                    bad_deploys_refused=flog.bad_deploys_refused,
                 )
                 report = checker.build_report(deliveries, sessions, stats, facts, cfg.limits())
                 (cfg.workdir / "faults.log").write_text("\n".join(flog.lines) + "\n")

@@ -41,9 +41,11 @@ class Kind(enum.StrEnum):
     KILL9 = "kill9"
     SIGSTOP = "sigstop"
     ROLLING_RESTART = "rolling_restart"
+    # a rolling restart to a handler with a syntax error (refused), then to the fixed one
+    BAD_DEPLOY = "bad_deploy"
 
 
-PROCESS_KINDS: Final = frozenset({Kind.KILL9, Kind.SIGSTOP, Kind.ROLLING_RESTART})
+PROCESS_KINDS: Final = frozenset({Kind.KILL9, Kind.SIGSTOP, Kind.ROLLING_RESTART, Kind.BAD_DEPLOY})
 # faults after which the protocol requires a new IDENTIFY (each costs an identify window)
 IDENTIFY_KINDS: Final = frozenset(
     {Kind.CLOSE_4003, Kind.CLOSE_4007, Kind.CLOSE_4009, Kind.INVALID_SESSION_FALSE}
@@ -173,7 +175,7 @@ def _fault(rng: random.Random, at: float, kind: Kind, cfg: ScheduleConfig) -> Fa
     if kind is Kind.SIGSTOP:
         stop = round(rng.uniform(0.5, cfg.max_stop_s), 2)
         return Fault(at, kind, worker=rng.randrange(cfg.workers), duration_s=stop)
-    if kind is Kind.REST_429:
+    if kind in (Kind.REST_429, Kind.BAD_DEPLOY):
         return Fault(at, kind)
     shard = rng.randrange(cfg.shards)
     if kind is Kind.LARGE_MESSAGE:

@@ -215,6 +215,18 @@ def test_supervisor_exit_fails() -> None:
     assert not check(report, "supervisor never exited")
 
 
+def test_a_bad_deploy_the_canary_did_not_refuse_fails() -> None:
+    deliveries, sessions = healthy()
+    report = build_report(
+        deliveries, sessions, stats(), facts(bad_deploys=2, bad_deploys_refused=1)
+    )
+    assert not check(report, "bad deploys refused")
+    report = build_report(
+        deliveries, sessions, stats(), facts(bad_deploys=2, bad_deploys_refused=2)
+    )
+    assert check(report, "bad deploys refused")
+
+
 def test_supervisor_memory_growth_beyond_the_limit_fails() -> None:
     deliveries, sessions = healthy()
     report = build_report(

@@ -46,7 +46,7 @@ def test_targets_are_within_the_topology() -> None:
     for f in make_schedule(9, ScheduleConfig(duration_s=300.0, shards=3, workers=2)):
         if f.kind in (Kind.KILL9, Kind.SIGSTOP):
             assert f.worker is not None and 0 <= f.worker < 2
-        elif f.kind not in (Kind.ROLLING_RESTART, Kind.REST_429):
+        elif f.kind not in (Kind.ROLLING_RESTART, Kind.REST_429, Kind.BAD_DEPLOY):
             assert f.shard_id is not None and 0 <= f.shard_id < 3
 
 
