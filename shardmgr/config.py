@@ -90,6 +90,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     discovery_backoff_s: float = 0.5
     identify_window_s: float = 5.0
     identify_reserve: int = 25
+    # A shard's owner lease in the shared Redis (renewed every third): how long a dead
+    # host's shards wait before another host takes them over.
+    owner_lease_s: float = 15.0
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 15.0
     start_timeout_s: float = 30.0
@@ -453,6 +456,7 @@ _POSITIVE: Final = (
     "resume_window_s",
     "drain_timeout_s",
     "sessions_save_interval_s",
+    "owner_lease_s",
 )
 
 

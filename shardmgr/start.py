@@ -25,6 +25,7 @@ from shardmgr.identify import (
     RefreshLimits,
     SessionStartLimit,
 )
+from shardmgr.ownership import OwnedLimiter, start_ownership
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
 from shardmgr.sessions import (
@@ -249,6 +250,9 @@ async def _run(
     )
     sessions = SessionStore()
     try:
+        ownership = await start_ownership(settings, token, plan, metrics.registry)
+        if ownership is not None:
+            limiter = OwnedLimiter(limiter, ownership)
         supervisor = Supervisor(
             settings=settings,
             token=token,
@@ -261,6 +265,9 @@ async def _run(
             worker_env=worker_environment(settings, os.environ),
             announce=announce,
         )
+        if ownership is not None:
+            ownership.keep_leases = lambda: supervisor.kept_sessions
+            supervisor.status_sections["ownership"] = ownership.status
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address
         await api.start(host, port)
@@ -273,7 +280,7 @@ async def _run(
         for shard_id, session in read_state(
             settings.state_path, token, plan.total_shards, settings.resume_window_s
         ).items():
-            if shard_id in plan.shard_ids:
+            if shard_id in plan.shard_ids and (ownership is None or ownership.may_resume(shard_id)):
                 sessions.put(shard_id, session)
         # Announced only now that the saved sessions are known: they start without identifying.
         resuming = sessions.snapshot().keys()

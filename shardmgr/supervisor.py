@@ -113,6 +113,8 @@ class Supervisor:
         self.rolling = False
         self.replans = 0
         self._started_wall = time.time()
+        # More /status sections from outside the supervisor (e.g. shard ownership).
+        self.status_sections: dict[str, Callable[[], Any]] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -520,4 +522,5 @@ class Supervisor:
             "shards": [
                 view.as_dict(now, self.sessions.get(view.shard_id)) for view in self.shards.views()
             ],
+            **{name: section() for name, section in self.status_sections.items()},
         }
