@@ -280,7 +280,13 @@ class ShardOwnership:
         # Written on the connection that saw the restart, before our claim runs on it: own
         # leases are re-asserted at once, new ones wait until every live owner has renewed
         # (three renewals fit in one lease).
-        await run("EVAL", FENCE_LUA, 1, self._fence_key, self._lease_ms)
+        # A server that was merely young at our first look has had live owners renewing
+        # since it started: they need only the rest of one lease.
+        young = reason == "young"
+        left_ms = self._lease_ms - (math.floor(self._watch.uptime_s * 1000) if young else 0)
+        if left_ms <= 0:
+            return
+        await run("EVAL", FENCE_LUA, 1, self._fence_key, left_ms)
         log.info(
             "shard takeovers paused for one lease after a redis restart",
             extra=fields(reason=reason, lease_s=self.lease_s),

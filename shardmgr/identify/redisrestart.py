@@ -89,6 +89,9 @@ class RestartWatch:
         self._on_restart = on_restart
         self._reconnecting = reconnecting
         self.run_id: str | None = None
+        # The server's uptime at the last look (a young server is fenced only until it
+        # is as old as the fence would be).
+        self.uptime_s = 0.0
         self.restarts = 0
 
     async def on_connect(self, conn: Any) -> None:
@@ -117,6 +120,7 @@ class RestartWatch:
         reason = restart_reason(self.run_id, run_id, uptime, self._young_s, self._reconnecting())
         first = self.run_id is None
         self.run_id = run_id
+        self.uptime_s = uptime
         if reason is None:
             return None
         if reason != "reconnected" and not (first and reason == "young"):
