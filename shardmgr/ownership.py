@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 
 from shardmgr.config import Settings
 from shardmgr.identify.limiter import BudgetWait, IdentifyLimiter, SessionStartLimit
-from shardmgr.identify.redisconn import Outage, connect, safe_url
-from shardmgr.identify.redisrestart import RestartWatch, Run
+from shardmgr.identify.redisconn import Outage, safe_url
+from shardmgr.identify.redisrestart import Run, watched_client
 from shardmgr.plan import Plan
 from shardmgr.settingvalues import LimiterKind
 from workers.clock import REAL_CLOCK, Clock
@@ -125,17 +125,13 @@ class ShardOwnership:
         self._fence_key = f"{{{key_prefix}:{bot_id}}}:owner-fence"
         self._clock = clock
         self._on_change = on_change
-        self._watch = RestartWatch(
+        self._watch, self._client = watched_client(
+            url,
             what="ownership",
             young_s=lease_s,
             on_restart=self._restarted,
             reconnecting=lambda: not self._outage.available,
-        )
-        self._client = connect(
-            url,
             socket_timeout_s=socket_timeout_s,
-            what="--identify-limiter",
-            on_connect=self._watch.on_connect,
         )
         self._claim = self._client.register_script(CLAIM_LUA)
         self._release = self._client.register_script(RELEASE_LUA)
@@ -346,17 +342,11 @@ class OwnedLimiter:
     def __init__(self, inner: IdentifyLimiter, ownership: ShardOwnership) -> None:
         self.inner = inner
         self.ownership = ownership
-        self._gated = 0
 
     async def acquire(
         self, shard_id: int, *, reserve: int = 0, on_budget_wait: BudgetWait | None = None
     ) -> None:
-        if not self.ownership.owns(shard_id):
-            self._gated += 1
-            try:
-                await self.ownership.wait_owned(shard_id)
-            finally:
-                self._gated -= 1
+        await self.ownership.wait_owned(shard_id)
         await self.inner.acquire(shard_id, reserve=reserve, on_budget_wait=on_budget_wait)
 
     async def sent(self, shard_id: int) -> None:

@@ -72,7 +72,7 @@ from shardmgr.identify.limiter import (
     SessionStartLimit,
 )
 from shardmgr.identify.redisconn import Outage, connect, safe_url
-from shardmgr.identify.redisrestart import RestartWatch, Run
+from shardmgr.identify.redisrestart import Run, watched_client
 from shardmgr.token import bot_id_from_token as _bot_id
 from workers.clock import REAL_CLOCK, Clock, wait_event
 from workers.logsetup import fields
@@ -173,17 +173,13 @@ class RedisIdentifyLimiter:
         self.namespace = f"{{{key_prefix}:{bot_id}}}:identify"
         self._clock = clock
         self._refresh = refresh
-        self._watch = RestartWatch(
+        self._watch, self._client = watched_client(
+            url,
             what="identify",
             young_s=self.lease_s,
             on_restart=self._fence,
             reconnecting=lambda: not self._outage.available,
-        )
-        self._client = connect(
-            url,
             socket_timeout_s=socket_timeout_s,
-            what="--identify-limiter",
-            on_connect=self._watch.on_connect,
         )
         self._fence_script = scripts.FENCE_LUA
         # A restart seen before our first sync: the sync fences.

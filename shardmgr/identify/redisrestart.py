@@ -132,3 +132,28 @@ class RestartWatch:
         if self._on_restart is not None:
             await self._on_restart(run, reason)
         return reason
+
+
+def watched_client(
+    url: str,
+    *,
+    what: str,
+    young_s: float,
+    on_restart: OnRestart,
+    reconnecting: Callable[[], bool],
+    socket_timeout_s: float,
+) -> tuple[RestartWatch, Any]:
+    """A client for the ``--identify-limiter`` URL whose every new connection is checked for a
+    restart first (``what`` names the user in the log line)."""
+    from shardmgr.identify.redisconn import connect
+
+    watch = RestartWatch(
+        what=what, young_s=young_s, on_restart=on_restart, reconnecting=reconnecting
+    )
+    client = connect(
+        url,
+        socket_timeout_s=socket_timeout_s,
+        what="--identify-limiter",
+        on_connect=watch.on_connect,
+    )
+    return watch, client

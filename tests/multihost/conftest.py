@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.multihost.redis_server import RedisServer
+from tests.supervisor.harness import FakeGatewayProc, SupervisorProc
 
 
 @pytest.fixture
@@ -21,3 +23,22 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def inspect(redis_server: RedisServer) -> AsyncIterator[Any]:
+    """A plain client of the test's Redis, for looking at keys behind the code's back."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[FakeGatewayProc | SupervisorProc]]:
+    """Every process a test starts; stopped in reverse order whatever happens."""
+    started: list[FakeGatewayProc | SupervisorProc] = []
+    yield started
+    for proc in reversed(started):
+        await proc.close()

@@ -5,12 +5,10 @@ no identify violation across two hosts. The fake's sessions are the ground truth
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.multihost.redis_server import RedisServer
+from tests.multihost.test_multihost_processes import until
 from tests.supervisor.harness import FakeGatewayProc, SupervisorProc, all_connected
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration, pytest.mark.timeout(120)]
 
 LEASE_S = 1.5
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[FakeGatewayProc | SupervisorProc]]:
-    """Every process a test starts; stopped in reverse order whatever happens."""
-    started: list[FakeGatewayProc | SupervisorProc] = []
-    yield started
-    for proc in reversed(started):
-        await proc.close()
 
 
 async def start_host(
@@ -58,14 +48,6 @@ async def start_host(
     )
     procs.append(sup)
     return sup
-
-
-async def until(what: str, probe: Callable[[], Awaitable[bool]], within_s: float = 60.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def live_sessions(fake: FakeGatewayProc) -> Counter[int]:

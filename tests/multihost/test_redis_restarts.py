@@ -3,11 +3,9 @@ but loses the newest leases; Redis' run_id tells, on every new connection."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from shardmgr.identify import SessionStartLimit
 from shardmgr.identify.redis import RedisIdentifyLimiter, grant_log
@@ -45,13 +43,6 @@ def test_info_is_read_from_raw_text_and_from_a_parsed_reply() -> None:
 
 def limits() -> SessionStartLimit:
     return SessionStartLimit(total=1000, remaining=1000, reset_after_s=3600, max_concurrency=1)
-
-
-@pytest.fixture
-async def inspect(redis_server: RedisServer) -> AsyncIterator[Any]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.mark.redis

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from shardmgr.identify import LocalIdentifyLimiter, SessionStartLimit
 from shardmgr.ownership import OwnedLimiter, ShardOwnership, default_host_id
@@ -21,13 +20,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
 LEASE_S = 1.0
 BOT = "1234"
-
-
-@pytest.fixture
-async def inspect(redis_server: RedisServer) -> AsyncIterator[Any]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
