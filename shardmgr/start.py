@@ -268,6 +268,7 @@ async def _run(
         if ownership is not None:
             ownership.keep_leases = lambda: supervisor.kept_sessions
             supervisor.status_sections["ownership"] = ownership.status
+            supervisor.owned_elsewhere = ownership.elsewhere.keys
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address
         await api.start(host, port)

@@ -9,7 +9,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Protocol, assert_never
 
 from shardmgr.config import Settings
@@ -115,6 +115,9 @@ class Supervisor:
         self._started_wall = time.time()
         # More /status sections from outside the supervisor (e.g. shard ownership).
         self.status_sections: dict[str, Callable[[], Any]] = {}
+        # Planned shards another host runs (they wait here, and count as done for the
+        # start's progress and for /readyz, or a rolling update would wait on them).
+        self.owned_elsewhere: Callable[[], Collection[int]] = tuple
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -204,10 +207,8 @@ class Supervisor:
     async def _report_start(self, progress: StartProgress) -> None:
         """A line every ``progress_interval_s`` until every shard is up (or stopped for
         good), then one line saying how long the start took."""
-        ids = self.plan.shard_ids
-
         def settled() -> bool:
-            return self.shards.all_in(ids, CONNECTED, STOPPED)
+            return self.shards.all_in(self._runs_here(), CONNECTED, STOPPED)
 
         while not await self.wait_for(settled, self.settings.progress_interval_s):
             ready = self.shards.ids_in(CONNECTED)
@@ -493,8 +494,12 @@ class Supervisor:
     def healthy(self) -> bool:
         return bool(self._slots) and all(s.up for s in self._slots.values())
 
+    def _runs_here(self) -> list[int]:
+        elsewhere = self.owned_elsewhere()
+        return [sid for sid in self.plan.shard_ids if sid not in elsewhere]
+
     def ready(self) -> bool:
-        return len(self.shards) > 0 and self.shards.count(CONNECTED) == len(self.shards)
+        return len(self.shards) > 0 and self.shards.all_in(self._runs_here(), CONNECTED)
 
     def status(self) -> dict[str, Any]:
         now = time.time()

@@ -128,6 +128,10 @@ async def test_overlapping_slices_run_every_shard_once_and_report_the_overlap(
     assert sorted(shards_in(doc, "waiting_permit")) == [1, 2]
     assert await metric(host_b, "shardmgr_shards_owned_elsewhere") == 2
     assert await metric(host_a, "shardmgr_shards_owned_elsewhere") == 0
+    # the shards it waits for are another host's job: host B is ready (a rolling update
+    # that changes the slicing must not stall on it)
+    async with host_b.http.get(host_b.url + "/readyz") as resp:
+        assert resp.status == 200
     log = host_b.stderr.read_text()
     assert "owned by another host; not starting them" in log
     assert "shards=1-2" in log and owner_a in log
