@@ -159,6 +159,8 @@ class ShardOwnership:
         # Whether the stop keeps the sessions (then our leases stay until they expire, and
         # this host's restart takes them back); asked when the limiter closes.
         self.keep_leases: Callable[[], bool] = lambda: False
+        # Called with the shards this host ran whose lease another host holds now.
+        self.on_lost: Callable[[list[int]], None] = lambda lost: None
 
     # ------------------------------------------------------------------ interface
 
@@ -190,6 +192,7 @@ class ShardOwnership:
             args=[self.host_id, self._lease_ms, len(mine)],
         )
         before = (set(self.owned), dict(self.elsewhere))
+        lost: list[int] = []
         self.fenced = _text(reply[0]) == "1"
         for sid, raw in zip((*mine, *wanted), reply[1:], strict=True):
             holder = _text(raw)
@@ -209,16 +212,19 @@ class ShardOwnership:
                 if sid in self.owned:
                     # Redis lost our lease and another host took the shard in the gap.
                     log.error(
-                        "another host now owns a shard this host runs; it may run twice "
-                        "until this worker restarts",
+                        "another host now owns a shard this host ran; restarting its worker "
+                        "so that it runs on one host only",
                         extra=fields(shard=sid, owner=holder),
                     )
+                    lost.append(sid)
                     self.owned.discard(sid)
                     self._events[sid] = asyncio.Event()
                 self.elsewhere[sid] = holder
                 self._previous_owner[sid] = holder
             else:
                 self.elsewhere.pop(sid, None)
+        if lost:
+            self.on_lost(lost)
         await self._scan()
         self._report_elsewhere()
         if (set(self.owned), dict(self.elsewhere)) != before and self._on_change is not None:

@@ -269,6 +269,7 @@ async def _run(
             ownership.keep_leases = lambda: supervisor.kept_sessions
             supervisor.status_sections["ownership"] = ownership.status
             supervisor.owned_elsewhere = ownership.elsewhere.keys
+            ownership.on_lost = supervisor.restart_shards
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address
         await api.start(host, port)

@@ -434,6 +434,7 @@ class Supervisor:
 
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
         """What a new process for ``slot`` is started with (its shards resume if they can)."""
+        elsewhere = self.owned_elsewhere()
         return worker_config(
             self.settings,
             worker_id=slot.worker_id,
@@ -441,12 +442,21 @@ class Supervisor:
             gateway_url=self.gateway.url,
             num_shards=self.plan.total_shards,
             shards=[
-                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
+                # A shard another host took over must identify (and so wait for it) here.
+                ipc.ShardAssignment(
+                    shard_id=sid, session=None if sid in elsewhere else self.sessions.get(sid)
+                )
                 for sid in slot.shard_ids
             ],
         )
 
     # ---------------------------------------------------------------- operator commands
+
+    def restart_shards(self, shard_ids: Collection[int]) -> None:
+        """Replace the processes running these shards (their other shards resume)."""
+        for slot in self._slots.values():
+            if not slot.retired and any(sid in slot.shard_ids for sid in shard_ids):
+                slot.ask_replace(RestartReason.ROLLING)
 
     def runs_shard(self, shard_id: int) -> bool:
         """Whether this supervisor's plan includes ``shard_id`` (running or not)."""

@@ -221,3 +221,25 @@ async def test_a_redis_restarted_from_a_mid_window_snapshot_causes_no_identify_v
     assert stats["identify_violations"] == 0
     assert stats["identifies"] == identifies + 2
     assert "redis restarted or failed over" in host_b.stderr.read_text()
+
+
+async def test_a_host_that_lost_a_running_shards_lease_stops_running_it(
+    redis_server: RedisServer, inspect: Any, procs: list[Any], tmp_path: Path
+) -> None:
+    fake = await FakeGatewayProc.start(shards=2, max_concurrency=2, identify_window_s=0.25)
+    procs.append(fake)
+    host = await start_host(
+        procs, fake, tmp_path, "a", redis_server.url, "--total-shards", "2", window_s=0.25
+    )
+    await host.wait_status(all_connected, 60.0)
+    owner_key = next(k for k in await inspect.keys("*owner:0"))
+    # another host took shard 0 while this one could not renew (a stall, a partition)
+    await inspect.set(owner_key, "intruder", px=60_000)
+
+    def shard_0_waits_for_its_owner(doc: dict[str, Any]) -> bool:
+        return shards_in(doc, "waiting_permit") == [0] and shards_in(doc, "connected") == [1]
+
+    doc = await host.wait_status(shard_0_waits_for_its_owner, 30.0)
+    assert doc["ownership"]["not_owned"] == {"0": "intruder"}
+    assert "another host now owns a shard this host ran" in host.stderr.read_text()
+    assert await live_sessions(fake) == {1: 1}

@@ -180,3 +180,18 @@ async def test_an_identify_of_a_shard_owned_elsewhere_waits_for_the_ownership(
 def test_two_supervisors_on_one_machine_have_different_host_ids(tmp_path: Path) -> None:
     assert default_host_id(str(tmp_path / "a")) != default_host_id(str(tmp_path / "b"))
     assert default_host_id(str(tmp_path / "a")) == default_host_id(str(tmp_path / "a"))
+
+
+async def test_a_running_shard_whose_lease_another_host_took_is_reported_lost(
+    host: Callable[..., ShardOwnership], inspect: Any
+) -> None:
+    a = host("a", [0, 1])
+    lost: list[list[int]] = []
+    a.on_lost = lost.append
+    await settle(a)
+    # Our renewals were late (a stall, a partition) and another host took shard 0.
+    await inspect.set(key(0), "intruder", px=60_000)
+    await a.claim()
+    assert lost == [[0]]
+    assert a.owned == {1} and a.elsewhere == {0: "intruder"}
+    assert not a.may_resume(0)
