@@ -484,6 +484,10 @@ class RedisIdentifyLimiter:
         if self._limits is None or self._epoch is None:
             self._fence_due = True
             return
+        await self._apply_fence(run, reason)
+
+    async def _apply_fence(self, run: Run, reason: str) -> None:
+        assert self._limits is not None
         keys = [self._bucket_key(b) for b in range(self._limits.max_concurrency)]
         await run("EVAL", self._fence_script, len(keys), *keys, self._lease_ms)
         self._fence_due = False
@@ -502,8 +506,9 @@ class RedisIdentifyLimiter:
             # INFO denied (ACLs on managed Redis): assume the worst, it costs one window.
             info = {}
         run = self._client.execute_command
-        if await self._watch.observe(info, run) is None and self._fence_due:
-            await self._fence(run, "restarted")
+        await self._watch.observe(info, run)
+        if self._fence_due:
+            await self._apply_fence(run, "seen before the first sync")
         self._next_sync = self._clock.monotonic() + RECHECK_S
         remaining, reset_ms = self._seed_values()
         ns = self.namespace

@@ -73,3 +73,25 @@ async def test_a_redis_restarted_from_a_snapshot_taken_mid_window_fences_every_b
     finally:
         await host_a.aclose()
         await host_b.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(60)
+async def test_a_redis_younger_than_a_window_at_the_first_look_fences_every_bucket(
+    redis_server: RedisServer, inspect: Any
+) -> None:
+    # Long enough that this Redis (started by the fixture just now) is younger than it.
+    window_s = 3.0
+    limiter = RedisIdentifyLimiter(redis_server.url, window_s=window_s, bot_id="1")
+    try:
+        limiter.update(limits())
+        info = await inspect.info("server")
+        assert info["uptime_in_seconds"] < window_s
+        seconds, micros = await inspect.time()
+        looked_at = int(seconds) * 1000 + int(micros) // 1000
+        await limiter.acquire(0)
+        [(granted_at, _, _)] = await grant_log(inspect, limiter.namespace)
+        # it may have forgotten a lease given just before we looked
+        assert granted_at - looked_at >= window_s * 1000
+    finally:
+        await limiter.aclose()
