@@ -521,7 +521,7 @@ class RedisIdentifyLimiter:
                 remaining,
                 reset_ms,
                 self._lease_ms,
-                # a fresh Redis was fenced at connect, by the run_id check
+                # a fresh or restarted Redis is fenced by the run_id check above
                 "0",
             ],
         )
