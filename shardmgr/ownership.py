@@ -97,8 +97,7 @@ class ShardOwnership:
     """Claims, renews and hands back the leases of one host's shards.
 
     ``shard_ids``: the shards this host is planned to run. ``total_shards``: the bot's, for
-    the scan of shards nobody owns. ``on_change``: called after every round that changed
-    what this host owns or sees owned elsewhere (for metrics)."""
+    the scan of shards nobody owns."""
 
     def __init__(
         self,
@@ -112,7 +111,6 @@ class ShardOwnership:
         key_prefix: str = "shardmgr",
         clock: Clock = REAL_CLOCK,
         socket_timeout_s: float = 2.0,
-        on_change: Callable[[ShardOwnership], None] | None = None,
     ) -> None:
         if lease_s <= 0:
             raise ValueError("lease_s must be positive")
@@ -124,7 +122,6 @@ class ShardOwnership:
         self._prefix = f"{{{key_prefix}:{bot_id}}}:owner:"
         self._fence_key = f"{{{key_prefix}:{bot_id}}}:owner-fence"
         self._clock = clock
-        self._on_change = on_change
         self._watch, self._client = watched_client(
             url,
             what="ownership",
@@ -191,7 +188,6 @@ class ShardOwnership:
             keys=[self._fence_key, *(self._key(sid) for sid in (*mine, *wanted))],
             args=[self.host_id, self._lease_ms, len(mine)],
         )
-        before = (set(self.owned), dict(self.elsewhere))
         lost: list[int] = []
         self.fenced = _text(reply[0]) == "1"
         for sid, raw in zip((*mine, *wanted), reply[1:], strict=True):
@@ -210,7 +206,8 @@ class ShardOwnership:
                         )
             elif holder:
                 if sid in self.owned:
-                    # Redis lost our lease and another host took the shard in the gap.
+                    # Our renewals did not land in time (a stall, a partition, a Redis that
+                    # lost the key) and another host took the shard in the gap.
                     log.error(
                         "another host now owns a shard this host ran; restarting its worker "
                         "so that it runs on one host only",
@@ -227,8 +224,6 @@ class ShardOwnership:
             self.on_lost(lost)
         await self._scan()
         self._report_elsewhere()
-        if (set(self.owned), dict(self.elsewhere)) != before and self._on_change is not None:
-            self._on_change(self)
 
     async def aclose(self, *, hand_back: bool) -> None:
         """Stop renewing. ``hand_back``: delete our leases so another host may take the
@@ -274,6 +269,11 @@ class ShardOwnership:
                 await self.claim()
             except RedisError as exc:
                 await self._clock.sleep(self._outage.failed(exc, redis=self.url))
+                continue
+            except Exception:
+                # Our bug: renewals must go on, or every shard here moves to another host.
+                log.exception("shard ownership round failed")
+                await self._clock.sleep(self.renew_every_s)
                 continue
             self._outage.succeeded(redis=self.url)
             await self._clock.sleep(self.renew_every_s)
