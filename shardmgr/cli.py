@@ -48,6 +48,8 @@ _HELP: dict[str, str] = {
     "sink": "a redis-stream:// URL to publish events to instead of a handler",
     "identify_window_s": "seconds per identify window (Discord: 5)",
     "identify_reserve": "session starts that restarts may never spend",
+    "owner_lease_s": "with a redis limiter: seconds a shard's owner lease lasts (renewed "
+    "every third); a dead host's shards move to another host after this",
     "state_dir": "where the pid file and saved sessions live",
     "state_file": "saved sessions file (default STATE_DIR/sessions.json)",
     "host_index": "this host's index (0-based), with --host-count and --total-shards",

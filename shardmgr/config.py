@@ -101,6 +101,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     discovery_backoff_s: float = 0.5
     identify_window_s: float = 5.0
     identify_reserve: int = 25
+    # A shard's owner lease in the shared Redis (renewed every third): how long a dead
+    # host's shards wait before another host takes them over.
+    owner_lease_s: float = 15.0
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 15.0
     # None: 5 s, or a third of ping_timeout_s when that is shorter (``loop_stall``)
@@ -486,6 +489,7 @@ _POSITIVE: Final = (
     "command_timeout_s",
     "call_timeout_s",
     "call_max_bytes",
+    "owner_lease_s",
 )
 
 

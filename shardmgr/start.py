@@ -27,6 +27,7 @@ from shardmgr.identify import (
     RefreshLimits,
     SessionStartLimit,
 )
+from shardmgr.ownership import OwnedLimiter, start_ownership
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
 from shardmgr.redisurl import check_redis, resolve_url_files
@@ -288,6 +289,9 @@ async def _run(
 
         monitor = SinkMonitor(settings.sink, metrics)
     try:
+        ownership = await start_ownership(settings, token, plan, metrics.registry)
+        if ownership is not None:
+            limiter = OwnedLimiter(limiter, ownership)
         supervisor = Supervisor(
             settings=settings,
             token=token,
@@ -309,6 +313,11 @@ async def _run(
             supervisor.router.remote = RedisClusterLink(
                 settings.limiter.url, bot_id_from_token(token), supervisor.router.host_name
             )
+        if ownership is not None:
+            ownership.keep_leases = lambda: supervisor.kept_sessions
+            supervisor.status_sections["ownership"] = ownership.status
+            supervisor.owned_elsewhere = ownership.elsewhere.keys
+            ownership.on_lost = supervisor.restart_shards
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret, sink=monitor)
         host, port = settings.http_address
         await api.start(host, port)
@@ -325,7 +334,7 @@ async def _run(
         for shard_id, session in read_state(
             settings.state_path, token, plan.total_shards, settings.resume_window_s
         ).items():
-            if shard_id in plan.shard_ids:
+            if shard_id in plan.shard_ids and (ownership is None or ownership.may_resume(shard_id)):
                 sessions.put(shard_id, session)
         # Announced only now that the saved sessions are known: they start without identifying.
         resuming = sessions.snapshot().keys()

@@ -9,7 +9,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Protocol, assert_never
 
 import msgspec
@@ -135,6 +135,11 @@ class Supervisor:
         self._exit_code = 0
         self.replans = 0
         self._started_wall = time.time()
+        # More /status sections from outside the supervisor (e.g. shard ownership).
+        self.status_sections: dict[str, Callable[[], Any]] = {}
+        # Planned shards another host runs (they wait here, and count as done for the
+        # start's progress and for /readyz, or a rolling update would wait on them).
+        self.owned_elsewhere: Callable[[], Collection[int]] = tuple
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -230,10 +235,8 @@ class Supervisor:
     async def _report_start(self, progress: StartProgress) -> None:
         """A line every ``progress_interval_s`` until every shard is up (or stopped for
         good), then one line saying how long the start took."""
-        ids = self.plan.shard_ids
-
         def settled() -> bool:
-            return self.shards.all_in(ids, CONNECTED, STOPPED)
+            return self.shards.all_in(self._runs_here(), CONNECTED, STOPPED)
 
         while not await self.wait_for(settled, self.settings.progress_interval_s):
             ready = self.shards.ids_in(CONNECTED)
@@ -516,6 +519,7 @@ class Supervisor:
 
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
         """What a new process for ``slot`` is started with (its shards resume if they can)."""
+        elsewhere = self.owned_elsewhere()
         config = worker_config(
             self.settings,
             worker_id=slot.worker_id,
@@ -523,11 +527,12 @@ class Supervisor:
             gateway_url=self.gateway.url,
             num_shards=self.plan.total_shards,
             shards=[
+                # A shard another host took over must identify (and so wait for it) here.
                 ipc.ShardAssignment(
                     shard_id=sid, session=session, skip=self.poison.skip_for(sid, session)
                 )
                 for sid in slot.shard_ids
-                for session in (self.sessions.get(sid),)
+                for session in (None if sid in elsewhere else self.sessions.get(sid),)
             ],
         )
         # Each worker guards its share, so that together they stay under the bot's guard.
@@ -536,6 +541,12 @@ class Supervisor:
         return msgspec.structs.replace(config, rest_invalid_limit=share, inflight_file=inflight)
 
     # ---------------------------------------------------------------- operator commands
+
+    def restart_shards(self, shard_ids: Collection[int]) -> None:
+        """Replace the processes running these shards (their other shards resume)."""
+        for slot in self._slots.values():
+            if not slot.retired and any(sid in slot.shard_ids for sid in shard_ids):
+                slot.ask_replace(RestartReason.ROLLING)
 
     def runs_shard(self, shard_id: int) -> bool:
         """Whether this supervisor's plan includes ``shard_id`` (running or not)."""
@@ -587,8 +598,12 @@ class Supervisor:
     def healthy(self) -> bool:
         return bool(self._slots) and all(s.up for s in self._slots.values())
 
+    def _runs_here(self) -> list[int]:
+        elsewhere = self.owned_elsewhere()
+        return [sid for sid in self.plan.shard_ids if sid not in elsewhere]
+
     def ready(self) -> bool:
-        return len(self.shards) > 0 and self.shards.count(CONNECTED) == len(self.shards)
+        return len(self.shards) > 0 and self.shards.all_in(self._runs_here(), CONNECTED)
 
     def not_ready_reason(self) -> str:
         """Why ``ready()`` is False, for the body of a 503 /readyz."""
@@ -624,4 +639,5 @@ class Supervisor:
             "shards": [
                 view.as_dict(now, self.sessions.get(view.shard_id)) for view in self.shards.views()
             ],
+            **{name: section() for name, section in self.status_sections.items()},
         }

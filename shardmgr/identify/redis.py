@@ -23,6 +23,12 @@ stay atomic:
     changed knows Redis lost its data (a restart without persistence, a flush) and that a
     lease granted just before may have vanished: it fences every bucket for one window
     before anyone identifies again.
+    A restart from an AOF/RDB snapshot, or a failover to a lagging replica, keeps the epoch
+    but loses the newest leases; Redis' ``run_id`` tells (``redisrestart.py``). Every new
+    connection checks it before it runs anything, and so does every sync (at least every
+    ``RECHECK_S`` while identifying): a changed run_id, a server younger than a window at
+    our first look, an INFO we may not read, or a reconnect after an outage fences every
+    bucket for one window, on that connection, before our next grant.
 ``identify:grants``
     A capped stream with one entry per grant (shard, bucket, holder, remaining); the entry
     ids are Redis' own clock, so operators and tests can audit identify timing.
@@ -66,6 +72,7 @@ from shardmgr.identify.limiter import (
     SessionStartLimit,
 )
 from shardmgr.identify.redisconn import Outage, connect, safe_url
+from shardmgr.identify.redisrestart import Run, watched_client
 from shardmgr.token import bot_id_from_token as _bot_id
 from workers.clock import REAL_CLOCK, Clock, wait_event
 from workers.logsetup import fields
@@ -79,6 +86,9 @@ log = logging.getLogger(__name__)
 # reset_after has run out we assume a fresh full day, which can only make us more careful.
 DAY_MS: Final = 24 * 3600 * 1000
 GRANT_LOG_LEN: Final = 1000
+# Look at Redis' run_id this often while identifying, beside every new connection: a
+# failover behind a proxy can keep our connection open.
+RECHECK_S: Final = 30.0
 
 
 def bot_id_from_token(token: str) -> str:
@@ -163,7 +173,18 @@ class RedisIdentifyLimiter:
         self.namespace = f"{{{key_prefix}:{bot_id}}}:identify"
         self._clock = clock
         self._refresh = refresh
-        self._client = connect(url, socket_timeout_s=socket_timeout_s, what="--identify-limiter")
+        self._watch, self._client = watched_client(
+            url,
+            what="identify",
+            young_s=self.lease_s,
+            on_restart=self._fence,
+            reconnecting=lambda: not self._outage.available,
+            socket_timeout_s=socket_timeout_s,
+        )
+        self._fence_script = scripts.FENCE_LUA
+        # A restart seen before our first sync: the sync fences.
+        self._fence_due = False
+        self._next_sync = 0.0
         self._acquire_script = self._client.register_script(scripts.ACQUIRE_LUA)
         self._sync_script = self._client.register_script(scripts.SYNC_LUA)
         self._refund_script = self._client.register_script(scripts.REFUND_LUA)
@@ -316,7 +337,11 @@ class RedisIdentifyLimiter:
                     await self._clock.sleep(left)
                     continue
             try:
-                if self._epoch is None or self._push_limits:
+                if (
+                    self._epoch is None
+                    or self._push_limits
+                    or self._clock.monotonic() >= self._next_sync
+                ):
                     await self._sync()
                 holder = (
                     f"{scripts.HELD_PREFIX}{self._holder_prefix}:{shard_id}:{uuid.uuid4().hex[:12]}"
@@ -453,18 +478,38 @@ class RedisIdentifyLimiter:
                 extra=fields(bucket=bucket, error=str(exc)),
             )
 
-    async def _sync(self) -> None:
-        """Make sure the epoch exists and the shared budget knows our latest numbers."""
+    async def _fence(self, run: Run, reason: str) -> None:
+        """Redis may have lost a lease given just before: close every bucket for a window.
+        Before our first sync nothing can be granted, so the sync fences then."""
+        if self._limits is None or self._epoch is None:
+            self._fence_due = True
+            return
+        await self._apply_fence(run, reason)
+
+    async def _apply_fence(self, run: Run, reason: str) -> None:
         assert self._limits is not None
-        fence_new = False
-        if self._epoch is None:
-            # A Redis that started less than a window ago may have forgotten a live lease.
-            try:
-                info = await self._client.info("server")
-                fence_new = float(info.get("uptime_in_seconds", 0)) < self.lease_s
-            except ResponseError:
-                # INFO denied (ACLs on managed Redis): assume the worst, it costs one window.
-                fence_new = True
+        keys = [self._bucket_key(b) for b in range(self._limits.max_concurrency)]
+        await run("EVAL", self._fence_script, len(keys), *keys, self._lease_ms)
+        self._fence_due = False
+        log.info(
+            "identify buckets fenced for one window",
+            extra=fields(redis=self.url, reason=reason),
+        )
+
+    async def _sync(self) -> None:
+        """Make sure the epoch exists and the shared budget knows our latest numbers, and
+        look at Redis' run_id (a restart our connections did not see)."""
+        assert self._limits is not None
+        try:
+            info = await self._client.info("server")
+        except ResponseError:
+            # INFO denied (ACLs on managed Redis): assume the worst, it costs one window.
+            info = {}
+        run = self._client.execute_command
+        await self._watch.observe(info, run)
+        if self._fence_due:
+            await self._apply_fence(run, "seen before the first sync")
+        self._next_sync = self._clock.monotonic() + RECHECK_S
         remaining, reset_ms = self._seed_values()
         ns = self.namespace
         mc = self._limits.max_concurrency
@@ -476,7 +521,8 @@ class RedisIdentifyLimiter:
                 remaining,
                 reset_ms,
                 self._lease_ms,
-                "1" if fence_new else "0",
+                # a fresh or restarted Redis is fenced by the run_id check above
+                "0",
             ],
         )
         epoch, fenced, budget, ttl_ms = reply

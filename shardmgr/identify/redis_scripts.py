@@ -72,6 +72,22 @@ end
 return {cur, fenced, tonumber(redis.call('GET', KEYS[2])), redis.call('PTTL', KEYS[2])}
 """
 
+# KEYS: bucket 0..n-1. ARGV: lease_ms. Redis may have lost a lease given just before (it
+# restarted from a snapshot, failed over to a lagging replica, or we could not see it for a
+# while): every bucket stays closed for at least one lease from now. A live lease keeps its
+# holder and is only ever lengthened.
+FENCE_LUA: Final = """
+for i = 1, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl == -2 then
+    redis.call('SET', KEYS[i], 'fence', 'PX', ARGV[1])
+  elseif ttl >= 0 and ttl < tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return #KEYS
+"""
+
 # KEYS: bucket, budget. ARGV: holder. Hands back a grant nobody used (the waiter was
 # cancelled while the script ran): frees the bucket and refunds the session start.
 REFUND_LUA: Final = """

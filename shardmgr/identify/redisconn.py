@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,9 +32,16 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def connect(url: str, *, socket_timeout_s: float, what: str) -> Any:
+def connect(
+    url: str,
+    *,
+    socket_timeout_s: float,
+    what: str,
+    on_connect: Callable[[Any], Awaitable[None]] | None = None,
+) -> Any:
     """A redis.asyncio client for ``redis://``, ``rediss://`` or ``unix://`` URLs; a bad URL
-    is a UserError naming ``what`` (the flag it came from)."""
+    is a UserError naming ``what`` (the flag it came from). ``on_connect`` replaces the
+    handshake of every new connection (it must call ``conn.on_connect()`` itself)."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise UserError(
@@ -61,6 +68,7 @@ def connect(url: str, *, socket_timeout_s: float, what: str) -> Any:
             # outages are handled (and reported) by the caller's own backoff.
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
+            redis_connect_func=on_connect,
         )
     except ValueError as exc:
         raise UserError(f"{what}: {exc} in {safe_url(url)!r}") from exc

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import require_binary
 from tests.multihost.redis_server import RedisServer
+from tests.supervisor.harness import FakeGatewayProc, SupervisorProc
 
 
 @pytest.fixture
@@ -30,3 +31,17 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[Any]:
     client = aioredis.from_url(redis_server.url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def inspect(redis_client: Any) -> Any:
+    """The same client under the name the identify and ownership tests use."""
+    return redis_client
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[FakeGatewayProc | SupervisorProc]]:
+    """Every process a test starts; stopped in reverse order whatever happens."""
+    started: list[FakeGatewayProc | SupervisorProc] = []
+    yield started
+    for proc in reversed(started):
+        await proc.close()

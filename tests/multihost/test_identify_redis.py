@@ -56,13 +56,6 @@ class SignallingClock:
 
 
 @pytest.fixture
-async def inspect(redis_server: RedisServer) -> AsyncIterator[Any]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def make_limiter(
     redis_server: RedisServer,
 ) -> AsyncIterator[Callable[..., RedisIdentifyLimiter]]:

@@ -12,12 +12,11 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from shardmgr.identify.redis import bot_id_from_token, grant_log
 from tests.multihost.redis_server import RedisServer
@@ -27,22 +26,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.integration, pytest.mark.timeout(12
 
 WINDOW_S = 0.5
 MAX_CONCURRENCY = 2
-
-
-@pytest.fixture
-async def inspect(redis_server: RedisServer) -> AsyncIterator[Any]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[FakeGatewayProc | SupervisorProc]]:
-    """Every process a test starts; stopped in reverse order whatever happens."""
-    started: list[FakeGatewayProc | SupervisorProc] = []
-    yield started
-    for proc in reversed(started):
-        await proc.close()
 
 
 async def start_fake(
