@@ -117,6 +117,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     presence_activity: str | None = None
     presence_activity_type: str = "playing"
     max_message_bytes: int = 64 * 1024 * 1024
+    # --- resharding without downtime (issue 19, shardmgr.reshard) ---
+    reshard_check_interval_s: float = 8 * 3600.0
+    reshard_at_guilds: int = 2000
+    reshard_timeout_s: float = 900.0
+    reshard_overlap_s: float = 2.0
 
     @property
     def state_path(self) -> Path:
@@ -453,6 +458,9 @@ _POSITIVE: Final = (
     "resume_window_s",
     "drain_timeout_s",
     "sessions_save_interval_s",
+    "reshard_check_interval_s",
+    "reshard_timeout_s",
+    "reshard_overlap_s",
 )
 
 
@@ -471,6 +479,8 @@ def _validate_timing(s: Settings, where: Where) -> None:
         raise UserError(f"{where('crash_loop_restarts')} must be at least 1")
     if s.identify_reserve < 0:
         raise UserError(f"{where('identify_reserve')} must be 0 or more")
+    if not 1 <= s.reshard_at_guilds <= 2500:
+        raise UserError(f"{where('reshard_at_guilds')} must be 1 to 2500 (Discord's limit)")
 
 
 def _validate_gateway_options(s: Settings, where: Where) -> None:

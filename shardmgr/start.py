@@ -27,6 +27,7 @@ from shardmgr.identify import (
 )
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
+from shardmgr.resharder import Planner
 from shardmgr.sessions import (
     SessionSaver,
     SessionStore,
@@ -260,6 +261,11 @@ async def _run(
             replan=replan,
             worker_env=worker_environment(settings, os.environ),
             announce=announce,
+            reshard_planner=Planner(
+                discover=discover,
+                plan=lambda gw, total: plan_for(settings, gw, shards=str(total)),
+                fixed_total=settings.total_shards,
+            ),
         )
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address

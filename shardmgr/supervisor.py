@@ -18,6 +18,9 @@ from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
+from shardmgr.reshard import Trigger
+from shardmgr.resharder import NewSetBooks, Planner, Resharder
+from shardmgr.reshardmetrics import reshard_metrics
 from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
@@ -69,10 +72,12 @@ class Supervisor:
         worker_env: Mapping[str, str] | None = None,
         clock: Clock = REAL_CLOCK,
         announce: Callable[[str], None] = print,
+        reshard_planner: Planner | None = None,
     ) -> None:
         """``replan(old_plan)`` is awaited after a 4011 and returns the fresh discovery and
         the plan for the new shard count, or None to keep the current plan. ``announce``
-        shows the operator a new plan."""
+        shows the operator a new plan. With ``reshard_planner`` a 4011 (or a bigger
+        recommendation) reshards in the background instead (``shardmgr.resharder``)."""
         self.settings = settings
         self._token = token
         self.gateway = gateway
@@ -113,6 +118,13 @@ class Supervisor:
         self.rolling = False
         self.replans = 0
         self._started_wall = time.time()
+        self.reshard = Resharder(
+            self,
+            settings=settings,
+            planner=reshard_planner,
+            metrics=reshard_metrics(metrics),
+            clock=clock,
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -120,6 +132,7 @@ class Supervisor:
         """Start every worker and supervise until ``request_stop``; returns the exit status."""
         self._apply_plan(self.plan)
         control = asyncio.create_task(self._control_loop(), name="supervisor-control")
+        self.reshard.start()
         try:
             await self._stop_requested.wait()
         finally:
@@ -229,6 +242,7 @@ class Supervisor:
                 log.exception("supervisor command failed", extra=fields(command=command))
 
     async def _shutdown(self) -> None:
+        await self.reshard.aclose()  # a new shard set still starting closes too
         if self._progress is not None:
             self._progress.cancel()
             await asyncio.gather(self._progress, return_exceptions=True)
@@ -249,11 +263,16 @@ class Supervisor:
         """Apply one report; False (and nothing changes) if it comes from a generation that
         is not the slot's current one, so a replaced process can never act on its shards."""
         slot = self._slots.get(worker_id)
+        # a reshard's new set, starting beside this one, keeps books of its own
+        books = self.reshard.books(worker_id) if slot is None else None
+        if books is not None:
+            slot = books.slots[worker_id]
         if slot is None or msg.gen != slot.gen or slot.proc is None:
             self.stale(worker_id, msg)
             return False
+        shards = books.shards if books is not None else self.shards
         self.metrics.on_worker_message(worker_id, msg)
-        self.sessions.on_message(msg)
+        (books.sessions if books is not None else self.sessions).on_message(msg)
         match msg:
             case ipc.Pong():
                 slot.last_pong = self._clock.monotonic()
@@ -275,8 +294,11 @@ class Supervisor:
                 if reply is not None and not reply.done():
                     reply.set_result(msg)
             case ipc.ShardStopped():
-                self.shards.apply(worker_id, msg)
-                self._on_shard_stopped(slot, msg)
+                shards.apply(worker_id, msg)
+                if books is None:
+                    self._on_shard_stopped(slot, msg)
+            case ipc.Delivering():
+                self.reshard.on_delivering(msg)
             case (
                 ipc.ShardStateChanged()
                 | ipc.SessionStarted()
@@ -284,7 +306,7 @@ class Supervisor:
                 | ipc.Stats()
                 | ipc.Suspended()
             ):
-                self.shards.apply(worker_id, msg)
+                shards.apply(worker_id, msg)
             case _:
                 assert_never(msg)
         self.pulse()
@@ -303,7 +325,10 @@ class Supervisor:
                 "shard closed with 4011 (sharding required); re-planning",
                 extra=fields(shard=msg.shard_id, worker=slot.worker_id),
             )
-            self._queue(RestartReason.REPLAN)
+            if self.reshard.wired:
+                self.reshard.request_soon(Trigger.SHARDING_REQUIRED)
+            else:
+                self._queue(RestartReason.REPLAN)
         elif msg.fatal and not self.stopping:
             log.error(
                 "shard stopped for good",
@@ -387,14 +412,7 @@ class Supervisor:
             extra=fields(old_shards=old.total_shards, new_shards=plan.total_shards),
         )
         slots = list(self._slots.values())
-        for slot in slots:
-            slot.retired = True
-            slot.ask_replace(RestartReason.REPLAN)
-        tasks = [s.task for s in slots if s.task is not None]
-        if tasks:
-            # asyncio.wait, not gather: a stop arriving now cancels this command, and that
-            # must not cancel (and so SIGKILL) the worker loops still closing their shards.
-            await asyncio.wait(tasks)
+        await self.retire(slots)
         if self.stopping:
             return
         # Sessions belong to the old shard count and cannot be resumed under the new one.
@@ -431,17 +449,58 @@ class Supervisor:
 
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
         """What a new process for ``slot`` is started with (its shards resume if they can)."""
+        books = self.reshard.books(slot.worker_id)
+        sessions = books.sessions if books is not None else self.sessions
         return worker_config(
             self.settings,
             worker_id=slot.worker_id,
             token=self._token,
-            gateway_url=self.gateway.url,
-            num_shards=self.plan.total_shards,
+            gateway_url=(books.gateway if books is not None else self.gateway).url,
+            num_shards=(books.plan if books is not None else self.plan).total_shards,
             shards=[
-                ipc.ShardAssignment(shard_id=sid, session=self.sessions.get(sid))
+                ipc.ShardAssignment(shard_id=sid, session=sessions.get(sid))
                 for sid in slot.shard_ids
             ],
+            hold_delivery=books is not None and books.holding,
         )
+
+    # ---------------------------------------------------------------- reshard hooks
+
+    def worker_ids(self) -> list[int]:
+        return list(self._slots)
+
+    def start_slot(self, slot: WorkerSlot) -> None:
+        self._runner.start(slot)
+
+    def adopt(self, books: NewSetBooks) -> list[WorkerSlot]:
+        """The reshard's switch: the new set becomes the plan; returns the old set's slots
+        (no longer this supervisor's: their reports are stale from now on)."""
+        old = list(self._slots.values())
+        self._slots = dict(books.slots)
+        self.plan = books.plan
+        self.shards = books.shards
+        self.gateway = books.gateway
+        self.limiter.update(books.gateway.limits)
+        self.sessions.clear()
+        for sid, session in books.sessions.snapshot().items():
+            self.sessions.put(sid, session)
+        self.metrics.set_plan(
+            len(books.plan.shard_ids), {w: s.shard_ids for w, s in books.slots.items()}
+        )
+        self._announce(books.plan.describe())
+        self.pulse()
+        return old
+
+    async def retire(self, slots: list[WorkerSlot]) -> None:
+        """Close these workers' shards with 1000 and wait for the processes to exit."""
+        for slot in slots:
+            slot.retired = True
+            slot.ask_replace(RestartReason.REPLAN)
+        tasks = [s.task for s in slots if s.task is not None]
+        if tasks:
+            # asyncio.wait, not gather: a stop arriving now cancels the caller, and that
+            # must not cancel (and so SIGKILL) the worker loops still closing their shards.
+            await asyncio.wait(tasks)
 
     # ---------------------------------------------------------------- operator commands
 
@@ -508,7 +567,8 @@ class Supervisor:
                 "ready": self.ready(),
                 "stopping": self.stopping,
                 "rolling_restart": self.rolling,
-                "replans": self.replans,
+                "replans": self.replans + self.reshard.succeeded,
+                "reshard": self.reshard.as_dict(),
                 "budget_exhausted": self.exhausted,
                 "session_start_remaining": self.limiter.remaining,
                 "identify_limiter_available": self.limiter.available,
@@ -521,3 +581,4 @@ class Supervisor:
                 view.as_dict(now, self.sessions.get(view.shard_id)) for view in self.shards.views()
             ],
         }
+

@@ -101,6 +101,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     # op 7 / zombie after a connection that reached READY/RESUMED: reconnect within this
     # (full jitter) instead of the exponential backoff, which is for failing connections
     reconnect_quick_s: float = 1.0
+    # --- added by the reshard (issue 19) ---
+    # a shard set started beside the running one: hold events (newest ``handler_backlog``
+    # per shard) until ``Deliver``, since the old set delivers them until the switch
+    hold_delivery: bool = False
 
 
 # ---------------------------------------------------------------- supervisor -> worker
@@ -149,7 +153,16 @@ class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
     keep_sessions: bool = False
 
 
-ToWorker = Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown
+class Deliver(msgspec.Struct, tag="deliver", kw_only=True):
+    """The reshard's switch: start delivering. Held events received within ``overlap_s``
+    before this message are delivered (at least once around the switch), older ones are
+    dropped (the old set delivered them). Answered by ``Delivering``."""
+
+    gen: int
+    overlap_s: float
+
+
+ToWorker = Start | Ping | IdentifyGrant | IdentifyRefused | SendCommand | Shutdown | Deliver
 
 
 # ---------------------------------------------------------------- worker -> supervisor
@@ -269,6 +282,15 @@ class ShardStats(msgspec.Struct, kw_only=True):
     model_errors: int = 0
 
 
+class Delivering(msgspec.Struct, tag="delivering", kw_only=True):
+    """Reply to ``Deliver``: held events now delivered (the old set may have delivered
+    them too: the switch's duplicates) and dropped (the old set delivered them)."""
+
+    gen: int
+    released: int
+    dropped: int
+
+
 class Stats(msgspec.Struct, tag="stats", kw_only=True):
     """Batched about once a second; never one IPC message per event."""
 
@@ -298,6 +320,7 @@ ToSupervisor = (
     | ShardStopped
     | Stats
     | Suspended
+    | Delivering
 )
 
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -285,6 +285,12 @@ class WorkerProcess:
                 case ipc.Shutdown():
                     # Its own task: this loop keeps answering pings while shards close.
                     self._begin_shutdown(msg.keep_sessions)
+                case ipc.Deliver():
+                    runtime = self.runtime
+                    released, dropped = runtime.deliver(msg.overlap_s) if runtime else (0, 0)
+                    channel.send(
+                        ipc.Delivering(gen=channel.gen, released=released, dropped=dropped)
+                    )
                 case ipc.Start():
                     log.warning("ignoring a second Start message")
                 case _:

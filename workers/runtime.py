@@ -15,6 +15,7 @@ from workers import gateway as gateway_api
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.handlers import Delivery, Handler, as_handler
+from workers.holding import HeldEvents
 from workers.permits import IdentifyPermit
 from workers.reporter import Reporter, ShardCounters, StatsCollector
 from workers.shard import Shard
@@ -47,6 +48,8 @@ class WorkerRuntime:
             lambda: self.shards.values(), reporter, config.report_interval_s, clock
         )
         self._closed = False
+        # a reshard's new set: each shard's events, held until ``deliver`` (the switch)
+        self._held: dict[int, HeldEvents] = {}
 
     async def start(self) -> None:
         # Filled in below; the handler may keep it and use it once shards are connected.
@@ -81,6 +84,10 @@ class WorkerRuntime:
                 rng=random.Random(self._rng.random()),
             )
             self.shards[sid] = shard
+            if self.config.hold_delivery:
+                held = HeldEvents(self.config.handler_backlog, self.clock)
+                self._held[sid] = held
+                shard.route_events(held.push)
             delivery_task = loop.create_task(delivery.run())
             delivery_task.add_done_callback(functools.partial(self._task_done, sid, "delivery"))
             self._delivery_tasks.append(delivery_task)
@@ -108,6 +115,19 @@ class WorkerRuntime:
         shard = self.shards.get(sid)
         session = shard.checkpoint_session() if shard is not None else None
         self.reporter.stopped(sid, "crashed", None, False, session)
+
+    def deliver(self, overlap_s: float) -> tuple[int, int]:
+        """The reshard's switch: deliver from now on, and the held events that arrived
+        within ``overlap_s``; returns (released, dropped) over every shard."""
+        released = dropped = 0
+        for sid, held in self._held.items():
+            shard = self.shards[sid]
+            shard.route_events(shard.delivery.push)
+            r, d = held.release(overlap_s, shard.delivery.push)
+            released += r
+            dropped += d
+        self._held.clear()
+        return released, dropped
 
     async def stop(self) -> None:
         """Close every shard with 1000 (sessions end)."""

@@ -1,0 +1,200 @@
+"""Growing without downtime (issue 19): `shardmgr start` against the fake gateway under
+event traffic reshards in the background and switches over, the handler never waiting more
+than 2 s for an event."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.supervisor.harness import (
+    FakeGatewayProc,
+    SupervisorProc,
+    all_connected,
+    gaps,
+    wait_fake,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+SECRET = "reshard-admin-secret"
+MAX_GAP_S = 2.0
+
+
+async def _start(tmp_path: Path) -> tuple[FakeGatewayProc, SupervisorProc]:
+    fake = await FakeGatewayProc.start(shards=8, max_concurrency=1, event_rate=20.0)
+    try:
+        sup = await SupervisorProc.start(
+            fake,
+            tmp_path,
+            "--shards",
+            "auto",
+            "--handler",
+            "tests.supervisor.timed_handler:handler",
+            env={"SHARDMGR_ADMIN_SECRET": SECRET},
+        )
+    except BaseException:
+        await fake.close()
+        raise
+    return fake, sup
+
+
+async def _post(sup: SupervisorProc, path: str) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    async with sup.http.post(sup.url + path, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def _recommend(fake: FakeGatewayProc, **body: int) -> None:
+    async with fake.http.post(fake.url + "/_fake/recommend", json=body) as resp:
+        resp.raise_for_status()
+
+
+def _resharded(doc: dict[str, Any]) -> bool:
+    sup = doc["supervisor"]
+    return (
+        sup["total_shards"] == 16
+        and sup["reshard"]["phase"] == "idle"
+        and len(doc["shards"]) == 16
+        and all_connected(doc)
+    )
+
+
+def _deliveries(tmp_path: Path) -> list[dict[str, Any]]:
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _longest_gaps(events: list[dict[str, Any]], since: float, until: float) -> dict[int, float]:
+    """For each shard of the new count, the longest wait between events of its guilds in
+    [since, until]: a guild whose shard is down shows up here, whichever shard delivers."""
+    times: dict[int, list[float]] = {}
+    for e in events:
+        if e["guild"] is not None:
+            # every shard with guilds (some have none) had events before the window
+            marks = times.setdefault((int(e["guild"]) >> 22) % 16, [])
+            if since <= e["at"] <= until:
+                marks.append(e["at"])
+    out = {}
+    for bucket, seen in times.items():
+        marks = [since, *sorted(seen), until]
+        out[bucket] = max(b - a for a, b in itertools.pairwise(marks))
+    return out
+
+
+async def _reshard_and_check(
+    fake: FakeGatewayProc, sup: SupervisorProc, tmp_path: Path, since: float, closed: set[int]
+) -> dict[str, Any]:
+    """Waits for the switch, stops the supervisor, and checks delivery throughout: no gap
+    over 2 s for any guild (but those of the old shards in ``closed``), no seq lost on an
+    old shard before its switch."""
+    doc = await sup.wait_status(_resharded, 90.0)
+    # a little traffic after the switch: the new set delivers on its own
+    await asyncio.sleep(1.0)
+    until = time.time()
+    await sup.close()
+    events = [e for e in _deliveries(tmp_path) if e["t"] not in ("READY", "GUILD_CREATE")]
+    old = [e for e in events if e["of"] == 8 and e["shard"] not in closed]
+    new = [e for e in events if e["of"] == 16]
+    assert old and new
+    first_new = min(e["at"] for e in new)
+    served = [e for e in events if e["guild"] is None or (int(e["guild"]) >> 22) % 8 not in closed]
+    longest = _longest_gaps(served, since, until)
+    assert max(longest.values()) <= MAX_GAP_S, longest
+    # every old shard delivered right up to the switch, and nothing in between was lost
+    for sid in {e["shard"] for e in old}:
+        seqs = [e["seq"] for e in old if e["shard"] == sid and e["seq"] is not None]
+        assert gaps(seqs) == [], (sid, gaps(seqs))
+        assert max(e["at"] for e in old if e["shard"] == sid) >= first_new - MAX_GAP_S
+    assert "does not seem to honour sharding" not in sup.stderr.read_text()
+    return doc
+
+
+async def test_a_raised_recommendation_reshards_8_to_16_without_a_gap(tmp_path: Path) -> None:
+    fake, sup = await _start(tmp_path)
+    try:
+        await sup.wait_status(all_connected)
+        status, body = await _post(sup, "/reshard")
+        assert (status, body) == (200, {"from": 8, "to": 8})  # nothing to do yet
+        await _recommend(fake, shards=16)
+        since = time.time()
+        status, body = await _post(sup, "/reshard")
+        assert (status, body) == (202, {"from": 8, "to": 16})
+        status, _ = await _post(sup, "/reshard")
+        assert status == 409
+        doc = await _reshard_and_check(fake, sup, tmp_path, since, closed=set())
+        assert doc["supervisor"]["reshard"]["last"]["outcome"] == "succeeded"
+        stats = await wait_fake(fake, lambda s: s["connections_open"] == 0)
+        assert stats["identifies"] == 8 + 16
+        assert stats["identify_violations"] == 0
+        assert stats["client_closes_by_code"].get("1000", 0) >= 8  # the old set's close
+    finally:
+        await sup.close()
+        await fake.close()
+
+
+async def test_a_4011_reshards_in_the_background(tmp_path: Path) -> None:
+    fake, sup = await _start(tmp_path)
+    try:
+        await sup.wait_status(all_connected)
+        async with fake.http.get(fake.url + "/_fake/guilds?num_shards=8") as resp:
+            at_8 = (await resp.json())["per_shard"]
+        async with fake.http.get(fake.url + "/_fake/guilds?num_shards=16") as resp:
+            at_16 = (await resp.json())["per_shard"]
+        # the new count fits, shard 1 of the old one does not
+        limit = max(at_16)
+        assert limit < at_8[1], (at_8, at_16)
+        await _recommend(fake, shards=16, max_guilds_per_shard=limit)
+        # shard 1 loses its session: its next identify is closed with 4011
+        since = time.time()
+        await fake.fault(kind="invalid_session", shard_id=1, resumable=False)
+        await _reshard_and_check(fake, sup, tmp_path, since, closed={1})
+        stats = await wait_fake(fake, lambda s: s["connections_open"] == 0)
+        assert stats["closes_by_code"].get("4011") == 1
+        assert stats["identifies"] == 8 + 16
+        assert stats["identify_violations"] == 0
+    finally:
+        await sup.close()
+        await fake.close()
+
+
+async def test_a_new_set_that_fails_leaves_the_old_plan_running_and_says_why(
+    tmp_path: Path,
+) -> None:
+    fake, sup = await _start(tmp_path)
+    try:
+        await sup.wait_status(all_connected)
+        # Discord still recommends 8, and no shard may hold more than 5 guilds: a 9-shard
+        # set (one more shard after a 4011) is closed with 4011 too.
+        await _recommend(fake, shards=8, max_guilds_per_shard=5)
+        await fake.fault(kind="invalid_session", shard_id=1, resumable=False)
+        doc = await sup.wait_status(
+            lambda d: (d["supervisor"]["reshard"]["last"] or {}).get("outcome") == "failed"
+        )
+        last = doc["supervisor"]["reshard"]["last"]
+        assert (last["from"], last["to"], last["trigger"]) == (8, 9, "sharding_required")
+        assert "closed with 4011 too" in last["reason"]
+        doc = await sup.wait_status(lambda d: d["supervisor"]["reshard"]["phase"] == "idle")
+        assert doc["supervisor"]["total_shards"] == 8
+        assert [s["id"] for s in doc["shards"] if s["state"] == "connected"] == [
+            0,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+        ]
+        # the new set's workers are gone, none of them still counted
+        assert len(doc["workers"]) == len({w["id"] for w in doc["workers"]})
+        stats = await wait_fake(fake, lambda s: s["connections_open"] == 7)
+        assert stats["identify_violations"] == 0
+    finally:
+        await sup.close()
+        await fake.close()
