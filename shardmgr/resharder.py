@@ -348,6 +348,7 @@ class Resharder:
         both deliver for a moment, so events around the switch arrive at least once."""
         self.phase = Phase.SWITCHING
         self._metrics.phase.set(Phase.SWITCHING)
+        log.info("reshard: every new shard is ready; switching", extra=fields(shards=self._to))
         books.holding = False
         overlap = self._settings.reshard_overlap_s
         sends = [

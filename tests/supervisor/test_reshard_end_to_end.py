@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,17 @@ async def _reshard_and_check(
         seqs = [e["seq"] for e in old if e["shard"] == sid and e["seq"] is not None]
         assert gaps(seqs) == [], (sid, gaps(seqs))
         assert max(e["at"] for e in old if e["shard"] == sid) >= first_new - MAX_GAP_S
-    assert "does not seem to honour sharding" not in sup.stderr.read_text()
+    log = sup.stderr.read_text()
+    assert "does not seem to honour sharding" not in log
+    # the new set delivered nothing before the switch (it held its events)
+    switch = next(line for line in log.splitlines() if "every new shard is ready" in line)
+    assert first_new >= _log_time(switch)
     return doc
+
+
+def _log_time(line: str) -> float:
+    stamp = line.split()[0].removesuffix("Z")
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
 
 
 async def test_a_raised_recommendation_reshards_8_to_16_without_a_gap(tmp_path: Path) -> None:
@@ -129,7 +139,10 @@ async def test_a_raised_recommendation_reshards_8_to_16_without_a_gap(tmp_path: 
         status, _ = await _post(sup, "/reshard")
         assert status == 409
         doc = await _reshard_and_check(fake, sup, tmp_path, since, closed=set())
-        assert doc["supervisor"]["reshard"]["last"]["outcome"] == "succeeded"
+        reshard = doc["supervisor"]["reshard"]
+        assert reshard["last"]["outcome"] == "succeeded"
+        # the held events of the last overlap_s before the switch: delivered twice, counted
+        assert reshard["duplicates"] > 0
         stats = await wait_fake(fake, lambda s: s["connections_open"] == 0)
         assert stats["identifies"] == 8 + 16
         assert stats["identify_violations"] == 0
