@@ -358,6 +358,7 @@ class Resharder:
         ]
         await asyncio.gather(*sends)
         old = self._host.adopt(books)
+        self.succeeded += 1  # the new plan runs from here (status counts it as a re-plan)
         log.warning(
             "reshard: the new shard set delivers; closing the old one",
             extra=fields(old_shards=self._from, new_shards=self._to, old_workers=len(old)),
@@ -368,7 +369,6 @@ class Resharder:
         assert self._trigger is not None
         duration = self._clock.monotonic() - self._started_at
         if outcome is Outcome.SUCCEEDED:
-            self.succeeded += 1
             log.warning(
                 "reshard finished",
                 extra=fields(
