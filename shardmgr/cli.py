@@ -167,6 +167,14 @@ def _run_presence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_reshard(args: argparse.Namespace) -> int:
+    from shardmgr import presence, reshardcli
+
+    presence.admin_secret()  # before looking for the supervisor
+    print(reshardcli.request(_find_supervisor(args)))
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from shardmgr import demo
 
@@ -215,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     presence.add_argument("--url", default=None, help="stream URL (with --activity-type streaming)")
     _add_supervisor_location(presence)
     presence.set_defaults(run=_run_presence)
+
+    reshard = sub.add_parser(
+        "reshard",
+        help="reshard now if Discord recommends more shards (in the background, no downtime)",
+        description="Asks the running supervisor (POST /reshard, SHARDMGR_ADMIN_SECRET) to "
+        "start the recommended shard count beside the running one and switch over once it "
+        "is ready.",
+    )
+    _add_supervisor_location(reshard)
+    reshard.set_defaults(run=_run_reshard)
 
     demo = sub.add_parser("demo", help="a fake gateway plus `shardmgr start` (`make run`)")
     demo.add_argument("--shards", type=int, default=16, help="the fake's recommended shard count")
