@@ -404,6 +404,12 @@ class Resharder:
 
     # ------------------------------------------------------------------ status
 
+    def state(self) -> dict[str, int | str] | None:
+        """What the state file says of a reshard in progress (None: none runs)."""
+        if not self.busy or self._trigger is None:
+            return None
+        return {"phase": self.phase.name.lower(), "from": self._from, "to": self._to}
+
     def as_dict(self) -> dict[str, Any]:
         books = self._books
         doc: dict[str, Any] = {

@@ -302,7 +302,11 @@ async def _run(
         saver = SessionSaver(
             sessions,
             lambda saved: write_state(
-                settings.state_path, token, supervisor.plan.total_shards, saved
+                settings.state_path,
+                token,
+                supervisor.plan.total_shards,
+                saved,
+                supervisor.reshard.state(),
             ),
             settings.sessions_save_interval_s,
         )

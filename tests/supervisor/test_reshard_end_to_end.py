@@ -5,6 +5,7 @@ than 2 s for an event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -40,7 +41,7 @@ async def _start(tmp_path: Path) -> tuple[FakeGatewayProc, SupervisorProc]:
             "auto",
             "--handler",
             "tests.supervisor.timed_handler:handler",
-            env={"SHARDMGR_ADMIN_SECRET": SECRET},
+            env={"SHARDMGR_ADMIN_SECRET": SECRET, "SHARDMGR_SESSIONS_SAVE_INTERVAL_S": "0.1"},
         )
     except BaseException:
         await fake.close()
@@ -75,6 +76,19 @@ async def _cli_reshard(sup: SupervisorProc) -> tuple[int, str]:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     return await proc.wait(), out.decode().strip()
+
+
+async def _saved_reshard(tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "state" / "sessions.json"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            doc = json.loads(path.read_text())
+            if doc.get("reshard"):
+                assert doc["total_shards"] == 8
+                return dict(doc["reshard"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the state file never showed the reshard")
 
 
 def _resharded(doc: dict[str, Any]) -> bool:
@@ -160,6 +174,9 @@ async def test_a_raised_recommendation_reshards_8_to_16_without_a_gap(tmp_path: 
         assert (status, body) == (202, {"from": 8, "to": 16})
         status, _ = await _post(sup, "/reshard")
         assert status == 409
+        # the state file says a reshard runs (its sessions stay the old plan's)
+        saved = await _saved_reshard(tmp_path)
+        assert saved == {"phase": "starting", "from": 8, "to": 16}
         doc = await _reshard_and_check(fake, sup, tmp_path, since, closed=set())
         reshard = doc["supervisor"]["reshard"]
         assert reshard["last"]["outcome"] == "succeeded"
