@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "recovery": "bench.recovery",
     "overhead": "bench.overhead",
     "admin_load": "bench.admin_load",
+    "reshard": "bench.reshard",
     "sink_redis": "bench.sink_redis",  # provided by the Redis engineer; run when present
 }
 OPTIONAL = frozenset({"sink_redis"})

@@ -65,6 +65,8 @@ _HELP: dict[str, str] = {
     "shutdown_timeout_s": "seconds a worker may take to close its shards before it is killed",
     "resume_window_s": "saved sessions older than this are not resumed",
     "log_level": "debug, info, warning or error",
+    "reshard_in_background": "on 4011 or a bigger recommendation, start the new shard set "
+    "beside the old one and switch over (--no-reshard-in-background: stop, then start)",
     "reshard_check_interval_s": "how often /gateway/bot is asked whether to reshard, seconds",
     "reshard_at_guilds": "reshard when the largest shard holds more guilds (Discord: 2500)",
     "reshard_timeout_s": "a new shard set not ready within this is given up (old set stays)",

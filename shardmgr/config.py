@@ -118,6 +118,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     presence_activity_type: str = "playing"
     max_message_bytes: int = 64 * 1024 * 1024
     # --- resharding without downtime (issue 19, shardmgr.reshard) ---
+    # False: a 4011 stops every worker and starts the new plan (no overlap, half the memory)
+    reshard_in_background: bool = True
     reshard_check_interval_s: float = 8 * 3600.0
     reshard_at_guilds: int = 2000
     reshard_timeout_s: float = 900.0

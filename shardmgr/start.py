@@ -265,7 +265,9 @@ async def _run(
                 discover=discover,
                 plan=lambda gw, total: plan_for(settings, gw, shards=str(total)),
                 fixed_total=settings.total_shards,
-            ),
+            )
+            if settings.reshard_in_background
+            else None,
         )
         api = HttpApi(supervisor, metrics, admin_secret=settings.admin_secret)
         host, port = settings.http_address

@@ -40,7 +40,7 @@ async def _start(tmp_path: Path) -> tuple[FakeGatewayProc, SupervisorProc]:
             "--shards",
             "auto",
             "--handler",
-            "tests.supervisor.timed_handler:handler",
+            "bench.timed_handler:handler",
             env={"SHARDMGR_ADMIN_SECRET": SECRET, "SHARDMGR_SESSIONS_SAVE_INTERVAL_S": "0.1"},
         )
     except BaseException:

@@ -1,0 +1,134 @@
+"""Benchmark: growing without downtime (issue 19).
+
+64 shards at max_concurrency 16 under event traffic; Discord's guild limit per shard is
+lowered so that one shard, made to re-identify, is closed with 4011, and the
+recommendation becomes 128. Measured: for each shard of the new count (its guilds, whoever
+delivers them), the longest wait between two events reaching the handler, from the 4011 to
+the end; the shards of the old shard closed with 4011 are left out (nobody serves them until
+the new set runs, either way). Once with the background reshard, once with today's
+stop-and-start (``--no-reshard-in-background``). The fake's identify window is 1 s, so
+identifying 128 shards takes 8 windows: the stop-and-start outage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import fakestats
+from bench.procs import cluster, http_json, http_post, wait_for
+from bench.results import Row
+from bench.system import System, start_system
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_bytes().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def longest_gaps(
+    events: list[dict[str, Any]], new_total: int, since: float, until: float, skip: int,
+    old_total: int,
+) -> tuple[float, float]:
+    """(the longest wait for any event, the longest wait on one new shard's guilds) in
+    [since, until], without the guilds of old shard ``skip``."""
+    per_shard: dict[int, list[float]] = {}
+    every: list[float] = []
+    for e in events:
+        guild = e.get("guild")
+        if guild is None or (int(guild) >> 22) % old_total == skip:
+            continue
+        marks = per_shard.setdefault((int(guild) >> 22) % new_total, [])
+        if since <= e["at"] <= until:
+            marks.append(e["at"])
+            every.append(e["at"])
+
+    def longest(times: list[float]) -> float:
+        marks = [since, *sorted(times), until]
+        return max(b - a for a, b in zip(marks, marks[1:], strict=False))
+
+    return longest(every), max(longest(t) for t in per_shard.values())
+
+
+def _scenario(
+    *, old: int, new: int, mc: int, rate: float, background: bool
+) -> tuple[float, float, float, int, int]:
+    """(longest gap, longest gap on one shard's guilds, seconds to the new plan, identifies,
+    identify violations)."""
+    with cluster() as c:
+        jsonl = c.dir / "events.jsonl"
+        system: System = start_system(
+            c, shards=old, workers=old // 16 or 1, max_concurrency=mc, identify_window=1.0,
+            event_rate=rate, handler="bench.timed_handler:handler",
+            sup_extra=["--reshard-in-background" if background else "--no-reshard-in-background"],
+            env={"SHARDMGR_JSONL": str(jsonl)},
+        )
+        system.wait_ready(timeout=180)
+        at_old = http_json(f"{system.api}/_fake/guilds?num_shards={old}")["per_shard"]
+        at_new = http_json(f"{system.api}/_fake/guilds?num_shards={new}")["per_shard"]
+        victim = max(range(old), key=lambda i: at_old[i])
+        limit = max(at_new)
+        if at_old[victim] <= limit:
+            raise RuntimeError(f"no old shard holds more than {limit} guilds: {at_old}")
+        http_post(f"{system.api}/_fake/recommend",
+                  {"shards": new, "max_guilds_per_shard": limit})
+        time.sleep(2.0)  # traffic on every shard before the 4011
+        before = fakestats.stats(system.api)
+        since = time.time()
+        t0 = time.monotonic()
+        http_post(f"{system.api}/_fake/faults",
+                  {"kind": "invalid_session", "shard_id": victim, "resumable": False})
+
+        def switched() -> bool | None:
+            system.check_alive()
+            st = system.status()
+            sup = st["supervisor"]
+            done = (
+                sup["total_shards"] == new
+                and len(st["shards"]) == new
+                and all(s["state"] == "connected" for s in st["shards"])
+                and sup.get("reshard", {}).get("phase", "idle") == "idle"
+            )
+            return True if done else None
+
+        wait_for(f"{new} shards connected", switched, timeout=300, interval=0.1)
+        took = time.monotonic() - t0
+        time.sleep(2.0)  # the new set delivers on its own for a while
+        until = time.time()
+        after = fakestats.stats(system.api)
+        events = _events(jsonl)
+    gap, shard_gap = longest_gaps(events, new, since, until, victim, old)
+    identifies = fakestats.identifies(after) - fakestats.identifies(before)
+    return gap, shard_gap, took, identifies, fakestats.identify_violations(after)
+
+
+def run(quick: bool) -> list[Row]:
+    old, new, mc, rate = (8, 16, 4, 10.0) if quick else (64, 128, 16, 5.0)
+    gap, shard_gap, took, identifies, violations = _scenario(
+        old=old, new=new, mc=mc, rate=rate, background=True
+    )
+    base_gap, base_shard_gap, base_took, _, _ = _scenario(
+        old=old, new=new, mc=mc, rate=rate, background=False
+    )
+    what = f"{old} -> {new} shards, max_concurrency {mc}, 1 s identify window, " \
+        f"{rate:g} events/s per shard"
+    return [
+        Row("reshard.longest_gap_one_shard", shard_gap, "s", baseline=base_shard_gap,
+            direction="<", threshold=0.5,
+            note=f"{what}; baseline: stop-and-start (--no-reshard-in-background)"),
+        Row("reshard.longest_gap_any_event", gap, "s", baseline=base_gap,
+            note="the longest time no event at all reached the handler"),
+        Row("reshard.time_to_new_plan", took, "s", baseline=base_took,
+            note="from the 4011 to every new shard connected and the old set gone"),
+        Row("reshard.identifies", float(identifies), "count", direction="==",
+            threshold=float(new), on_value=True, note="the new set only: no old shard spent one"),
+        Row("reshard.identify_violations", float(violations), "count", direction="==",
+            threshold=0.0, on_value=True),
+    ]
