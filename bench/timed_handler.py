@@ -1,5 +1,5 @@
-"""A handler for end-to-end tests and benchmarks that need *when* each event reached it and from which
-shard set: appends ``{"shard", "of", "seq", "t", "guild", "at"}`` lines (``of``: the
+"""A handler for end-to-end tests and benchmarks that need *when* each event reached it and
+from which shard set: appends ``{"shard", "of", "seq", "t", "guild", "at"}`` lines (``of``: the
 worker's shard count, ``guild``: the event's guild id or null, ``at``: wall time) to
 ``$SHARDMGR_JSONL``, one ``os.write`` per event (O_APPEND keeps the lines of several workers
 whole)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bench.reshard import longest_gaps
 from tests.supervisor.harness import (
     FakeGatewayProc,
     SupervisorProc,
@@ -106,23 +106,6 @@ def _deliveries(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def _longest_gaps(events: list[dict[str, Any]], since: float, until: float) -> dict[int, float]:
-    """For each shard of the new count, the longest wait between events of its guilds in
-    [since, until]: a guild whose shard is down shows up here, whichever shard delivers."""
-    times: dict[int, list[float]] = {}
-    for e in events:
-        if e["guild"] is not None:
-            # every shard with guilds (some have none) had events before the window
-            marks = times.setdefault((int(e["guild"]) >> 22) % 16, [])
-            if since <= e["at"] <= until:
-                marks.append(e["at"])
-    out = {}
-    for bucket, seen in times.items():
-        marks = [since, *sorted(seen), until]
-        out[bucket] = max(b - a for a, b in itertools.pairwise(marks))
-    return out
-
-
 async def _reshard_and_check(
     fake: FakeGatewayProc, sup: SupervisorProc, tmp_path: Path, since: float, closed: set[int]
 ) -> dict[str, Any]:
@@ -139,9 +122,10 @@ async def _reshard_and_check(
     new = [e for e in events if e["of"] == 16]
     assert old and new
     first_new = min(e["at"] for e in new)
-    served = [e for e in events if e["guild"] is None or (int(e["guild"]) >> 22) % 8 not in closed]
-    longest = _longest_gaps(served, since, until)
-    assert max(longest.values()) <= MAX_GAP_S, longest
+    _, longest = longest_gaps(
+        events, since=since, until=until, new_total=16, old_total=8, skip=closed
+    )
+    assert longest <= MAX_GAP_S, longest
     # every old shard delivered right up to the switch, and nothing in between was lost
     for sid in {e["shard"] for e in old}:
         seqs = [e["seq"] for e in old if e["shard"] == sid and e["seq"] is not None]
