@@ -24,6 +24,8 @@ from bench.procs import cluster, http_json, http_post, wait_for
 from bench.results import Row
 from bench.system import System, start_system
 
+STEADY_S = 10.0
+
 
 def _events(path: Path) -> list[dict[str, Any]]:
     out = []
@@ -67,9 +69,9 @@ def longest_gaps(
 
 def _scenario(
     *, old: int, new: int, mc: int, rate: float, background: bool
-) -> tuple[float, float, float, int, int]:
+) -> tuple[float, float, float, int, int, float]:
     """(longest gap, longest gap on one shard's guilds, seconds to the new plan, identifies,
-    identify violations)."""
+    identify violations, the longest gap on one shard's guilds in a steady window)."""
     with cluster() as c:
         jsonl = c.dir / "events.jsonl"
         system: System = start_system(
@@ -91,7 +93,8 @@ def _scenario(
         if at_old[victim] <= limit:
             raise RuntimeError(f"no old shard holds more than {limit} guilds: {at_old}")
         http_post(f"{system.api}/_fake/recommend", {"shards": new, "max_guilds_per_shard": limit})
-        time.sleep(2.0)  # traffic on every shard before the 4011
+        steady = time.time()
+        time.sleep(STEADY_S)  # traffic on every shard before the 4011: the noise floor
         before = fakestats.stats(system.api)
         since = time.time()
         t0 = time.monotonic()
@@ -121,16 +124,25 @@ def _scenario(
     gap, shard_gap = longest_gaps(
         events, since=since, until=until, new_total=new, old_total=old, skip={victim}
     )
+    # the same measure while nothing happens: random traffic leaves gaps of its own
+    _, floor = longest_gaps(
+        events,
+        since=steady,
+        until=steady + STEADY_S,
+        new_total=new,
+        old_total=old,
+        skip={victim},
+    )
     identifies = fakestats.identifies(after) - fakestats.identifies(before)
-    return gap, shard_gap, took, identifies, fakestats.identify_violations(after)
+    return gap, shard_gap, took, identifies, fakestats.identify_violations(after), floor
 
 
 def run(quick: bool) -> list[Row]:
     old, new, mc, rate = (8, 16, 4, 10.0) if quick else (64, 128, 16, 5.0)
-    gap, shard_gap, took, identifies, violations = _scenario(
+    gap, shard_gap, took, identifies, violations, floor = _scenario(
         old=old, new=new, mc=mc, rate=rate, background=True
     )
-    base_gap, base_shard_gap, base_took, _, _ = _scenario(
+    base_gap, base_shard_gap, base_took, _, _, _ = _scenario(
         old=old, new=new, mc=mc, rate=rate, background=False
     )
     what = (
@@ -146,6 +158,12 @@ def run(quick: bool) -> list[Row]:
             direction="<",
             threshold=0.5,
             note=f"{what}; baseline: stop-and-start (--no-reshard-in-background)",
+        ),
+        Row(
+            "reshard.steady_gap_one_shard",
+            floor,
+            "s",
+            note=f"the same measure over {STEADY_S:g} s before the 4011: the traffic's own gaps",
         ),
         Row(
             "reshard.longest_gap_any_event",
