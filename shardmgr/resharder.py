@@ -37,7 +37,7 @@ from shardmgr.reshardmetrics import ReshardMetrics
 from shardmgr.restarts import RestartPolicy
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
-from shardmgr.workerslot import WorkerSlot
+from shardmgr.workerslot import WorkerSlot, retire
 from workers import ipc
 from workers.clock import Clock
 from workers.ipc import ShardState
@@ -138,7 +138,6 @@ class ReshardHost(Protocol):
     def start_slot(self, slot: WorkerSlot) -> None: ...
     async def wait_for(self, predicate: Callable[[], bool], within_s: float) -> bool: ...
     def adopt(self, books: NewSetBooks) -> list[WorkerSlot]: ...
-    async def retire(self, slots: list[WorkerSlot]) -> None: ...
 
 
 class Resharder:
@@ -332,12 +331,12 @@ class Resharder:
                 "reshard given up; the old plan keeps running",
                 extra=fields(reason=step.reason, old_shards=self._from, new_shards=self._to),
             )
-            await self._host.retire(list(books.slots.values()))
+            await retire(list(books.slots.values()))
             self._finish(Outcome.FAILED, step.reason)
         except asyncio.CancelledError:
             # the supervisor's shutdown: the new set's workers close with the rest
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._host.retire(list(books.slots.values())))
+                await asyncio.shield(retire(list(books.slots.values())))
             raise
         finally:
             self._books = None
@@ -363,7 +362,7 @@ class Resharder:
             "reshard: the new shard set delivers; closing the old one",
             extra=fields(old_shards=self._from, new_shards=self._to, old_workers=len(old)),
         )
-        await self._host.retire(old)
+        await retire(old)
 
     def _finish(self, outcome: Outcome, reason: str | None) -> None:
         assert self._trigger is not None

@@ -27,7 +27,14 @@ from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
 from shardmgr.workerconfig import worker_config
 from shardmgr.workerproc import SpawnedWorker
-from shardmgr.workerslot import LEAVING, RestartReason, SlotRunner, WorkerSlot, WorkerState
+from shardmgr.workerslot import (
+    LEAVING,
+    RestartReason,
+    SlotRunner,
+    WorkerSlot,
+    WorkerState,
+    retire,
+)
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.ipc import ShardState
@@ -412,7 +419,7 @@ class Supervisor:
             extra=fields(old_shards=old.total_shards, new_shards=plan.total_shards),
         )
         slots = list(self._slots.values())
-        await self.retire(slots)
+        await retire(slots)
         if self.stopping:
             return
         # Sessions belong to the old shard count and cannot be resumed under the new one.
@@ -490,17 +497,6 @@ class Supervisor:
         self._announce(books.plan.describe())
         self.pulse()
         return old
-
-    async def retire(self, slots: list[WorkerSlot]) -> None:
-        """Close these workers' shards with 1000 and wait for the processes to exit."""
-        for slot in slots:
-            slot.retired = True
-            slot.ask_replace(RestartReason.REPLAN)
-        tasks = [s.task for s in slots if s.task is not None]
-        if tasks:
-            # asyncio.wait, not gather: a stop arriving now cancels the caller, and that
-            # must not cancel (and so SIGKILL) the worker loops still closing their shards.
-            await asyncio.wait(tasks)
 
     # ---------------------------------------------------------------- operator commands
 

@@ -49,9 +49,6 @@ class _Host:
     def adopt(self, books: NewSetBooks) -> list[WorkerSlot]:
         raise AssertionError("no switch in these tests")
 
-    async def retire(self, slots: list[WorkerSlot]) -> None:
-        return None
-
 
 def _planner(recommended: int, fixed_total: int | None = None) -> Planner:
     async def discover() -> GatewayInfo:
