@@ -108,6 +108,22 @@ class NewSetBooks:
             wid = first_worker + index
             self.slots[wid] = WorkerSlot(wid, list(group), policy)
 
+    def state_reports(self) -> list[tuple[int, ipc.ShardStateChanged]]:
+        """Each new shard's state as a worker report, for the metrics at the switch (they
+        showed the old set until then)."""
+        return [
+            (
+                view.worker_id,
+                ipc.ShardStateChanged(
+                    gen=self.slots[view.worker_id].gen,
+                    shard_id=view.shard_id,
+                    state=ShardState(view.state),
+                    at=time.time(),
+                ),
+            )
+            for view in self.shards.views()
+        ]
+
     def progress(self, *, crash_limit: int, elapsed_s: float, timeout_s: float) -> NewSet:
         views = self.shards.views()
         return NewSet(

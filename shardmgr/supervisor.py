@@ -278,7 +278,8 @@ class Supervisor:
             self.stale(worker_id, msg)
             return False
         shards = books.shards if books is not None else self.shards
-        self.metrics.on_worker_message(worker_id, msg)
+        if books is None:  # the metrics show the set that delivers (the new one once adopted)
+            self.metrics.on_worker_message(worker_id, msg)
         (books.sessions if books is not None else self.sessions).on_message(msg)
         match msg:
             case ipc.Pong():
@@ -494,6 +495,8 @@ class Supervisor:
         self.metrics.set_plan(
             len(books.plan.shard_ids), {w: s.shard_ids for w, s in books.slots.items()}
         )
+        for worker_id, report in books.state_reports():
+            self.metrics.on_worker_message(worker_id, report)
         self._announce(books.plan.describe())
         self.pulse()
         return old

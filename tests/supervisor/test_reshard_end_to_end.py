@@ -113,6 +113,12 @@ async def _reshard_and_check(
     over 2 s for any guild (but those of the old shards in ``closed``), no seq lost on an
     old shard before its switch."""
     doc = await sup.wait_status(_resharded, 90.0)
+    async with sup.http.get(sup.url + "/metrics") as resp:
+        metrics = await resp.text()
+    # the per-shard metrics follow the set that delivers: the new one, every shard connected
+    assert "shardmgr_shards_connected 16.0" in metrics
+    assert 'shardmgr_reshard_total{outcome="succeeded"} 1.0' in metrics
+    assert "shardmgr_reshard_phase 0.0" in metrics
     # a little traffic after the switch: the new set delivers on its own
     await asyncio.sleep(1.0)
     until = time.time()
