@@ -399,23 +399,31 @@ class Resharder:
         interval = self._settings.reshard_check_interval_s
         tick = min(interval, GUILD_CHECK_S)
         last_asked = self._clock.monotonic()
+        guilds_tried = False
         while True:
-            await self._clock.sleep(tick)
+            # wake for the next guild look, or exactly when the recommendation is due
+            now = self._clock.monotonic()
+            await self._clock.sleep(max(0.001, min(tick, last_asked + interval - now)))
+            now = self._clock.monotonic()
             if self.busy or self._host.stopping:
                 continue
-            now = self._clock.monotonic()
             largest = max((v.guilds for v in self._host.shards.views()), default=0)
+            crowded = largest > self._settings.reshard_at_guilds
+            trigger: Trigger | None = None
+            if crowded and not guilds_tried:
+                trigger = Trigger.GUILDS  # at once, then (if it did not help) every interval
+            elif now - last_asked >= interval:
+                trigger = Trigger.GUILDS if crowded else Trigger.RECOMMENDATION
+            guilds_tried = crowded
+            if trigger is None:
+                continue
+            last_asked = now
             try:
-                if largest > self._settings.reshard_at_guilds and now - last_asked >= tick:
-                    last_asked = now
-                    await self.request(Trigger.GUILDS)
-                elif now - last_asked >= interval:
-                    last_asked = now
-                    await self.request(Trigger.RECOMMENDATION)
+                await self.request(trigger)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("reshard check failed")
+                log.exception("reshard check failed", extra=fields(trigger=trigger))
 
     # ------------------------------------------------------------------ status
 

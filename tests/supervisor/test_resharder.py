@@ -109,3 +109,73 @@ async def test_a_budget_that_cannot_pay_for_the_new_set_plus_the_reserve_refuses
     assert answer.answer is Answer.REFUSED
     assert answer.as_dict()["error"].startswith("session start budget: 40 left")
     assert host.started == []
+
+
+async def _started_after(
+    resharder: Resharder, host: _Host, clock: FakeClock, s: float
+) -> dict[str, int | str] | None:
+    """Runs the check loop ``s`` seconds; what the state file would say of a reshard then."""
+    resharder.start()
+    try:
+        for _ in range(20):  # until the check loop waits for its first tick
+            if clock.sleepers:
+                break
+            await asyncio.sleep(0)
+        await clock.advance(s)
+        for _ in range(20):  # the request awaits discovery: let it finish
+            await asyncio.sleep(0)
+        return resharder.state()
+    finally:
+        await resharder.aclose()
+
+
+def _checking(
+    host: _Host,
+    planner: Planner,
+    clock: FakeClock,
+    registry: CollectorRegistry | None = None,
+    **settings: Any,
+) -> Resharder:
+    return Resharder(
+        host,
+        settings=Settings(**settings),
+        planner=planner,
+        metrics=ReshardMetrics(registry or CollectorRegistry()),
+        clock=clock,
+    )
+
+
+async def test_the_recommendation_is_asked_every_check_interval() -> None:
+    host, clock = _Host(8), FakeClock()
+    resharder = _checking(host, _planner(16), clock, reshard_check_interval_s=100.0)
+    assert await _started_after(resharder, host, clock, 99.0) is None
+    host2, clock2 = _Host(8), FakeClock()
+    resharder2 = _checking(host2, _planner(16), clock2, reshard_check_interval_s=100.0)
+    started = await _started_after(resharder2, host2, clock2, 100.0)
+    assert started == {"phase": "starting", "from": 8, "to": 16}
+    assert resharder2.as_dict()["last"] is None
+
+
+async def test_a_shard_past_reshard_at_guilds_reshards_before_the_interval() -> None:
+    host, clock = _Host(8), FakeClock()
+    view = host.shards.get(3)
+    assert view is not None
+    view.guilds = 2100
+    resharder = _checking(host, _planner(8), clock, reshard_at_guilds=2000)
+    # Discord still recommends 8: one more shard brings 2,100 guilds under 2,000 a shard
+    started = await _started_after(resharder, host, clock, 60.0)
+    assert started == {"phase": "starting", "from": 8, "to": 9}
+
+
+async def test_a_crowded_shard_that_cannot_be_resharded_is_retried_each_interval_only() -> None:
+    host, clock, registry = _Host(8, remaining=10), FakeClock(), CollectorRegistry()
+    view = host.shards.get(3)
+    assert view is not None
+    view.guilds = 2100
+    resharder = _checking(
+        host, _planner(8), clock, registry, reshard_at_guilds=2000, reshard_check_interval_s=600.0
+    )
+    assert await _started_after(resharder, host, clock, 599.0) is None
+    refused = registry.get_sample_value("shardmgr_reshard_total", {"outcome": "refused"})
+    assert refused == 1.0  # at the first look, not at every look after it
+    assert resharder.last is not None and resharder.last["trigger"] == "guilds"
