@@ -173,6 +173,8 @@ class Resharder:
         self._clock = clock
         self.phase = Phase.IDLE
         self._books: NewSetBooks | None = None
+        # the old set's slots once the new set is adopted, until they are gone
+        self._leaving: list[WorkerSlot] | None = None
         self._trigger: Trigger | None = None
         self._from = 0
         self._to = 0
@@ -350,12 +352,15 @@ class Resharder:
             await retire(list(books.slots.values()))
             self._finish(Outcome.FAILED, step.reason)
         except asyncio.CancelledError:
-            # the supervisor's shutdown: the new set's workers close with the rest
+            # The supervisor's shutdown: whichever set it does not own closes here (the new
+            # one before the switch, the old one after it).
+            leaving = self._leaving if self._leaving is not None else list(books.slots.values())
             with contextlib.suppress(Exception):
-                await asyncio.shield(retire(list(books.slots.values())))
+                await asyncio.shield(retire(leaving))
             raise
         finally:
             self._books = None
+            self._leaving = None
             self.phase = Phase.IDLE
 
     async def _switch(self, books: NewSetBooks) -> None:
@@ -373,6 +378,7 @@ class Resharder:
         ]
         await asyncio.gather(*sends)
         old = self._host.adopt(books)
+        self._leaving = old
         self.succeeded += 1  # the new plan runs from here (status counts it as a re-plan)
         log.warning(
             "reshard: the new shard set delivers; closing the old one",

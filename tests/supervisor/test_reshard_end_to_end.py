@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -237,6 +238,26 @@ async def test_a_new_set_that_fails_leaves_the_old_plan_running_and_says_why(
         assert len(doc["workers"]) == len({w["id"] for w in doc["workers"]})
         stats = await wait_fake(fake, lambda s: s["connections_open"] == 7)
         assert stats["identify_violations"] == 0
+    finally:
+        await sup.close()
+        await fake.close()
+
+
+async def test_a_stop_during_a_reshard_closes_both_sets_cleanly(tmp_path: Path) -> None:
+    fake, sup = await _start(tmp_path)
+    try:
+        await sup.wait_status(all_connected)
+        await _recommend(fake, shards=16)
+        status, _ = await _post(sup, "/reshard")
+        assert status == 202
+        await sup.wait_status(lambda d: d["supervisor"]["reshard"].get("ready", 0) >= 2)
+        sup.proc.send_signal(signal.SIGTERM)
+        assert await sup.wait_exit() == 0
+        await wait_fake(fake, lambda s: s["connections_open"] == 0)
+        # every session of both sets was ended by its shard (1000): none left to time out
+        ended = {s["ended_reason"] for s in await fake.sessions()}
+        assert ended == {"client_close_1000"}
+        assert "Traceback" not in sup.stderr.read_text()
     finally:
         await sup.close()
         await fake.close()
