@@ -487,8 +487,8 @@ class Supervisor:
         self._slots = dict(books.slots)
         self.plan = books.plan
         self.shards = books.shards
+        # Not limiter.update: the limits were read before the new set spent its identifies.
         self.gateway = books.gateway
-        self.limiter.update(books.gateway.limits)
         self.sessions.clear()
         for sid, session in books.sessions.snapshot().items():
             self.sessions.put(sid, session)

@@ -177,6 +177,9 @@ async def test_a_raised_recommendation_reshards_8_to_16_without_a_gap(tmp_path: 
         assert stats["identifies"] == 8 + 16
         assert stats["identify_violations"] == 0
         assert stats["client_closes_by_code"].get("1000", 0) >= 8  # the old set's close
+        # the budget the supervisor knows is what the fake has left, not the figure read
+        # before the new set identified
+        assert doc["supervisor"]["session_start_remaining"] == stats["session_start_remaining"]
     finally:
         await sup.close()
         await fake.close()
