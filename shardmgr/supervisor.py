@@ -580,4 +580,3 @@ class Supervisor:
                 view.as_dict(now, self.sessions.get(view.shard_id)) for view in self.shards.views()
             ],
         }
-
