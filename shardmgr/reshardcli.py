@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from shardmgr.adminclient import request_json
 from shardmgr.presence import _error_of, admin_secret
@@ -22,3 +23,23 @@ def request(address: str, env: Mapping[str, str] | None = None, timeout_s: float
         f"resharding from {doc.get('from')} to {doc.get('to')} shards in the background; "
         "`shardmgr status` shows its progress"
     )
+
+
+def status_line(reshard: dict[str, Any] | None) -> str | None:
+    """`shardmgr status`'s line about a reshard (``/status`` ``supervisor.reshard``): the one
+    running, or the last one when it did not succeed; None when there is nothing to say."""
+    if not reshard:
+        return None
+    if reshard.get("phase", "idle") != "idle":
+        return (
+            f"RESHARDING {reshard.get('from')} -> {reshard.get('to')} shards "
+            f"({reshard.get('phase')}): {reshard.get('ready', 0)} of {reshard.get('to')} new "
+            f"shards ready after {reshard.get('elapsed_s', 0):.0f} s"
+        )
+    last = reshard.get("last") or {}
+    if last.get("outcome") in ("failed", "refused"):
+        return (
+            f"last reshard {last.get('from')} -> {last.get('to')} {last['outcome']}: "
+            f"{last.get('reason')}"
+        )
+    return None
