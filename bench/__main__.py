@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "admin_load": "bench.admin_load",
     "rest": "bench.rest",
     "cluster": "bench.cluster",
+    "reshard": "bench.reshard",
     "sink_redis": "bench.sink_redis",  # provided by the Redis engineer; run when present
 }
 OPTIONAL = frozenset({"sink_redis"})

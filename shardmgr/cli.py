@@ -69,6 +69,12 @@ _HELP: dict[str, str] = {
     "shutdown_timeout_s": "seconds a worker may take to close its shards before it is killed",
     "resume_window_s": "saved sessions older than this are not resumed",
     "log_level": "debug, info, warning or error",
+    "reshard_in_background": "on 4011 or a bigger recommendation, start the new shard set "
+    "beside the old one and switch over (--no-reshard-in-background: stop, then start)",
+    "reshard_check_interval_s": "how often /gateway/bot is asked whether to reshard, seconds",
+    "reshard_at_guilds": "reshard when the largest shard holds more guilds (Discord: 2500)",
+    "reshard_timeout_s": "a new shard set not ready within this is given up (old set stays)",
+    "reshard_overlap_s": "at the switch, held events this recent are delivered (duplicates)",
     "log_json": "JSON log lines instead of key=value",
     "rest_global_limit": "REST requests per second for the whole bot (Discord's default: 50)",
     "rest_limiter": "'local' or a redis:// URL for REST limits (default: --identify-limiter)",
@@ -191,6 +197,14 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_reshard(args: argparse.Namespace) -> int:
+    from shardmgr import presence, reshardcli
+
+    presence.admin_secret()  # before looking for the supervisor
+    print(reshardcli.request(_find_supervisor(args)))
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from shardmgr import demo
 
@@ -261,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", action="store_true", help="also run the handler's start() (and close())"
     )
     check.set_defaults(run=_run_check)
+    reshard = sub.add_parser(
+        "reshard",
+        help="reshard now if Discord recommends more shards (in the background, no downtime)",
+        description="Asks the running supervisor (POST /reshard, SHARDMGR_ADMIN_SECRET) to "
+        "start the recommended shard count beside the running one and switch over once it "
+        "is ready.",
+    )
+    _add_supervisor_location(reshard)
+    reshard.set_defaults(run=_run_reshard)
 
     demo = sub.add_parser("demo", help="a fake gateway plus `shardmgr start` (`make run`)")
     demo.add_argument("--shards", type=int, default=16, help="the fake's recommended shard count")

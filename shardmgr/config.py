@@ -142,6 +142,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     call_timeout_s: float = 10.0
     call_max_bytes: int = 1024 * 1024
 
+    # --- resharding without downtime (issue 19, shardmgr.reshard) ---
+    # False: a 4011 stops every worker and starts the new plan (no overlap, half the memory)
+    reshard_in_background: bool = True
+    reshard_check_interval_s: float = 8 * 3600.0
+    reshard_at_guilds: int = 2000
+    reshard_timeout_s: float = 900.0
+    reshard_overlap_s: float = 2.0
+
     @property
     def loop_stall(self) -> float:
         """The worker watchdog's threshold: well under the ping timeout, so the blocked
@@ -490,6 +498,9 @@ _POSITIVE: Final = (
     "call_timeout_s",
     "call_max_bytes",
     "owner_lease_s",
+    "reshard_check_interval_s",
+    "reshard_timeout_s",
+    "reshard_overlap_s",
 )
 
 
@@ -514,6 +525,8 @@ def _validate_timing(s: Settings, where: Where) -> None:
         raise UserError(f"{where('crash_loop_restarts')} must be at least 1")
     if s.identify_reserve < 0:
         raise UserError(f"{where('identify_reserve')} must be 0 or more")
+    if not 1 <= s.reshard_at_guilds <= 2500:
+        raise UserError(f"{where('reshard_at_guilds')} must be 1 to 2500 (Discord's limit)")
 
 
 def _validate_gateway_options(s: Settings, where: Where) -> None:

@@ -29,6 +29,7 @@ from shardmgr.httpguard import (
 )
 from shardmgr.logthrottle import LogThrottle
 from shardmgr.poison import ReplayOutcome
+from shardmgr.reshard import Trigger
 from workers.logsetup import fields
 from workers.protocol import CLIENT_OPS, MAX_CLIENT_PAYLOAD, Op, parse_presence_status
 
@@ -140,6 +141,7 @@ class HttpApi:
         app.router.add_get("/readyz", self._get_readyz)
         app.router.add_get("/status", self._get_status)
         app.router.add_post("/restart", self._post_restart)
+        app.router.add_post("/reshard", self._post_reshard)
         app.router.add_post("/presence", self._post_presence)
         app.router.add_post("/shards/{shard_id}/send", self._post_send)
         app.router.add_post("/dead-letters/replay", self._post_replay)
@@ -275,6 +277,18 @@ class HttpApi:
         if not self._source.request_rolling_restart():
             return web.json_response({"error": "a restart is already in progress"}, status=409)
         return web.json_response({"restart": "rolling"}, status=202)
+
+    async def _post_reshard(self, request: web.Request) -> web.Response:
+        """202 {"from", "to"}: a reshard started in the background; 200: nothing to do;
+        409: one is running; 422: refused (budget, a slice), with the reason."""
+        refused = self._refused(request, "reshard")
+        if refused is not None:
+            return refused
+        resharder = getattr(self._source, "reshard", None)
+        if resharder is None:
+            return web.json_response({"error": "this server cannot reshard"}, status=501)
+        answer = await resharder.request(Trigger.OPERATOR)
+        return web.json_response(answer.as_dict(), status=answer.answer.value)
 
     def _commands(self) -> CommandSource | None:
         source = self._source

@@ -42,6 +42,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from shardmgr.reshardmetrics import ReshardMetrics
 from shardmgr.restmetrics import RestMetrics
 from shardmgr.shardtable import SHARD_STATES, state_after, state_without_worker
 from workers import ipc
@@ -169,6 +170,7 @@ class Metrics:
             return Gauge(f"{p}_{name}", doc, labels, registry=r)
 
         self.build = Info(f"{p}_build", "shardmgr version", registry=r)
+        self.reshard = ReshardMetrics(r)  # shardmgr_reshard_* (shardmgr.resharder)
         self.build.info({"version": _version()})
 
         # ---- fleet-wide

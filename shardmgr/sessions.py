@@ -162,6 +162,9 @@ class _StateFile(msgspec.Struct):
     total_shards: int
     saved_at: float  # wall clock: the resume window is real time, across processes
     sessions: dict[int, ipc.SessionInfo]
+    # a reshard in progress when this was written (``Resharder.state``): for the operator;
+    # the sessions are the old plan's, which the next start resumes
+    reshard: dict[str, int | str] | None = None
 
 
 def token_fingerprint(token: str) -> str:
@@ -170,7 +173,11 @@ def token_fingerprint(token: str) -> str:
 
 
 def write_state(
-    path: Path, token: str, total_shards: int, sessions: dict[int, ipc.SessionInfo]
+    path: Path,
+    token: str,
+    total_shards: int,
+    sessions: dict[int, ipc.SessionInfo],
+    reshard: dict[str, int | str] | None = None,
 ) -> None:
     """Atomic and owner-only (session ids let anyone with the token resume), never through a
     symlink: see ``statefiles``. OSError or UserError (an unsafe directory) if it cannot be."""
@@ -181,6 +188,7 @@ def write_state(
         total_shards=total_shards,
         saved_at=time.time(),
         sessions=sessions,
+        reshard=reshard,
     )
     statefiles.write_atomic(path, msgspec.json.encode(doc))
 

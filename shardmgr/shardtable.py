@@ -46,6 +46,7 @@ def state_after(msg: ipc.ToSupervisor) -> tuple[int, str] | None:
             | ipc.RunResult()
             | ipc.DeadLettered()
             | ipc.Replayed()
+            | ipc.Delivering()
         ):
             return None
         case _:
@@ -130,9 +131,13 @@ def _age(now: float, at: float | None) -> float | None:
 class ShardTable:
     """Every planned shard's ``ShardView``, fed by (current-generation) worker reports."""
 
-    def __init__(self, groups: list[list[int]]) -> None:
+    def __init__(self, groups: list[list[int]], first_worker: int = 0) -> None:
+        """Worker ids are ``first_worker`` + the group's index (a reshard's new set runs
+        beside the old one under ids of its own)."""
         self._views = {
-            sid: ShardView(sid, wid) for wid, group in enumerate(groups) for sid in group
+            sid: ShardView(sid, first_worker + wid)
+            for wid, group in enumerate(groups)
+            for sid in group
         }
 
     def __len__(self) -> int:

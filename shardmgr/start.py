@@ -31,6 +31,7 @@ from shardmgr.ownership import OwnedLimiter, start_ownership
 from shardmgr.pidfile import PidFile
 from shardmgr.plan import Plan, budget_shortfall, make_plan, replan_total
 from shardmgr.redisurl import check_redis, resolve_url_files
+from shardmgr.resharder import Planner
 from shardmgr.sessions import (
     SessionSaver,
     SessionStore,
@@ -304,6 +305,13 @@ async def _run(
             worker_env=worker_environment(settings, os.environ),
             announce=announce,
             rest=make_broker(settings, token),
+            reshard_planner=Planner(
+                discover=discover,
+                plan=lambda gw, total: plan_for(settings, gw, shards=str(total)),
+                fixed_total=settings.total_shards,
+            )
+            if settings.reshard_in_background
+            else None,
         )
         if settings.limiter.url is not None and settings.limiter.kind is not LimiterKind.LOCAL:
             # The identify limiter's Redis also carries calls to other hosts' workers.
@@ -357,7 +365,11 @@ async def _run(
         saver = SessionSaver(
             sessions,
             lambda saved: write_state(
-                settings.state_path, token, supervisor.plan.total_shards, saved
+                settings.state_path,
+                token,
+                supervisor.plan.total_shards,
+                saved,
+                supervisor.reshard.state(),
             ),
             settings.sessions_save_interval_s,
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 from shardmgr.adminclient import request_json
 from shardmgr.errors import UserError
+from shardmgr.reshardcli import status_line
 from shardmgr.settingvalues import ranges_text
 
 
@@ -42,6 +43,8 @@ def render(doc: dict[str, Any]) -> str:
     ]
     if sup.get("budget_exhausted"):
         lines.append(f"IDENTIFY BUDGET EXHAUSTED: {sup['budget_exhausted']}")
+    if (resharding := status_line(sup.get("reshard"))) is not None:
+        lines.append(resharding)
     lines.append("")
     worker_rows = [
         [

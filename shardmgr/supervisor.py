@@ -22,6 +22,9 @@ from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
 from shardmgr.poison import PoisonTracker, ReplayOutcome, Replays
+from shardmgr.reshard import Trigger
+from shardmgr.resharder import NewSetBooks, Planner, Resharder
+from shardmgr.reshardmetrics import reshard_metrics
 from shardmgr.restarts import RestartPolicy
 from shardmgr.restlimits import LocalGlobal, RestBroker
 from shardmgr.rolling import CanaryFailed, RollingTracker
@@ -31,7 +34,14 @@ from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
 from shardmgr.workerconfig import worker_config
 from shardmgr.workerproc import SpawnedWorker
-from shardmgr.workerslot import LEAVING, RestartReason, SlotRunner, WorkerSlot, WorkerState
+from shardmgr.workerslot import (
+    LEAVING,
+    RestartReason,
+    SlotRunner,
+    WorkerSlot,
+    WorkerState,
+    retire,
+)
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.ipc import ShardState
@@ -78,10 +88,12 @@ class Supervisor:
         clock: Clock = REAL_CLOCK,
         announce: Callable[[str], None] = print,
         rest: RestBroker | None = None,
+        reshard_planner: Planner | None = None,
     ) -> None:
         """``replan(old_plan)`` is awaited after a 4011 and returns the fresh discovery and
         the plan for the new shard count, or None to keep the current plan. ``announce``
-        shows the operator a new plan."""
+        shows the operator a new plan. With ``reshard_planner`` a 4011 (or a bigger
+        recommendation) reshards in the background instead (``shardmgr.resharder``)."""
         self.settings = settings
         self._token = token
         self.gateway = gateway
@@ -140,6 +152,13 @@ class Supervisor:
         # Planned shards another host runs (they wait here, and count as done for the
         # start's progress and for /readyz, or a rolling update would wait on them).
         self.owned_elsewhere: Callable[[], Collection[int]] = tuple
+        self.reshard = Resharder(
+            self,
+            settings=settings,
+            planner=reshard_planner,
+            metrics=reshard_metrics(metrics),
+            clock=clock,
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -148,6 +167,7 @@ class Supervisor:
         self._apply_plan(self.plan)
         await self.router.start()
         control = asyncio.create_task(self._control_loop(), name="supervisor-control")
+        self.reshard.start()
         try:
             await self._stop_requested.wait()
         finally:
@@ -260,6 +280,7 @@ class Supervisor:
                 log.exception("supervisor command failed", extra=fields(command=command))
 
     async def _shutdown(self) -> None:
+        await self.reshard.aclose()  # a new shard set still starting closes too
         if self._progress is not None:
             self._progress.cancel()
             await asyncio.gather(self._progress, return_exceptions=True)
@@ -282,7 +303,14 @@ class Supervisor:
         """A worker process of ``slot`` is reaped: its REST keys go back, and if it was the
         slot's current one, its shards have no connection whatever it last reported."""
         self.rest.gone((slot.worker_id, gen))
-        if slot.gen == gen:
+        if slot.gen != gen:
+            return
+        # Only the table of the set the slot belongs to: a reshard's new set and a retired old
+        # set share shard ids with the plan that delivers.
+        books = self.reshard.books(slot.worker_id)
+        if books is not None and books.slots.get(slot.worker_id) is slot:
+            books.shards.worker_gone(slot.shard_ids)
+        elif self._slots.get(slot.worker_id) is slot:
             self.shards.worker_gone(slot.shard_ids)
 
     # ---------------------------------------------------------------- worker reports
@@ -291,12 +319,18 @@ class Supervisor:
         """Apply one report; False (and nothing changes) if it comes from a generation that
         is not the slot's current one, so a replaced process can never act on its shards."""
         slot = self._slots.get(worker_id)
+        # a reshard's new set, starting beside this one, keeps books of its own
+        books = self.reshard.books(worker_id) if slot is None else None
+        if books is not None:
+            slot = books.slots[worker_id]
         if slot is None or msg.gen != slot.gen or slot.proc is None:
             self.stale(worker_id, msg)
             return False
-        self.metrics.on_worker_message(worker_id, msg)
-        self.sessions.on_message(msg)
-        self.fatal.on_message(msg)
+        shards = books.shards if books is not None else self.shards
+        if books is None:  # the metrics show the set that delivers (the new one once adopted)
+            self.metrics.on_worker_message(worker_id, msg)
+            self.fatal.on_message(msg)
+        (books.sessions if books is not None else self.sessions).on_message(msg)
         match msg:
             case ipc.Pong():
                 slot.last_pong = self._clock.monotonic()
@@ -331,12 +365,15 @@ class Supervisor:
             case ipc.RunResult():
                 self.router.on_result(msg.gen, msg)
             case ipc.ShardStopped():
-                self.shards.apply(worker_id, msg)
-                self._on_shard_stopped(slot, msg)
+                shards.apply(worker_id, msg)
+                if books is None:
+                    self._on_shard_stopped(slot, msg)
             case ipc.DeadLettered():
                 self.poison.dead_lettered(msg)
             case ipc.Replayed():
                 self.replays.replayed(msg)
+            case ipc.Delivering():
+                self.reshard.on_delivering(msg)
             case (
                 ipc.ShardStateChanged()
                 | ipc.SessionStarted()
@@ -344,7 +381,7 @@ class Supervisor:
                 | ipc.Stats()
                 | ipc.Suspended()
             ):
-                self.shards.apply(worker_id, msg)
+                shards.apply(worker_id, msg)
             case _:
                 assert_never(msg)
         self.pulse()
@@ -366,7 +403,10 @@ class Supervisor:
                 "shard closed with 4011 (sharding required); re-planning",
                 extra=fields(shard=msg.shard_id, worker=slot.worker_id),
             )
-            self._queue(RestartReason.REPLAN)
+            if self.reshard.wired:
+                self.reshard.request_soon(Trigger.SHARDING_REQUIRED)
+            else:
+                self._queue(RestartReason.REPLAN)
         elif msg.fatal and not self.stopping:
             log.error(
                 "shard stopped for good",
@@ -475,14 +515,7 @@ class Supervisor:
             extra=fields(old_shards=old.total_shards, new_shards=plan.total_shards),
         )
         slots = list(self._slots.values())
-        for slot in slots:
-            slot.retired = True
-            slot.ask_replace(RestartReason.REPLAN)
-        tasks = [s.task for s in slots if s.task is not None]
-        if tasks:
-            # asyncio.wait, not gather: a stop arriving now cancels this command, and that
-            # must not cancel (and so SIGKILL) the worker loops still closing their shards.
-            await asyncio.wait(tasks)
+        await retire(slots)
         if self.stopping:
             return
         # Sessions belong to the old shard count and cannot be resumed under the new one.
@@ -520,25 +553,57 @@ class Supervisor:
     def worker_config(self, slot: WorkerSlot) -> ipc.WorkerConfig:
         """What a new process for ``slot`` is started with (its shards resume if they can)."""
         elsewhere = self.owned_elsewhere()
+        books = self.reshard.books(slot.worker_id)
+        sessions = books.sessions if books is not None else self.sessions
         config = worker_config(
             self.settings,
             worker_id=slot.worker_id,
             token=self._token,
-            gateway_url=self.gateway.url,
-            num_shards=self.plan.total_shards,
+            gateway_url=(books.gateway if books is not None else self.gateway).url,
+            num_shards=(books.plan if books is not None else self.plan).total_shards,
             shards=[
                 # A shard another host took over must identify (and so wait for it) here.
                 ipc.ShardAssignment(
                     shard_id=sid, session=session, skip=self.poison.skip_for(sid, session)
                 )
                 for sid in slot.shard_ids
-                for session in (None if sid in elsewhere else self.sessions.get(sid),)
+                for session in (None if sid in elsewhere else sessions.get(sid),)
             ],
+            hold_delivery=books is not None and books.holding,
         )
         # Each worker guards its share, so that together they stay under the bot's guard.
         share = self.rest.worker_invalid_limit(len(self._slots))
         inflight = self.poison.inflight_file(slot.worker_id, len(slot.shard_ids))
         return msgspec.structs.replace(config, rest_invalid_limit=share, inflight_file=inflight)
+
+    # ---------------------------------------------------------------- reshard hooks
+
+    def worker_ids(self) -> list[int]:
+        return list(self._slots)
+
+    def start_slot(self, slot: WorkerSlot) -> None:
+        self._runner.start(slot)
+
+    def adopt(self, books: NewSetBooks) -> list[WorkerSlot]:
+        """The reshard's switch: the new set becomes the plan; returns the old set's slots
+        (no longer this supervisor's: their reports are stale from now on)."""
+        old = list(self._slots.values())
+        self._slots = dict(books.slots)
+        self.plan = books.plan
+        self.shards = books.shards
+        # Not limiter.update: the limits were read before the new set spent its identifies.
+        self.gateway = books.gateway
+        self.sessions.clear()
+        for sid, session in books.sessions.snapshot().items():
+            self.sessions.put(sid, session)
+        self.metrics.set_plan(
+            len(books.plan.shard_ids), {w: s.shard_ids for w, s in books.slots.items()}
+        )
+        for worker_id, report in books.state_reports():
+            self.metrics.on_worker_message(worker_id, report)
+        self._announce(books.plan.describe())
+        self.pulse()
+        return old
 
     # ---------------------------------------------------------------- operator commands
 
@@ -627,7 +692,8 @@ class Supervisor:
                 "rolling_restart": self.rolling,
                 "rolling": self.roll.as_dict(),
                 "stopped_for_good": self.fatal.explain() or None,
-                "replans": self.replans,
+                "replans": self.replans + self.reshard.succeeded,
+                "reshard": self.reshard.as_dict(),
                 "budget_exhausted": self.exhausted,
                 "session_start_remaining": self.limiter.remaining,
                 "identify_limiter_available": self.limiter.available,

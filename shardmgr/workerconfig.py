@@ -8,7 +8,9 @@ from shardmgr.config import Settings
 from workers import ipc
 
 # What each worker gets of its own, and what is derived from settings of another shape.
-_PER_WORKER: Final = frozenset({"worker_id", "token", "gateway_url", "num_shards", "shards"})
+_PER_WORKER: Final = frozenset(
+    {"worker_id", "token", "gateway_url", "num_shards", "shards", "hold_delivery"}
+)
 _DERIVED: Final = frozenset(
     {
         "handler",
@@ -40,6 +42,7 @@ def worker_config(
     gateway_url: str,
     num_shards: int,
     shards: list[ipc.ShardAssignment],
+    hold_delivery: bool = False,
 ) -> ipc.WorkerConfig:
     """A worker's start configuration: the same-named settings, plus what is derived."""
     options: dict[str, Any] = {name: getattr(settings, name) for name in SAME_NAMED_FIELDS}
@@ -60,6 +63,7 @@ def worker_config(
         gateway_url=gateway_url,
         num_shards=num_shards,
         shards=shards,
+        hold_delivery=hold_delivery,
         **options,
         **derived,
     )

@@ -100,6 +100,19 @@ class WorkerSlot:
         }
 
 
+async def retire(slots: list[WorkerSlot]) -> None:
+    """Close these slots' shards with 1000 and wait until their processes exited; no
+    process follows in them."""
+    for slot in slots:
+        slot.retired = True
+        slot.ask_replace(RestartReason.REPLAN)
+    tasks = [s.task for s in slots if s.task is not None]
+    if tasks:
+        # asyncio.wait, not gather: a stop arriving now cancels the caller, and that must
+        # not cancel (and so SIGKILL) the worker loops still closing their shards.
+        await asyncio.wait(tasks)
+
+
 class SlotMetrics(Protocol):
     def worker_up(self, worker_id: int, up: bool) -> None: ...
     def worker_restarted(self, worker_id: int, reason: str) -> None: ...

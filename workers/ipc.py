@@ -131,6 +131,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     inflight_file: str | None = None
     # the event loop not turning for this long is logged with the stack (watchdog)
     loop_stall_s: float = 5.0
+    # --- added by the reshard (issue 19) ---
+    # a shard set started beside the running one: hold events (newest ``handler_backlog``
+    # per shard) until ``Deliver``, since the old set delivers them until the switch
+    hold_delivery: bool = False
 
 
 # ---------------------------------------------------------------- REST limits (issue 14)
@@ -343,6 +347,15 @@ class ReplayEvent(msgspec.Struct, tag="replay_event", kw_only=True):
     d: bytes
 
 
+class Deliver(msgspec.Struct, tag="deliver", kw_only=True):
+    """The reshard's switch: start delivering. Held events received within ``overlap_s``
+    before this message are delivered (at least once around the switch), older ones are
+    dropped (the old set delivered them). Answered by ``Delivering``."""
+
+    gen: int
+    overlap_s: float
+
+
 ToWorker = (
     Start
     | Activate
@@ -357,6 +370,7 @@ ToWorker = (
     | RunCall
     | CallReply
     | ReplayEvent
+    | Deliver
 )
 
 
@@ -492,6 +506,15 @@ class ShardStats(msgspec.Struct, kw_only=True):
     model_errors: int = 0
 
 
+class Delivering(msgspec.Struct, tag="delivering", kw_only=True):
+    """Reply to ``Deliver``: held events now delivered (the old set may have delivered
+    them too: the switch's duplicates) and dropped (the old set delivered them)."""
+
+    gen: int
+    released: int
+    dropped: int
+
+
 class Stats(msgspec.Struct, tag="stats", kw_only=True):
     """Batched about once a second; never one IPC message per event."""
 
@@ -571,6 +594,7 @@ ToSupervisor = (
     | RunResult
     | DeadLettered
     | Replayed
+    | Delivering
 )
 
 _encoder: Final = msgspec.msgpack.Encoder()

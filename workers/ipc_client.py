@@ -392,6 +392,12 @@ class WorkerProcess:
                     task = asyncio.get_running_loop().create_task(self._replay(msg))
                     self._replays.add(task)
                     task.add_done_callback(self._replays.discard)
+                case ipc.Deliver():
+                    runtime = self.runtime
+                    released, dropped = runtime.deliver(msg.overlap_s) if runtime else (0, 0)
+                    channel.send(
+                        ipc.Delivering(gen=channel.gen, released=released, dropped=dropped)
+                    )
                 case ipc.Start() | ipc.Activate():
                     log.warning("ignoring a second Start message")
                 case ipc.RunCall():

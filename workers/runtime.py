@@ -16,6 +16,7 @@ from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.cluster import Cluster
 from workers.handlers import Delivery, Handler, as_handler
+from workers.holding import HeldEvents
 from workers.inflight import InFlightFile, OnSkip
 from workers.members import MemberWaits
 from workers.permits import IdentifyPermit
@@ -70,6 +71,8 @@ class WorkerRuntime:
         # gateway.cluster (None without a supervisor) and the member requests that wait
         self.cluster = cluster
         self.members = MemberWaits()
+        # a reshard's new set: each shard's events, held until ``deliver`` (the switch)
+        self._held: dict[int, HeldEvents] = {}
 
     async def start(self) -> None:
         await self.prepare()
@@ -125,6 +128,10 @@ class WorkerRuntime:
                 rng=random.Random(self._rng.random()),
             )
             self.shards[sid] = shard
+            if self.config.hold_delivery:
+                held = HeldEvents(self.config.handler_backlog, self.clock)
+                self._held[sid] = held
+                shard.route_events(held.push)
             delivery_task = loop.create_task(delivery.run())
             delivery_task.add_done_callback(functools.partial(self._task_done, sid, "delivery"))
             self._delivery_tasks.append(delivery_task)
@@ -152,6 +159,19 @@ class WorkerRuntime:
         shard = self.shards.get(sid)
         session = shard.checkpoint_session() if shard is not None else None
         self.reporter.stopped(sid, "crashed", None, False, session)
+
+    def deliver(self, overlap_s: float) -> tuple[int, int]:
+        """The reshard's switch: deliver from now on, and the held events that arrived
+        within ``overlap_s``; returns (released, dropped) over every shard."""
+        released = dropped = 0
+        for sid, held in self._held.items():
+            shard = self.shards[sid]
+            shard.route_events(shard.delivery.push)
+            r, d = held.release(overlap_s, shard.delivery.push)
+            released += r
+            dropped += d
+        self._held.clear()
+        return released, dropped
 
     async def stop(self) -> None:
         """Close every shard with 1000 (sessions end)."""

@@ -102,7 +102,7 @@ class Shard:
         self.permits = permits
         self.reporter = reporter
         self.delivery = delivery
-        self._push = delivery.push
+        self._push: Callable[[Event], None] = delivery.push
         self.counters: ShardCounters = delivery.counters
         self.clock = clock
         self.rng = rng or random.Random()
@@ -402,6 +402,11 @@ class Shard:
             "shard connected",
             extra={"shard": self.shard_id, "kind": kind, "seq": self.session.seq},
         )
+
+    def route_events(self, push: Callable[[Event], None]) -> None:
+        """Where received dispatches go: the delivery (default), or a reshard's holding
+        buffer until the switch (``workers.holding``)."""
+        self._push = push
 
     def _check_guild_shard(self, body: msgspec.Raw) -> None:
         """A guild outside this shard's share (Discord's ``(id >> 22) % num_shards``)

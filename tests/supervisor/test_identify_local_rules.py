@@ -12,13 +12,12 @@ import msgspec
 import pytest
 
 from shardmgr.identify import (
-    DAY_S,
     MIN_BUDGET_WAIT_S,
-    REFRESH_RETRY_S,
     BudgetExhausted,
     LocalIdentifyLimiter,
     SessionStartLimit,
 )
+from shardmgr.identify.local import DAY_S, REFRESH_RETRY_S
 from tests.worker.test_permits_rules import LateClock
 from workers.clock import FakeClock
 

@@ -5,7 +5,7 @@ duplicate reports are matched by nonce value."""
 
 from __future__ import annotations
 
-from tests.supervisor.test_permits import WINDOW, Recorder, _ask, _broker, _settle
+from tests.supervisor.test_permits import RESERVE, WINDOW, Recorder, _ask, _broker, _settle
 from workers.clock import FakeClock
 
 
@@ -18,9 +18,15 @@ def big(n: int) -> int:
     return int(str(100_000 + n))
 
 
-async def test_a_shards_first_identify_may_spend_the_last_start_below_the_reserve() -> None:
+async def test_a_shards_first_identify_keeps_the_reserve_like_any_other() -> None:
+    # The first start keeps the reserve for the restarts that follow (issue 22 item 9).
     clock, rec = FakeClock(start=0.0), Recorder()
-    broker = _broker(clock, rec, remaining=1)
+    broker = _broker(clock, rec, remaining=RESERVE)
+    broker.request(_ask(0, 1), send=rec.send, wanted=_always)
+    await _settle()
+    assert broker.granted == 0 and broker.pending == 1
+    await broker.aclose()
+    broker = _broker(clock, rec, remaining=RESERVE + 1)
     broker.request(_ask(0, 1), send=rec.send, wanted=_always)
     await rec.next_send()
     assert broker.granted == 1
@@ -77,7 +83,7 @@ async def test_reports_match_their_grant_by_nonce_value() -> None:
     await rec.next_send()
     await _settle()
     broker.sent(1, 0, big(1))
-    broker.cancel(1, 1, big(2))
+    broker.release(1, 1, big(2))
     assert broker.held == 0
     await broker.aclose()
 
@@ -87,7 +93,7 @@ async def test_a_cancel_matches_its_pending_request_by_nonce_value() -> None:
     broker = _broker(clock, rec, remaining=0)
     broker.request(_ask(0, big(1)), send=rec.send, wanted=_always)
     await _settle()
-    broker.cancel(1, 0, big(1))
+    broker.release(1, 0, big(1))
     await _settle()
     assert broker.pending == 0
     await broker.aclose()
@@ -98,7 +104,7 @@ async def test_a_cancel_with_a_newer_nonce_leaves_the_pending_request() -> None:
     broker = _broker(clock, rec, remaining=0)
     broker.request(_ask(0, 1), send=rec.send, wanted=_always)
     await _settle()
-    broker.cancel(1, 0, 2)
+    broker.release(1, 0, 2)
     await _settle()
     assert broker.pending == 1
     await broker.aclose()
@@ -169,7 +175,7 @@ async def test_the_budget_stays_exhausted_while_another_shard_still_waits_for_it
     broker.request(_ask(1, 2), send=rec.send, wanted=_always)
     await _settle()
     assert broker.exhausted is not None
-    broker.cancel(1, 0, 1)
+    broker.release(1, 0, 1)
     await _settle()
     assert broker.exhausted is not None and rec.exhausted[-1] is not None
     await broker.aclose()

@@ -41,3 +41,19 @@ def test_status_table_shows_one_row_per_worker_and_shard() -> None:
 def test_status_table_flags_an_exhausted_budget() -> None:
     doc = {**DOC, "supervisor": {**DOC["supervisor"], "budget_exhausted": "2 remaining"}}
     assert "IDENTIFY BUDGET EXHAUSTED: 2 remaining" in render(doc)
+
+
+def test_status_table_shows_a_reshard_in_progress() -> None:
+    reshard = {"phase": "starting", "from": 8, "to": 16, "ready": 5, "elapsed_s": 12.4}
+    doc = {**DOC, "supervisor": {**DOC["supervisor"], "reshard": reshard}}
+    assert "RESHARDING 8 -> 16 shards (starting): 5 of 16 new shards ready after 12 s" in render(
+        doc
+    )
+
+
+def test_status_table_says_why_the_last_reshard_failed() -> None:
+    last = {"outcome": "failed", "from": 8, "to": 9, "reason": "new shard 0 closed with 4011"}
+    doc = {**DOC, "supervisor": {**DOC["supervisor"], "reshard": {"phase": "idle", "last": last}}}
+    assert "last reshard 8 -> 9 failed: new shard 0 closed with 4011" in render(doc)
+    ok = {"phase": "idle", "last": {**last, "outcome": "succeeded"}}
+    assert "reshard" not in render({**DOC, "supervisor": {**DOC["supervisor"], "reshard": ok}})

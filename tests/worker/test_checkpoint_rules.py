@@ -39,7 +39,7 @@ async def test_a_checkpoint_of_the_previous_session_never_counts_in_a_new_one() 
 
 def test_no_session_without_both_an_id_and_a_resume_url() -> None:
     shard, _ = make_shard()
-    shard.session_id = "abc"  # READY gives both at once; only a half-built state lacks one
+    shard.session.session_id = "abc"  # READY gives both at once; only a half-built state lacks one
     assert shard.session_info() is None and shard.checkpoint_session() is None
-    shard.session_id, shard.resume_url = None, "ws://127.0.0.1:2"
+    shard.session.session_id, shard.session.resume_url = None, "ws://127.0.0.1:2"
     assert shard.session_info() is None and shard.checkpoint_session() is None

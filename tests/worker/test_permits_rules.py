@@ -45,7 +45,7 @@ async def test_an_unused_grant_frees_its_bucket_one_window_after_the_grant() -> 
     permits = InProcessPermits(max_concurrency=2, window_s=5, clock=clock)
     await permits.acquire(5)  # bucket 1
     await clock.advance(1.0)
-    permits.unused(5)
+    permits.release(5)
     assert await granted_after(clock, permits, 1) == 4.0
 
 
@@ -56,7 +56,7 @@ async def test_a_stale_report_from_another_shard_does_not_free_the_bucket(
     clock = FakeClock()
     permits = InProcessPermits(max_concurrency=2, window_s=5, clock=clock, hold_timeout_s=20)
     await permits.acquire(holder)  # bucket 0, held until the holder reports
-    permits.unused(reporter)  # the reporter holds nothing: must not release the grant
+    permits.release(reporter)  # the reporter holds nothing: must not release the grant
     assert await granted_after(clock, permits, 4) == 20.0
 
 
@@ -76,7 +76,7 @@ async def test_reports_match_by_shard_id_value_for_large_shard_ids() -> None:
     clock = FakeClock()
     permits = InProcessPermits(max_concurrency=1, window_s=5, clock=clock)
     await permits.acquire(int("1000"))
-    permits.unused(int("1000"))  # another int object, as decoded from the pipe
+    permits.release(int("1000"))  # another int object, as decoded from the pipe
     assert await granted_after(clock, permits, 1) == 5.0
 
 
