@@ -1,5 +1,6 @@
 """The ping-pong bot: ``!ping`` gets a reply "pong", and the ``/ping`` slash command
-(registered when shard 0 is ready) is answered through the interaction callback.
+(registered when shard 0 is ready) is answered through the interaction callback; ``!guilds``
+and ``!where <guild_id>`` ask every worker of every host (``examples.cluster_commands``).
 
     shardmgr start --handler examples.pingpong:Bot --intents all
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from examples.cluster_commands import ClusterCommands
 from workers.events import Event
 from workers.gateway import Gateway
+from workers.models import MessageCreate
 from workers.rest.errors import HTTPError, NotFound
 from workers.rest.helpers import InteractionResponseType
 
@@ -23,7 +26,7 @@ APPLICATION_COMMAND = 2  # interaction type
 UNKNOWN_INTERACTION = 10062  # Discord's code: expired (3 s) or already answered
 
 
-class Bot:
+class Bot(ClusterCommands):
     def __init__(self) -> None:
         self.gateway: Gateway | None = None
         self.registered = False
@@ -49,11 +52,16 @@ class Bot:
             return
         self.registered = True
 
-    async def on_message_create(self, event: Event) -> None:
-        message = event.data()
-        if message.get("content") != "!ping" or message.get("author", {}).get("bot"):
+    async def on_message_create(self, message: MessageCreate) -> None:
+        if message.author.bot is True:  # UNSET for people
             return
-        await self._rest.reply(message, "pong")
+        if message.content == "!ping":
+            await self._rest.reply(message, "pong")
+            return
+        assert self.gateway is not None
+        text = await self.cluster_reply(self.gateway, message.content)
+        if text is not None:
+            await self._rest.reply(message, text)
 
     async def on_interaction_create(self, event: Event) -> None:
         interaction = event.data()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -10,11 +12,26 @@ from tests.rest.conftest import MakeClient
 from tests.rest.discord_server import Canned, DiscordServer
 from workers.events import Event
 from workers.gateway import Gateway
+from workers.models import MessageCreate
 from workers.rest.errors import NotFound
 
 
 def event(name: str, d: dict[str, object], shard_id: int = 0) -> Event:
     return Event(shard_id, 1, name, msgspec.json.encode(d))
+
+
+def message(d: dict[str, Any]) -> MessageCreate:
+    """A MESSAGE_CREATE as the bot's typed handler gets it, from the fields a test cares
+    about plus what Discord always sends."""
+    full = {
+        "timestamp": "2026-01-01T00:00:00+00:00", "edited_timestamp": None, "tts": False,
+        "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
+        "embeds": [], "pinned": False, "type": 0, **d,
+        "author": {"username": "someone", "discriminator": "0", "avatar": None, **d["author"]},
+    }  # fmt: skip
+    model = event("MESSAGE_CREATE", full).model()
+    assert isinstance(model, MessageCreate)
+    return model
 
 
 async def started(make_client: MakeClient) -> Bot:
@@ -26,7 +43,7 @@ async def started(make_client: MakeClient) -> Bot:
 async def test_ping_gets_a_pong_reply(discord: DiscordServer, make_client: MakeClient) -> None:
     bot = await started(make_client)
     d = {"id": "11", "channel_id": "5", "guild_id": "3", "content": "!ping", "author": {"id": "7"}}
-    await bot.on_message_create(event("MESSAGE_CREATE", d))
+    await bot.on_message_create(message(d))
     (reply,) = discord.messages["5"]
     assert reply["content"] == "pong"
     assert reply["message_reference"]["message_id"] == "11"
@@ -40,7 +57,7 @@ async def test_other_messages_and_bots_get_nothing(
         {"id": "1", "channel_id": "5", "content": "hello", "author": {"id": "7"}},
         {"id": "2", "channel_id": "5", "content": "!ping", "author": {"id": "8", "bot": True}},
     ):
-        await bot.on_message_create(event("MESSAGE_CREATE", d))
+        await bot.on_message_create(message(d))
     assert discord.counters["requests"] == 0
 
 

@@ -109,6 +109,7 @@ async def test_every_ping_gets_exactly_one_pong_and_every_slash_ping_one_callbac
                 assert callback["type"] == 4 and callback["data"]["content"] == "pong"
             assert (rest["rate_limited"], rest["limit_violations"]) == (0, 0)
             assert (await sup.status())["shards"] and sup.proc.returncode is None
+            await _the_whole_bot_answers(fake, guilds)
         finally:
             await sup.close()
     finally:
@@ -117,3 +118,30 @@ async def test_every_ping_gets_exactly_one_pong_and_every_slash_ping_one_callbac
 
 async def has_route(fake: FakeGatewayProc, route: str) -> bool:
     return bool((await get(fake, "/_fake/rest"))["by_route"].get(route))
+
+
+async def replies_to(fake: FakeGatewayProc, said: dict[str, Any]) -> list[str]:
+    messages = await get(fake, f"/_fake/messages?channel_id={said['channel_id']}")
+    return [
+        m["content"]
+        for m in messages
+        if (m.get("message_reference") or {}).get("message_id") == said["message_id"]
+    ]
+
+
+async def _the_whole_bot_answers(fake: FakeGatewayProc, guilds: list[str]) -> None:
+    """Issue 16: ``!guilds`` counts every worker's guilds (the fake's total), and ``!where``
+    names the shard and the worker of a guild, whichever worker reads the command."""
+    total = int((await get(fake, f"/_fake/guilds?num_shards={SHARDS}"))["guilds"])
+    asked = await dispatch(fake, t="MESSAGE_CREATE", content="!guilds", guild_id=guilds[0])
+    # A guild of shard 7 (worker 3, 2 shards a worker), asked in a guild of shard 0 (worker 0).
+    where = await dispatch(
+        fake, t="MESSAGE_CREATE", content=f"!where {guilds[7]}", guild_id=guilds[0]
+    )
+
+    async def answered() -> bool:
+        return bool(await replies_to(fake, asked)) and bool(await replies_to(fake, where))
+
+    await eventually(answered)
+    assert await replies_to(fake, asked) == [f"guilds: {total}"]
+    assert await replies_to(fake, where) == [f"guild {guilds[7]}: shard 7, worker 3"]

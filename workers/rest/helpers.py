@@ -69,24 +69,30 @@ class RestHelpers:
 
     async def reply(
         self,
-        message: Mapping[str, Any],
+        message: Mapping[str, Any] | Any,
         content: str | None = None,
         *,
         mention: bool = False,
         **fields: Any,
     ) -> Any:
-        """Answer ``message`` (a MESSAGE_CREATE ``d``) in its channel, as a reply to it;
-        ``mention=False`` does not ping its author."""
+        """Answer ``message`` (a MESSAGE_CREATE ``d``, or its ``workers.models`` model) in its
+        channel, as a reply to it; ``mention=False`` does not ping its author."""
+        if isinstance(message, Mapping):
+            ids = (message["id"], message["channel_id"], message.get("guild_id"))
+        else:  # a typed model: an absent guild_id is msgspec.UNSET
+            guild = getattr(message, "guild_id", None)
+            ids = (message.id, message.channel_id, guild if isinstance(guild, int) else None)
+        message_id, channel_id, guild_id = ids
         reference: dict[str, Any] = {
-            "message_id": message["id"],
-            "channel_id": message["channel_id"],
+            "message_id": str(message_id),
+            "channel_id": str(channel_id),
             "fail_if_not_exists": False,
         }
-        if message.get("guild_id") is not None:
-            reference["guild_id"] = message["guild_id"]
+        if guild_id is not None:
+            reference["guild_id"] = str(guild_id)
         fields.setdefault("allowed_mentions", {"replied_user": mention})
         return await self.send_message(
-            message["channel_id"], content, message_reference=reference, **fields
+            channel_id, content, message_reference=reference, **fields
         )
 
     async def edit_message(
