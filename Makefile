@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_PATHS := shardmgr workers fakegateway examples tests bench mutation
 
 .PHONY: run test bench chaos lint typecheck venv system-deps clean mutate coverage
 
@@ -21,7 +22,8 @@ run: $(STAMP)
 	@$(BIN)/python -m shardmgr demo
 
 test: $(STAMP) system-deps
-	@$(BIN)/ruff check shardmgr workers fakegateway tests bench
+	@$(BIN)/ruff check $(LINT_PATHS)
+	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 	@SHARDMGR_REQUIRE_SERVERS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -50,8 +52,8 @@ coverage: $(STAMP) system-deps
 	exit $$status
 
 lint: $(STAMP)
-	@$(BIN)/ruff check shardmgr workers fakegateway tests bench
-	@$(BIN)/ruff format --check shardmgr workers fakegateway tests bench || true
+	@$(BIN)/ruff check $(LINT_PATHS)
+	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
 
 clean:
