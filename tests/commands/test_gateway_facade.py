@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shardmgr.fakegateway import FakeGateway
-from tests.worker.gateway_harness import (
+from tests.unit.workers.gateway_harness import (
     WAIT_S,
     connected,
     eventually,

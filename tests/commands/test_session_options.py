@@ -7,7 +7,13 @@ import zlib
 import pytest
 
 from shardmgr.fakegateway import FakeGateway
-from tests.worker.gateway_harness import connected, eventually, fake_config, running, worker_config
+from tests.unit.workers.gateway_harness import (
+    connected,
+    eventually,
+    fake_config,
+    running,
+    worker_config,
+)
 from workers.codec import CodecError, PayloadInflater, make_inflater, query_value
 from workers.events import Event
 from workers.shard import gateway_url

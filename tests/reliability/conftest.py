@@ -1,5 +1,5 @@
-"""Shards in these tests check their state changes strictly, as in tests/worker."""
+"""Shards in these tests check their state changes strictly, as in tests/unit/workers."""
 
-from tests.worker.conftest import strict_shard_transitions
+from tests.unit.workers.conftest import strict_shard_transitions
 
 __all__ = ["strict_shard_transitions"]

@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tests.doubles import RecordingReporter
-from tests.worker.gateway_harness import TOKEN, WAIT_S
+from tests.unit.workers.gateway_harness import TOKEN, WAIT_S
 from workers import ipc
 from workers.handlers import Delivery, Handler
 from workers.permits import InProcessPermits

@@ -14,7 +14,13 @@ import pytest
 
 from shardmgr.fakegateway import FakeGateway
 from tests.doubles import RecordingReporter
-from tests.worker.gateway_harness import Recorder, connected, fake_config, running, worker_config
+from tests.unit.workers.gateway_harness import (
+    Recorder,
+    connected,
+    fake_config,
+    running,
+    worker_config,
+)
 
 pytestmark = pytest.mark.integration
 

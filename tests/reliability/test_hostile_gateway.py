@@ -12,9 +12,9 @@ import pytest
 
 from tests.doubles import RecordingReporter
 from tests.reliability.hostile_gateway import Conn, HostileGateway, Top, shard_against
-from tests.worker.gateway_harness import WAIT_S, eventually
-from tests.worker.test_ipc_process import PRESENCE, spawn_worker
-from tests.worker.test_ipc_process import config as ipc_config
+from tests.unit.workers.gateway_harness import WAIT_S, eventually
+from tests.unit.workers.test_ipc_process import PRESENCE, spawn_worker
+from tests.unit.workers.test_ipc_process import config as ipc_config
 from workers import ipc
 from workers.commands import MAX_QUEUED_COMMANDS, QueueFull
 from workers.events import Event
