@@ -20,63 +20,25 @@ from typing import Final
 
 import msgspec
 
-from workers.ipc_cluster import (
-    CallAnswer as CallAnswer,
-)
-from workers.ipc_cluster import (
-    CallOutcome as CallOutcome,
-)
-from workers.ipc_cluster import (
-    CallReply as CallReply,
-)
-from workers.ipc_cluster import (
-    CallTarget as CallTarget,
-)
-from workers.ipc_cluster import (
-    ClusterCall as ClusterCall,
-)
-from workers.ipc_cluster import (
-    RunCall as RunCall,
-)
-from workers.ipc_cluster import (
-    RunResult as RunResult,
-)
-from workers.ipc_rest import (
-    RestBucket as RestBucket,
-)
-from workers.ipc_rest import (
-    RestClaim as RestClaim,
-)
-from workers.ipc_rest import (
-    RestGlobalAsk as RestGlobalAsk,
-)
-from workers.ipc_rest import (
-    RestGlobalGrant as RestGlobalGrant,
-)
-from workers.ipc_rest import (
-    RestKeyState as RestKeyState,
-)
-from workers.ipc_rest import (
-    RestOwned as RestOwned,
-)
-from workers.ipc_rest import (
-    RestRelease as RestRelease,
-)
-from workers.ipc_rest import (
-    RestRouteCount as RestRouteCount,
-)
-from workers.ipc_rest import (
-    RestStats as RestStats,
-)
-from workers.ipc_rest import (
-    RestToSupervisor as RestToSupervisor,
-)
-from workers.ipc_rest import (
-    RestToWorker as RestToWorker,
-)
-from workers.ipc_rest import (
-    RestYield as RestYield,
-)
+from workers.ipc_cluster import CallAnswer as CallAnswer
+from workers.ipc_cluster import CallOutcome as CallOutcome
+from workers.ipc_cluster import CallReply as CallReply
+from workers.ipc_cluster import CallTarget as CallTarget
+from workers.ipc_cluster import ClusterCall as ClusterCall
+from workers.ipc_cluster import RunCall as RunCall
+from workers.ipc_cluster import RunResult as RunResult
+from workers.ipc_rest import RestBucket as RestBucket
+from workers.ipc_rest import RestClaim as RestClaim
+from workers.ipc_rest import RestGlobalAsk as RestGlobalAsk
+from workers.ipc_rest import RestGlobalGrant as RestGlobalGrant
+from workers.ipc_rest import RestKeyState as RestKeyState
+from workers.ipc_rest import RestOwned as RestOwned
+from workers.ipc_rest import RestRelease as RestRelease
+from workers.ipc_rest import RestRouteCount as RestRouteCount
+from workers.ipc_rest import RestStats as RestStats
+from workers.ipc_rest import RestToSupervisor as RestToSupervisor
+from workers.ipc_rest import RestToWorker as RestToWorker
+from workers.ipc_rest import RestYield as RestYield
 
 MAX_FRAME: Final = 16 * 1024 * 1024
 _HEADER: Final = struct.Struct(">I")
