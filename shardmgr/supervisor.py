@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any, Protocol, assert_never
+from typing import Any, Protocol
 
 import msgspec
 
@@ -33,15 +33,8 @@ from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
 from shardmgr.statusdoc import status_document
 from shardmgr.workerconfig import worker_config
-from shardmgr.workerproc import SpawnedWorker
-from shardmgr.workerslot import (
-    LEAVING,
-    RestartReason,
-    SlotRunner,
-    WorkerSlot,
-    WorkerState,
-    retire,
-)
+from shardmgr.workerreports import apply_report
+from shardmgr.workerslot import RestartReason, SlotRunner, WorkerSlot, retire
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.ipc import ShardState
@@ -315,74 +308,9 @@ class Supervisor:
     # ---------------------------------------------------------------- worker reports
 
     def handle_message(self, worker_id: int, msg: ipc.ToSupervisor) -> bool:
-        """Apply one report; False (and nothing changes) if it comes from a generation that
-        is not the slot's current one, so a replaced process can never act on its shards."""
-        slot = self._slots.get(worker_id)
-        # a reshard's new set, starting beside this one, keeps books of its own
-        books = self.reshard.books(worker_id) if slot is None else None
-        if books is not None:
-            slot = books.slots[worker_id]
-        if slot is None or msg.gen != slot.gen or slot.proc is None:
-            self.stale(worker_id, msg)
-            return False
-        shards = books.shards if books is not None else self.shards
-        if books is None:  # the metrics show the set that delivers (the new one once adopted)
-            self.metrics.on_worker_message(worker_id, msg)
-            self.fatal.on_message(msg)
-        (books.sessions if books is not None else self.sessions).on_message(msg)
-        match msg:
-            case ipc.Pong():
-                slot.last_pong = self._clock.monotonic()
-                return True
-            case ipc.Ready() | ipc.LoadFailed():
-                # Only a standby process sends these, and start_canary reads them itself.
-                return False
-            case ipc.Started():
-                slot.up = True
-                slot.state = WorkerState.RUNNING
-                slot.last_pong = self._clock.monotonic()
-                slot.policy.started()
-                self.metrics.worker_up(worker_id, True)
-            case ipc.IdentifyRequest():
-                self._on_identify_request(slot, slot.proc, msg)
-            case ipc.IdentifyRelease():
-                self.permits.release(msg.gen, msg.shard_id, msg.nonce)
-            case ipc.IdentifySent():
-                self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
-            case ipc.CommandQueued():
-                self.commands.answered(msg)
-            case ipc.RestGlobalAsk() | ipc.RestClaim() | ipc.RestRelease():
-                assert slot.proc is not None
-                self.rest.handle((worker_id, msg.gen), msg, slot.proc.send)
-            case ipc.RestStats():
-                pass  # metrics only (on_worker_message)
-            case ipc.ClusterCall():
-                assert slot.proc is not None
-                self.router.on_call(worker_id, slot.proc.send, msg)
-            case ipc.RunResult():
-                self.router.on_result(msg.gen, msg)
-            case ipc.ShardStopped():
-                shards.apply(worker_id, msg)
-                if books is None:
-                    self._on_shard_stopped(slot, msg)
-            case ipc.DeadLettered():
-                self.poison.dead_lettered(msg)
-            case ipc.Replayed():
-                self.replays.replayed(msg)
-            case ipc.Delivering():
-                self.reshard.on_delivering(msg)
-            case (
-                ipc.ShardStateChanged()
-                | ipc.SessionStarted()
-                | ipc.Reconnecting()
-                | ipc.Stats()
-                | ipc.Suspended()
-            ):
-                shards.apply(worker_id, msg)
-            case _:
-                assert_never(msg)
-        self.pulse()
-        return True
+        """Apply one report (``shardmgr.workerreports``); False if it comes from a stale
+        generation."""
+        return apply_report(self, self._clock, worker_id, msg)
 
     def stale(self, worker_id: int, msg: ipc.ToSupervisor) -> None:
         self.stale_messages += 1
@@ -394,7 +322,9 @@ class Supervisor:
     def worker_died(self, slot: WorkerSlot, hung: bool) -> None:
         self.poison.process_ended(slot.worker_id, slot.shard_ids, hung, self.sessions.get)
 
-    def _on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
+    def on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
+        """A shard of the delivering set stopped: 4011 re-plans (or reshards), and the last
+        shard to stop for good ends the supervisor with ``EXIT_FATAL``."""
         if msg.close_code == CloseCode.SHARDING_REQUIRED and not self.stopping:
             log.warning(
                 "shard closed with 4011 (sharding required); re-planning",
@@ -417,28 +347,6 @@ class Supervisor:
                 )
                 self._exit_code = EXIT_FATAL
                 self.request_stop(keep_sessions=False)
-
-    # ---------------------------------------------------------------- identify permits
-
-    def _on_identify_request(
-        self, slot: WorkerSlot, proc: SpawnedWorker, msg: ipc.IdentifyRequest
-    ) -> None:
-        if self.stopping or slot.state in LEAVING:
-            # A worker on its way out must not spend a session start; its own shutdown
-            # abandons the wait.
-            return
-        if msg.shard_id not in slot.shard_ids:
-            log.error(
-                "a worker asked to identify a shard it does not run; refused",
-                extra=fields(worker=slot.worker_id, gen=msg.gen, shard=msg.shard_id),
-            )
-            self.permits.refuse(msg, "not a shard of this worker", send=proc.send)
-            return
-
-        def wanted() -> bool:
-            return slot.proc is proc and slot.state not in LEAVING and not self.stopping
-
-        self.permits.request(msg, send=proc.send, wanted=wanted)
 
     # ---------------------------------------------------------------- rolling restart, re-plan
 
