@@ -2,7 +2,9 @@
 
 The supervisor feeds a ``Metrics`` object from the workers' IPC reports (``on_worker_message``)
 and from its own decisions (restarts, identify queue, session-start budget); the HTTP server
-serves ``render()``. Workers never talk to Prometheus themselves.
+serves ``render()``. Workers never talk to Prometheus themselves. This module declares the
+metrics; what the plan and the reports do to them is ``shardmgr.metricsfeed``, and the closed
+label sets are ``shardmgr.metriclabels``.
 
 Naming follows Prometheus conventions: prefix ``shardmgr_``, base units (seconds, bytes),
 ``_total`` on counters. Every label value comes from a closed set (shard and worker ids are
@@ -21,10 +23,8 @@ Prometheus target. Dashboards that need fleet-wide numbers use the cheap aggrega
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import math
-from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from prometheus_client import (
@@ -42,24 +42,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from shardmgr.metriclabels import EVENT_TYPES as EVENT_TYPES
+from shardmgr.metriclabels import RESTART_REASONS, Family, fold
+from shardmgr.metricsfeed import MetricsFeed
 from shardmgr.reshardmetrics import ReshardMetrics
 from shardmgr.restmetrics import RestMetrics
-from shardmgr.shardtable import SHARD_STATES, state_after, state_without_worker
+from shardmgr.shardtable import SHARD_STATES
 from workers import ipc
-from workers.events import DISPATCH_NAMES
-from workers.protocol import CloseCode
-
-log = logging.getLogger(__name__)
 
 PREFIX: Final = "shardmgr"
-OTHER: Final = "other"
-
-
-RECONNECT_REASONS: Final = frozenset(reason.value for reason in ipc.Reason)
-RESTART_REASONS: Final = frozenset({"exit", "hung", "rolling", "replan"})
-SESSION_KINDS: Final = frozenset({"identify", "resume"})
-BYTE_FORMS: Final = ("compressed", "inflated")
-CLOSE_CODES: Final = frozenset(str(int(code)) for code in CloseCode)
 SHARD_LABELS: Final = ("shard", "worker")
 WORKER_LABELS: Final = ("worker",)
 
@@ -86,8 +77,6 @@ SHARD_STAT_COUNTERS: Final = {
     ),
 }
 
-# Dispatch names documented in the protocol reference (section 9). Anything else is "other".
-EVENT_TYPES: Final = DISPATCH_NAMES
 
 # Gateway ACKs normally take tens of milliseconds; the upper buckets catch a blocked loop.
 LATENCY_BUCKETS: Final = (
@@ -99,49 +88,11 @@ IDENTIFY_WAIT_BUCKETS: Final = (
 )  # fmt: skip
 
 
-def fold(value: str, allowed: Iterable[str]) -> str:
-    """``value`` if it belongs to the closed set, else ``other``."""
-    return value if value in allowed else OTHER
-
-
-def event_label(name: str) -> str:
-    return fold(name, EVENT_TYPES)
-
-
-def close_code_label(code: int | None) -> str:
-    if code is None:
-        return "none"
-    return fold(str(code), CLOSE_CODES)
-
-
 def _version() -> str:
     try:
         return importlib.metadata.version("shardmgr")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-LabelTuple = tuple[str, ...]
-
-
-class _Family:
-    """A labelled metric plus the label sets it has created, so a re-plan can drop the
-    series of shards and workers that no longer exist (prometheus-client has no query
-    for "children whose worker label is 3")."""
-
-    __slots__ = ("children", "metric")
-
-    def __init__(self, metric: Counter | Gauge | Histogram | Enum) -> None:
-        self.metric = metric
-        self.children: set[LabelTuple] = set()
-
-    def touch(self, *values: str) -> None:
-        self.children.add(values)
-
-    def drop(self, keep: Callable[[LabelTuple], bool]) -> None:
-        for values in [v for v in self.children if not keep(v)]:
-            self.metric.remove(*values)
-            self.children.discard(values)
 
 
 class Metrics:
@@ -225,8 +176,8 @@ class Metrics:
             ["group"],
         )
         self._sink_groups = (
-            _Family(self.sink_group_lag_gauge),
-            _Family(self.sink_group_pending_gauge),
+            Family(self.sink_group_lag_gauge),
+            Family(self.sink_group_pending_gauge),
         )
         self.rolling_failures = counter(
             "rolling_restart_failures",
@@ -339,7 +290,7 @@ class Metrics:
         )
 
         named = tuple(
-            _Family(m)
+            Family(m)
             for m in (
                 self.shard_state,
                 self.shard_latency,
@@ -352,22 +303,22 @@ class Metrics:
             )
         )
         (
-            self._f_state,
-            self._f_latency,
-            self._f_reconnects,
-            self._f_sessions,
-            self._f_guilds,
-            self._f_last_event,
-            self._f_session_started,
-            self._f_backlog,
+            self.f_state,
+            self.f_latency,
+            self.f_reconnects,
+            self.f_sessions,
+            self.f_guilds,
+            self.f_last_event,
+            self.f_session_started,
+            self.f_backlog,
         ) = named
-        self._per_shard: tuple[_Family, ...] = (
+        self.per_shard: tuple[Family, ...] = (
             *named,
-            *(_Family(c) for c in self.shard_stat_counters.values()),
-            _Family(self.shard_dead_letters),
+            *(Family(c) for c in self.shard_stat_counters.values()),
+            Family(self.shard_dead_letters),
         )
-        self._per_worker: tuple[_Family, ...] = tuple(
-            _Family(m)
+        self.per_worker: tuple[Family, ...] = tuple(
+            Family(m)
             for m in (
                 self.worker_up_gauge,
                 self.worker_restarts,
@@ -384,14 +335,9 @@ class Metrics:
                 self.worker_loop_lag,
             )
         )
-        self._families = {id(f.metric): f for f in (*self._per_shard, *self._per_worker)}
+        self._families = {id(f.metric): f for f in (*self.per_shard, *self.per_worker)}
 
-        self._plan: dict[int, list[int]] = {}
-        self._worker_of: dict[int, int] = {}
-        self._state: dict[int, str] = {}
-        self._state_counts: Tally[str] = Tally()
-        # CPU arrives as the worker process's cumulative total; a new generation starts at 0.
-        self._cpu_seen: dict[int, tuple[int, float]] = {}
+        self._feed = MetricsFeed(self)
         self.exhausted_reason: str | None = None
         # Unknown until discovery reports it: NaN keeps "remaining < threshold" alerts quiet
         # and draws a gap, where 0 would claim the budget is gone.
@@ -408,88 +354,19 @@ class Metrics:
     # ------------------------------------------------------------------ plan and workers
 
     def set_plan(self, shards_planned: int, workers: dict[int, list[int]]) -> None:
-        """Declare which shards run on which worker. Series of shards and workers that left
-        the plan are removed; every planned shard starts as ``idle`` until its worker reports."""
-        self._plan = {w: list(s) for w, s in workers.items()}
-        self._worker_of = {shard: w for w, shards in workers.items() for shard in shards}
-        self.shards_planned.set(shards_planned)
-        self.workers_planned.set(len(workers))
-
-        def shard_kept(values: LabelTuple) -> bool:
-            shard, worker = int(values[0]), int(values[1])
-            return self._worker_of.get(shard) == worker
-
-        def worker_kept(values: LabelTuple) -> bool:
-            return int(values[0]) in self._plan
-
-        for family in self._per_shard:
-            family.drop(shard_kept)
-        for family in self._per_worker:
-            family.drop(worker_kept)
-        for shard in [s for s in self._state if s not in self._worker_of]:
-            self._forget_state(shard)
-
-        for worker, shards in self._plan.items():
-            w = str(worker)
-            self._worker_series(w)
-            self.worker_shards.labels(w).set(len(shards))
-            for shard in shards:
-                s = str(shard)
-                self._f_guilds.touch(s, w)
-                self.shard_guilds.labels(s, w)
-                self._f_backlog.touch(s, w)
-                self.shard_backlog.labels(s, w)
-                for metric in (*self.shard_stat_counters.values(), self.shard_dead_letters):
-                    self._inc(metric, 0, s, w)
-                if shard not in self._state:
-                    self._set_state(shard, worker, "idle")
-                else:
-                    # Re-assert the current state: its series may have been dropped above.
-                    self._set_state(shard, worker, self._state[shard])
-
-    def _worker_series(self, w: str) -> None:
-        """Create a worker's series at zero so rate() and alerts see them before the first
-        increment (Prometheus cannot tell "never happened" from "not exported")."""
-        for family, values in (
-            (self._fam(self.worker_up_gauge), (w,)),
-            (self._fam(self.worker_rss), (w,)),
-            (self._fam(self.worker_cpu), (w,)),
-            (self._fam(self.worker_shards), (w,)),
-            (self._fam(self.worker_handler_errors), (w,)),
-            (self._fam(self.worker_bad_payloads), (w,)),
-            (self._fam(self.worker_latency), (w,)),
-        ):
-            family.touch(*values)
-            family.metric.labels(*values)
-        for reason in (*sorted(RESTART_REASONS), OTHER):
-            self._fam(self.worker_restarts).touch(w, reason)
-            self.worker_restarts.labels(w, reason)
-        for form in BYTE_FORMS:
-            self._fam(self.worker_bytes).touch(w, form)
-            self.worker_bytes.labels(w, form)
-        for fatal in ("true", "false"):
-            self._fam(self.worker_shard_stops).touch(w, fatal)
-            self.worker_shard_stops.labels(w, fatal)
-
-    def _fam(self, metric: Counter | Gauge | Histogram | Enum) -> _Family:
-        return self._families[id(metric)]
+        """Declare which shards run on which worker (``MetricsFeed.set_plan``)."""
+        self._feed.set_plan(shards_planned, workers)
 
     def worker_up(self, worker_id: int, up: bool) -> None:
-        w = str(worker_id)
-        self._fam(self.worker_up_gauge).touch(w)
-        self.worker_up_gauge.labels(w).set(1 if up else 0)
-        if not up:
-            # The process is gone: its shards have no connection, whatever they last said,
-            # and their last latency would be a lie. A shard stopped for good stays stopped.
-            for shard in self._plan.get(worker_id, []):
-                self._set_state(shard, worker_id, state_without_worker(self._state.get(shard)))
-                self._drop_latency(shard)
-            self.worker_rss.labels(w).set(0)
+        self._feed.worker_up(worker_id, up)
+
+    def family(self, metric: Counter | Gauge | Histogram | Enum) -> Family:
+        return self._families[id(metric)]
 
     def worker_restarted(self, worker_id: int, reason: str) -> None:
         w = str(worker_id)
         label = fold(reason, RESTART_REASONS)
-        self._fam(self.worker_restarts).touch(w, label)
+        self.family(self.worker_restarts).touch(w, label)
         self.worker_restarts.labels(w, label).inc()
 
     # ------------------------------------------------------------------ identify budget
@@ -530,152 +407,15 @@ class Metrics:
 
     # ------------------------------------------------------------------ IPC reports
 
+    def on_worker_message(self, worker_id: int, msg: ipc.ToSupervisor) -> None:
+        """Apply one IPC report (``MetricsFeed.on_worker_message``); messages that carry no
+        metric are ignored, so the supervisor can pass every message through."""
+        self._feed.on_worker_message(worker_id, msg)
+
     def rolling_restart_outcome(self, failed: bool) -> None:
         self.rolling_failed_gauge.set(1 if failed else 0)
         if failed:
             self.rolling_failures.inc()
-
-    def on_worker_message(self, worker_id: int, msg: ipc.ToSupervisor) -> None:
-        """Apply one IPC report. Messages that carry no metric (pong, identify requests,
-        suspended) are ignored, so the supervisor can pass every message through."""
-        self.ipc_messages_received.inc()
-        if isinstance(msg, ipc.Stats):
-            self._on_stats(worker_id, msg)
-        elif isinstance(msg, ipc.SessionStarted):
-            self._on_session_started(worker_id, msg)
-        elif isinstance(msg, ipc.Reconnecting):
-            self._on_reconnecting(worker_id, msg)
-        elif isinstance(msg, ipc.ShardStopped):
-            self._on_stopped(worker_id, msg)
-        elif isinstance(msg, ipc.Started):
-            self._cpu_seen[worker_id] = (msg.gen, 0.0)
-        elif isinstance(msg, ipc.RestStats):
-            self.rest.on_stats(worker_id, msg)
-        elif isinstance(msg, ipc.DeadLettered):
-            self._inc(self.shard_dead_letters, 1, str(msg.shard_id), str(worker_id))
-        implied = state_after(msg)
-        if implied is not None:
-            self._set_state(implied[0], worker_id, implied[1])
-
-    def _on_stats(self, worker_id: int, msg: ipc.Stats) -> None:
-        w = str(worker_id)
-        compressed = inflated = handler_errors = bad_payloads = 0
-        events: Tally[str] = Tally()
-        latency_hist = self.worker_latency.labels(w)
-        for st in msg.shards:
-            s = str(st.shard_id)
-            for latency in st.latencies_s:
-                latency_hist.observe(latency)
-            if st.latencies_s:
-                self._f_latency.touch(s, w)
-                self.shard_latency.labels(s, w).set(st.latencies_s[-1])
-            for name, count in st.events.items():
-                if count > 0:
-                    events[event_label(name)] += count
-            compressed += max(0, st.bytes_compressed)
-            inflated += max(0, st.bytes_inflated)
-            handler_errors += max(0, st.handler_errors)
-            bad_payloads += max(0, st.bad_payloads)
-            self._f_backlog.touch(s, w)
-            self.shard_backlog.labels(s, w).set(max(0, st.backlog))
-            self._f_guilds.touch(s, w)
-            self.shard_guilds.labels(s, w).set(max(0, st.guilds))
-            if st.last_event_at is not None:
-                self._f_last_event.touch(s, w)
-                self.shard_last_event.labels(s, w).set(st.last_event_at)
-            for field, metric in self.shard_stat_counters.items():
-                self._inc(metric, getattr(st, field), s, w)
-        events_family = self._fam(self.worker_events)
-        for label, count in events.items():
-            events_family.touch(w, label)
-            self.worker_events.labels(w, label).inc(count)
-        self._inc(self.worker_bytes, compressed, w, "compressed")
-        self._inc(self.worker_bytes, inflated, w, "inflated")
-        self._inc(self.worker_handler_errors, handler_errors, w)
-        self._inc(self.worker_bad_payloads, bad_payloads, w)
-        if msg.rss_bytes > 0:
-            self._fam(self.worker_rss).touch(w)
-            self.worker_rss.labels(w).set(msg.rss_bytes)
-        self._on_cpu(worker_id, msg.gen, msg.cpu_seconds)
-        self._fam(self.worker_loop_lag).touch(w)
-        self.worker_loop_lag.labels(w).set(max(0.0, msg.loop_lag_s))
-
-    def _inc(self, metric: Counter, amount: int, *labels: str) -> None:
-        self._fam(metric).touch(*labels)
-        child = metric.labels(*labels)
-        if amount > 0:
-            child.inc(amount)
-
-    def _on_cpu(self, worker_id: int, gen: int, cpu_seconds: float) -> None:
-        """Turn each process's cumulative CPU into one counter that never goes backwards
-        across restarts, so ``rate()`` stays meaningful."""
-        if cpu_seconds <= 0:
-            return
-        last_gen, last = self._cpu_seen.get(worker_id, (gen, 0.0))
-        if last_gen != gen or cpu_seconds < last:
-            last = 0.0
-        self._inc_float(self.worker_cpu, cpu_seconds - last, str(worker_id))
-        self._cpu_seen[worker_id] = (gen, cpu_seconds)
-
-    def _inc_float(self, metric: Counter, amount: float, *labels: str) -> None:
-        self._fam(metric).touch(*labels)
-        if amount > 0:
-            metric.labels(*labels).inc(amount)
-
-    def _on_session_started(self, worker_id: int, msg: ipc.SessionStarted) -> None:
-        s, w = str(msg.shard_id), str(worker_id)
-        kind = fold(msg.kind, SESSION_KINDS)
-        self._f_sessions.touch(s, w, kind)
-        self.shard_sessions.labels(s, w, kind).inc()
-        self._f_guilds.touch(s, w)
-        self.shard_guilds.labels(s, w).set(max(0, msg.guilds))
-        self._f_session_started.touch(s, w)
-        self.shard_session_started.labels(s, w).set(msg.at)
-
-    def _on_reconnecting(self, worker_id: int, msg: ipc.Reconnecting) -> None:
-        s, w = str(msg.shard_id), str(worker_id)
-        reason = fold(msg.reason, RECONNECT_REASONS)
-        self._f_reconnects.touch(s, w, reason)
-        self.shard_reconnects.labels(s, w, reason).inc()
-        if msg.close_code is not None:
-            self._inc(self.worker_close_codes, 1, w, close_code_label(msg.close_code))
-
-    def _on_stopped(self, worker_id: int, msg: ipc.ShardStopped) -> None:
-        w = str(worker_id)
-        self._inc(self.worker_shard_stops, 1, w, "true" if msg.fatal else "false")
-        if msg.close_code is not None:
-            self._inc(self.worker_close_codes, 1, w, close_code_label(msg.close_code))
-        self._drop_latency(msg.shard_id)
-
-    def _drop_latency(self, shard_id: int) -> None:
-        s = str(shard_id)
-        self._f_latency.drop(lambda values: values[0] != s)
-
-    # ------------------------------------------------------------------ state bookkeeping
-
-    def _set_state(self, shard_id: int, worker_id: int, state: str) -> None:
-        if state not in SHARD_STATES:
-            log.warning("ignoring unknown shard state %r for shard %d", state[:40], shard_id)
-            return
-        s, w = str(shard_id), str(worker_id)
-        self._f_state.touch(s, w)
-        self.shard_state.labels(s, w).state(state)
-        previous = self._state.get(shard_id)
-        if previous != state:
-            if previous is not None:
-                self._state_counts[previous] -= 1
-                self.shards_by_state.labels(previous).set(self._state_counts[previous])
-            self._state_counts[state] += 1
-            self.shards_by_state.labels(state).set(self._state_counts[state])
-            self._state[shard_id] = state
-            self.shards_connected.set(self._state_counts["connected"])
-
-    def _forget_state(self, shard_id: int) -> None:
-        previous = self._state.pop(shard_id, None)
-        if previous is not None:
-            self._state_counts[previous] -= 1
-            self.shards_by_state.labels(previous).set(self._state_counts[previous])
-            self.shards_connected.set(self._state_counts["connected"])
 
     # ------------------------------------------------------------------ exposition
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any, Protocol, assert_never
+from typing import Any, Protocol
 
 import msgspec
 
+from shardmgr.commandrelay import CommandRelay
 from shardmgr.config import Settings
 from shardmgr.discovery import GatewayInfo
 from shardmgr.fatal import EXIT_FATAL, FatalStops
-from shardmgr.httpapi import CommandQueueFull
 from shardmgr.identify import IdentifyLimiter
 from shardmgr.identify.broker import PermitBroker
 from shardmgr.plan import Plan
@@ -27,21 +25,16 @@ from shardmgr.resharder import NewSetBooks, Planner, Resharder
 from shardmgr.reshardmetrics import reshard_metrics
 from shardmgr.restarts import RestartPolicy
 from shardmgr.restlimits import LocalGlobal, RestBroker
-from shardmgr.rolling import CanaryFailed, RollingTracker
+from shardmgr.rolling import RollingTracker
+from shardmgr.rollingrestart import rolling_restart
 from shardmgr.routing import ClusterRouter, host_name
 from shardmgr.sessions import SessionStore
 from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
+from shardmgr.statusdoc import status_document
 from shardmgr.workerconfig import worker_config
-from shardmgr.workerproc import SpawnedWorker
-from shardmgr.workerslot import (
-    LEAVING,
-    RestartReason,
-    SlotRunner,
-    WorkerSlot,
-    WorkerState,
-    retire,
-)
+from shardmgr.workerreports import apply_report
+from shardmgr.workerslot import RestartReason, SlotRunner, WorkerSlot, retire
 from workers import ipc
 from workers.clock import REAL_CLOCK, Clock
 from workers.ipc import ShardState
@@ -121,9 +114,7 @@ class Supervisor:
             clock=clock,
             worker_env=worker_env,
         )
-        # SendCommand nonce -> the worker's CommandQueued answer, awaited by send_command
-        self._command_nonces = itertools.count(1)
-        self._command_replies: dict[int, asyncio.Future[ipc.CommandQueued]] = {}
+        self.commands = CommandRelay(lambda: self._slots.values(), settings.ping_timeout_s)
         # REST limits shared by the workers (issue 14): Discord's default global limit
         self.rest = rest if rest is not None else RestBroker(LocalGlobal(50, clock), clock)
         self._slots: dict[int, WorkerSlot] = {}
@@ -255,6 +246,7 @@ class Supervisor:
     async def _report_start(self, progress: StartProgress) -> None:
         """A line every ``progress_interval_s`` until every shard is up (or stopped for
         good), then one line saying how long the start took."""
+
         def settled() -> bool:
             return self.shards.all_in(self._runs_here(), CONNECTED, STOPPED)
 
@@ -271,7 +263,7 @@ class Supervisor:
             self._queued.discard(command)
             try:
                 if command is RestartReason.ROLLING:
-                    await self._rolling_restart()
+                    await rolling_restart(self, self._runner)
                 elif command is RestartReason.REPLAN:
                     await self._replan()
             except asyncio.CancelledError:
@@ -316,76 +308,9 @@ class Supervisor:
     # ---------------------------------------------------------------- worker reports
 
     def handle_message(self, worker_id: int, msg: ipc.ToSupervisor) -> bool:
-        """Apply one report; False (and nothing changes) if it comes from a generation that
-        is not the slot's current one, so a replaced process can never act on its shards."""
-        slot = self._slots.get(worker_id)
-        # a reshard's new set, starting beside this one, keeps books of its own
-        books = self.reshard.books(worker_id) if slot is None else None
-        if books is not None:
-            slot = books.slots[worker_id]
-        if slot is None or msg.gen != slot.gen or slot.proc is None:
-            self.stale(worker_id, msg)
-            return False
-        shards = books.shards if books is not None else self.shards
-        if books is None:  # the metrics show the set that delivers (the new one once adopted)
-            self.metrics.on_worker_message(worker_id, msg)
-            self.fatal.on_message(msg)
-        (books.sessions if books is not None else self.sessions).on_message(msg)
-        match msg:
-            case ipc.Pong():
-                slot.last_pong = self._clock.monotonic()
-                return True
-            case ipc.Ready() | ipc.LoadFailed():
-                # Only a standby process sends these, and start_canary reads them itself.
-                return False
-            case ipc.Started():
-                slot.up = True
-                slot.state = WorkerState.RUNNING
-                slot.last_pong = self._clock.monotonic()
-                slot.policy.started()
-                self.metrics.worker_up(worker_id, True)
-            case ipc.IdentifyRequest():
-                self._on_identify_request(slot, slot.proc, msg)
-            case ipc.IdentifyRelease():
-                self.permits.release(msg.gen, msg.shard_id, msg.nonce)
-            case ipc.IdentifySent():
-                self.permits.sent(msg.gen, msg.shard_id, msg.nonce)
-            case ipc.CommandQueued():
-                reply = self._command_replies.get(msg.nonce)
-                if reply is not None and not reply.done():
-                    reply.set_result(msg)
-            case ipc.RestGlobalAsk() | ipc.RestClaim() | ipc.RestRelease():
-                assert slot.proc is not None
-                self.rest.handle((worker_id, msg.gen), msg, slot.proc.send)
-            case ipc.RestStats():
-                pass  # metrics only (on_worker_message)
-            case ipc.ClusterCall():
-                assert slot.proc is not None
-                self.router.on_call(worker_id, slot.proc.send, msg)
-            case ipc.RunResult():
-                self.router.on_result(msg.gen, msg)
-            case ipc.ShardStopped():
-                shards.apply(worker_id, msg)
-                if books is None:
-                    self._on_shard_stopped(slot, msg)
-            case ipc.DeadLettered():
-                self.poison.dead_lettered(msg)
-            case ipc.Replayed():
-                self.replays.replayed(msg)
-            case ipc.Delivering():
-                self.reshard.on_delivering(msg)
-            case (
-                ipc.ShardStateChanged()
-                | ipc.SessionStarted()
-                | ipc.Reconnecting()
-                | ipc.Stats()
-                | ipc.Suspended()
-            ):
-                shards.apply(worker_id, msg)
-            case _:
-                assert_never(msg)
-        self.pulse()
-        return True
+        """Apply one report (``shardmgr.workerreports``); False if it comes from a stale
+        generation."""
+        return apply_report(self, self._clock, worker_id, msg)
 
     def stale(self, worker_id: int, msg: ipc.ToSupervisor) -> None:
         self.stale_messages += 1
@@ -397,7 +322,9 @@ class Supervisor:
     def worker_died(self, slot: WorkerSlot, hung: bool) -> None:
         self.poison.process_ended(slot.worker_id, slot.shard_ids, hung, self.sessions.get)
 
-    def _on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
+    def on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
+        """A shard of the delivering set stopped: 4011 re-plans (or reshards), and the last
+        shard to stop for good ends the supervisor with ``EXIT_FATAL``."""
         if msg.close_code == CloseCode.SHARDING_REQUIRED and not self.stopping:
             log.warning(
                 "shard closed with 4011 (sharding required); re-planning",
@@ -421,84 +348,11 @@ class Supervisor:
                 self._exit_code = EXIT_FATAL
                 self.request_stop(keep_sessions=False)
 
-    # ---------------------------------------------------------------- identify permits
-
-    def _on_identify_request(
-        self, slot: WorkerSlot, proc: SpawnedWorker, msg: ipc.IdentifyRequest
-    ) -> None:
-        if self.stopping or slot.state in LEAVING:
-            # A worker on its way out must not spend a session start; its own shutdown
-            # abandons the wait.
-            return
-        if msg.shard_id not in slot.shard_ids:
-            log.error(
-                "a worker asked to identify a shard it does not run; refused",
-                extra=fields(worker=slot.worker_id, gen=msg.gen, shard=msg.shard_id),
-            )
-            self.permits.refuse(msg, "not a shard of this worker", send=proc.send)
-            return
-
-        def wanted() -> bool:
-            return slot.proc is proc and slot.state not in LEAVING and not self.stopping
-
-        self.permits.request(msg, send=proc.send, wanted=wanted)
-
     # ---------------------------------------------------------------- rolling restart, re-plan
 
     @property
     def rolling(self) -> bool:
         return self.roll.running
-
-    async def _rolling_restart(self) -> None:
-        """Slot by slot: a canary replacement loads the handler first (``shardmgr.rolling``);
-        only then the old process suspends its shards and the canary resumes them."""
-        self.roll.begin()
-        log.info("rolling restart", extra=fields(workers=len(self._slots)))
-        try:
-            for slot in list(self._slots.values()):
-                if self.stopping or slot.retired:
-                    return
-                if slot.state is WorkerState.STOPPED or slot.replace is None:
-                    continue
-                try:
-                    standby = await self._runner.canary(slot)
-                except CanaryFailed as failure:
-                    self.roll.failed(slot.worker_id, failure)
-                    return
-                try:
-                    ok = await self.wait_for(
-                        self._replaced_and_back(slot, standby),
-                        self.settings.start_timeout_s + self.settings.shutdown_timeout_s,
-                    )
-                finally:
-                    await self._runner.drop_standby(slot, standby)
-                if not ok:
-                    log.warning(
-                        "rolling restart: worker's shards did not reconnect in time; continuing",
-                        extra=fields(worker=slot.worker_id),
-                    )
-            self.roll.finished()
-            log.info("rolling restart finished")
-        finally:
-            self.roll.interrupted()
-            self.pulse()
-
-    def _replaced_and_back(self, slot: WorkerSlot, standby: SpawnedWorker) -> Callable[[], bool]:
-        """Hand ``standby`` to the slot and ask for its process to be replaced; the returned
-        predicate holds once the replacement is up and every shard it runs is connected
-        again (or stopped for good)."""
-        old_gen = slot.gen
-        slot.standby = standby
-        slot.ask_replace(RestartReason.ROLLING)
-
-        def back() -> bool:
-            return (
-                slot.gen != old_gen
-                and slot.up
-                and self.shards.all_in(slot.shard_ids, CONNECTED, STOPPED)
-            )
-
-        return back
 
     async def _replan(self) -> None:
         if self._replan_fn is None:
@@ -618,43 +472,12 @@ class Supervisor:
         return any(shard_id in slot.shard_ids for slot in self._slots.values())
 
     async def send_command(self, shard_id: int, op: int, d: bytes) -> bool:
-        """Forward a gateway command (``d`` as JSON bytes) to the worker running
-        ``shard_id``. False when no live worker runs it right now (unplanned shard, worker
-        starting or restarting, or no answer in time); the worker queues it until the
-        shard's connection is ready. Raises ``CommandQueueFull`` when the shard's bounded
-        queue is full."""
-        for slot in self._slots.values():
-            if shard_id in slot.shard_ids:
-                proc = slot.proc
-                if proc is None or proc.returncode is not None or not slot.up:
-                    return False
-                nonce = next(self._command_nonces)
-                reply: asyncio.Future[ipc.CommandQueued] = (
-                    asyncio.get_running_loop().create_future()
-                )
-                self._command_replies[nonce] = reply
-                try:
-                    msg = ipc.SendCommand(gen=proc.gen, shard_id=shard_id, op=op, d=d, nonce=nonce)
-                    if not await proc.send(msg):
-                        return False
-                    async with asyncio.timeout(self.settings.ping_timeout_s):
-                        answer = await reply
-                except TimeoutError:
-                    return False
-                finally:
-                    self._command_replies.pop(nonce, None)
-                if not answer.queued and answer.retry_after_s > 0:
-                    raise CommandQueueFull(answer.retry_after_s)
-                return answer.queued
-        return False
+        """``CommandRelay.send``: False when no live worker runs ``shard_id`` right now."""
+        return await self.commands.send(shard_id, op, d)
 
     async def broadcast_command(self, op: int, d: bytes) -> tuple[int, int]:
         """``send_command`` to every planned shard: (shards reached, shards planned)."""
-        shard_ids = [sid for slot in self._slots.values() for sid in slot.shard_ids]
-        results = await asyncio.gather(
-            *(self.send_command(sid, op, d) for sid in shard_ids), return_exceptions=True
-        )
-        return sum(r is True for r in results), len(shard_ids)
+        return await self.commands.broadcast(op, d)
 
     async def replay_dead_letter(self, shard_id: int, seq: int) -> tuple[ReplayOutcome, str]:
         """``shardmgr dead-letters replay``: the stored event to its shard's handler again."""
@@ -677,33 +500,4 @@ class Supervisor:
         return f"{self.shards.count(CONNECTED)} of {len(self.shards)} shards connected"
 
     def status(self) -> dict[str, Any]:
-        now = time.time()
-        return {
-            "supervisor": {
-                "pid": os.getpid(),
-                "uptime_s": round(now - self._started_wall, 3),
-                "total_shards": self.plan.total_shards,
-                "planned_shards": len(self.shards),
-                "max_concurrency": self.plan.max_concurrency,
-                "connected_shards": self.shards.count(CONNECTED),
-                "healthy": self.healthy(),
-                "ready": self.ready(),
-                "stopping": self.stopping,
-                "rolling_restart": self.rolling,
-                "rolling": self.roll.as_dict(),
-                "stopped_for_good": self.fatal.explain() or None,
-                "replans": self.replans + self.reshard.succeeded,
-                "reshard": self.reshard.as_dict(),
-                "budget_exhausted": self.exhausted,
-                "session_start_remaining": self.limiter.remaining,
-                "identify_limiter_available": self.limiter.available,
-                "identify_queue": self.limiter.queue_depth,
-                "identifies_granted": self.identifies_granted,
-                "stale_messages": self.stale_messages,
-            },
-            "workers": [slot.as_dict() for slot in self._slots.values()],
-            "shards": [
-                view.as_dict(now, self.sessions.get(view.shard_id)) for view in self.shards.views()
-            ],
-            **{name: section() for name, section in self.status_sections.items()},
-        }
+        return status_document(self, self._started_wall)

@@ -6,7 +6,9 @@ the worker's ``gen`` (generation) so the supervisor can drop messages from a pro
 has already replaced.
 
 This module lives in ``workers`` (the lower tower) because both ends import it and the
-worker must not import the supervisor package.
+worker must not import the supervisor package. The REST-limit messages live in
+``workers.ipc_rest`` and the cluster-call ones in ``workers.ipc_cluster``; both are
+re-exported here, and the unions below list every message.
 """
 
 from __future__ import annotations
@@ -17,6 +19,26 @@ import struct
 from typing import Final
 
 import msgspec
+
+from workers.ipc_cluster import CallAnswer as CallAnswer
+from workers.ipc_cluster import CallOutcome as CallOutcome
+from workers.ipc_cluster import CallReply as CallReply
+from workers.ipc_cluster import CallTarget as CallTarget
+from workers.ipc_cluster import ClusterCall as ClusterCall
+from workers.ipc_cluster import RunCall as RunCall
+from workers.ipc_cluster import RunResult as RunResult
+from workers.ipc_rest import RestBucket as RestBucket
+from workers.ipc_rest import RestClaim as RestClaim
+from workers.ipc_rest import RestGlobalAsk as RestGlobalAsk
+from workers.ipc_rest import RestGlobalGrant as RestGlobalGrant
+from workers.ipc_rest import RestKeyState as RestKeyState
+from workers.ipc_rest import RestOwned as RestOwned
+from workers.ipc_rest import RestRelease as RestRelease
+from workers.ipc_rest import RestRouteCount as RestRouteCount
+from workers.ipc_rest import RestStats as RestStats
+from workers.ipc_rest import RestToSupervisor as RestToSupervisor
+from workers.ipc_rest import RestToWorker as RestToWorker
+from workers.ipc_rest import RestYield as RestYield
 
 MAX_FRAME: Final = 16 * 1024 * 1024
 _HEADER: Final = struct.Struct(">I")
@@ -137,100 +159,6 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     hold_delivery: bool = False
 
 
-# ---------------------------------------------------------------- REST limits (issue 14)
-# The supervisor is the shared ledger of the REST limits of the token: it grants slices of
-# the global limit, and hands the ownership of a rate-limit key (a channel, a guild, a
-# webhook) to one worker at a time, with the state of its buckets.
-
-
-class RestBucket(msgspec.Struct, frozen=True):
-    """One Discord bucket's state, with the reset relative to when it was written."""
-
-    bucket: str
-    limit: int
-    remaining: int
-    reset_after_s: float
-
-
-class RestKeyState(msgspec.Struct, frozen=True):
-    """What the owner of a key knows: its buckets, and which bucket each route uses."""
-
-    buckets: list[RestBucket] = []
-    routes: dict[str, str] = {}
-
-
-class RestGlobalAsk(msgspec.Struct, tag="rest_global_ask", kw_only=True):
-    """worker -> supervisor: ``want`` tokens of the global limit, please."""
-
-    gen: int
-    nonce: int
-    want: int
-
-
-class RestGlobalGrant(msgspec.Struct, tag="rest_global_grant", kw_only=True):
-    """supervisor -> worker: ``tokens`` granted ``waited_s`` after the ask arrived; each is
-    good for ``workers.rest.buckets.LEASE_S`` from the grant."""
-
-    gen: int
-    nonce: int
-    tokens: int
-    waited_s: float
-
-
-class RestClaim(msgspec.Struct, tag="rest_claim", kw_only=True):
-    """worker -> supervisor: this worker wants to send on ``key``."""
-
-    gen: int
-    key: str
-
-
-class RestOwned(msgspec.Struct, tag="rest_owned", kw_only=True):
-    """supervisor -> worker: ``key`` is yours, with what the previous owner knew."""
-
-    gen: int
-    key: str
-    state: RestKeyState | None = None
-
-
-class RestYield(msgspec.Struct, tag="rest_yield", kw_only=True):
-    """supervisor -> worker: another worker waits for ``key``; release it after the
-    request in flight."""
-
-    gen: int
-    key: str
-
-
-class RestRelease(msgspec.Struct, tag="rest_release", kw_only=True):
-    """worker -> supervisor: ``key`` is no longer ours; here is its state."""
-
-    gen: int
-    key: str
-    state: RestKeyState
-
-
-class RestRouteCount(msgspec.Struct, frozen=True):
-    route: str  # "METHOD /template", never ids or tokens
-    status: int
-    count: int
-
-
-class RestStats(msgspec.Struct, tag="rest_stats", kw_only=True):
-    """worker -> supervisor, about once a second while REST is used: deltas, and the
-    invalid-request count of the last 10 minutes as a gauge."""
-
-    gen: int
-    requests: list[RestRouteCount] = []
-    rate_limited: dict[str, int] = {}  # 429s by scope
-    bucket_wait_s: float = 0.0
-    bucket_waits: int = 0
-    invalid_requests: int = 0
-    refused: int = 0
-
-
-RestToSupervisor = (RestGlobalAsk, RestClaim, RestRelease)
-RestToWorker = (RestGlobalGrant, RestOwned, RestYield)
-
-
 # ---------------------------------------------------------------- supervisor -> worker
 
 
@@ -286,54 +214,6 @@ class Shutdown(msgspec.Struct, tag="shutdown", kw_only=True):
 
     gen: int
     keep_sessions: bool = False
-
-
-# --- cluster calls (issue 16): ``workers.cluster`` and ``shardmgr.routing`` ---
-
-
-class CallTarget(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a cluster call goes: the worker running ``shard``, worker ``worker`` (of
-    ``host``, this host when None), or every worker of every host when all are None."""
-
-    shard: int | None = None
-    worker: int | None = None
-    host: str | None = None
-
-
-class CallAnswer(msgspec.Struct, kw_only=True):
-    """A worker's answer to a cluster call: ``result`` msgpack-encoded, or an error and
-    its reason (``workers.cluster.CallError``)."""
-
-    ok: bool
-    result: bytes = b""
-    error: str = ""
-    reason: str = ""
-
-
-class CallOutcome(CallAnswer, kw_only=True):
-    """One worker's answer, as the caller gets it: which worker of which host."""
-
-    host: str
-    worker: int
-
-
-class RunCall(msgspec.Struct, tag="run_call", kw_only=True):
-    """Run ``name`` (a handler's ``rpc_<name>`` or a built-in) with msgpack ``args``;
-    answered by ``RunResult`` with the same nonce."""
-
-    gen: int
-    nonce: int
-    name: str
-    args: bytes
-    timeout_s: float
-
-
-class CallReply(msgspec.Struct, tag="call_reply", kw_only=True):
-    """The answer to a worker's ``ClusterCall``: one outcome per worker reached."""
-
-    gen: int
-    nonce: int
-    outcomes: list[CallOutcome]
 
 
 class ReplayEvent(msgspec.Struct, tag="replay_event", kw_only=True):
@@ -531,25 +411,6 @@ class Suspended(msgspec.Struct, tag="suspended", kw_only=True):
 
     gen: int
     sessions: dict[int, SessionInfo]
-
-
-class ClusterCall(msgspec.Struct, tag="cluster_call", kw_only=True):
-    """A handler's call to other workers (or a gateway command for another worker's shard,
-    as the built-in ``shardmgr.command``), routed by the supervisor."""
-
-    gen: int
-    nonce: int
-    name: str
-    args: bytes
-    target: CallTarget
-    timeout_s: float
-
-
-class RunResult(CallAnswer, tag="run_result", kw_only=True):
-    """The answer to ``RunCall``."""
-
-    gen: int
-    nonce: int
 
 
 class DeadLettered(msgspec.Struct, tag="dead_lettered", kw_only=True):
