@@ -39,8 +39,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, allow_abbrev=False)
     p.add_argument("--quick", action="store_true", help="small smoke run (seconds, not minutes)")
-    p.add_argument("--only", default="", help="comma-separated benchmark names: "
-                   + ",".join(BENCHMARKS))
+    p.add_argument(
+        "--only", default="", help="comma-separated benchmark names: " + ",".join(BENCHMARKS)
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results.json path")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -77,8 +78,7 @@ def run_one(name: str, quick: bool) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     rows: list[Row] = []
-    print(f"shardmgr benchmarks ({'quick' if args.quick else 'full'}) on {machine()}",
-          flush=True)
+    print(f"shardmgr benchmarks ({'quick' if args.quick else 'full'}) on {machine()}", flush=True)
     for name in args.names:
         t0 = time.monotonic()
         print(f"-- {name} ...", flush=True)

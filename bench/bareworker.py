@@ -21,9 +21,17 @@ from workers.protocol import parse_intents
 
 
 class BareWorker:
-    def __init__(self, *, worker_id: int, gateway_url: str, num_shards: int,
-                 shard_ids: Sequence[int], compress: str = "zlib-stream",
-                 handler: str | None = None, intents: str = "default") -> None:
+    def __init__(
+        self,
+        *,
+        worker_id: int,
+        gateway_url: str,
+        num_shards: int,
+        shard_ids: Sequence[int],
+        compress: str = "zlib-stream",
+        handler: str | None = None,
+        intents: str = "default",
+    ) -> None:
         self.worker_id = worker_id
         self.gen = 1
         cfg: dict[str, object] = {}
@@ -66,9 +74,17 @@ class BareWorker:
         logf = open(log_path or os.devnull, "ab")  # noqa: SIM115, ASYNC230
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "workers", "--ipc-fd", str(child.fileno()),
-                pass_fds=(child.fileno(),), start_new_session=True, cwd=ROOT,
-                stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf,
+                sys.executable,
+                "-m",
+                "workers",
+                "--ipc-fd",
+                str(child.fileno()),
+                pass_fds=(child.fileno(),),
+                start_new_session=True,
+                cwd=ROOT,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf,
+                stderr=logf,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
         finally:
@@ -99,8 +115,9 @@ class BareWorker:
                     self.started.set()
                 elif isinstance(msg, ipc.IdentifyRequest):
                     # The fake gateway in these runs allows every shard to identify at once.
-                    self._send(ipc.IdentifyGrant(gen=self.gen, shard_id=msg.shard_id,
-                                                 nonce=msg.nonce))
+                    self._send(
+                        ipc.IdentifyGrant(gen=self.gen, shard_id=msg.shard_id, nonce=msg.nonce)
+                    )
                 elif isinstance(msg, ipc.SessionStarted):
                     self.connected.add(msg.shard_id)
                     if want <= self.connected:

@@ -24,8 +24,15 @@ def run(quick: bool) -> list[Row]:
     workers = 2 if quick else 4
     floor = math.ceil(shards / concurrency) * window
     with cluster() as c:
-        system = start_system(c, shards=shards, workers=workers, max_concurrency=concurrency,
-                              identify_window=window, heartbeat_interval=2.0, wait_http=False)
+        system = start_system(
+            c,
+            shards=shards,
+            workers=workers,
+            max_concurrency=concurrency,
+            identify_window=window,
+            heartbeat_interval=2.0,
+            wait_http=False,
+        )
         first_identify: list[float] = []
 
         def ready() -> bool | None:
@@ -47,13 +54,29 @@ def run(quick: bool) -> list[Row]:
     violations = fakestats.identify_violations(stats)
     identifies = fakestats.identifies(stats)
     return [
-        Row("coldstart.ready_vs_identify_floor", cold, "s", baseline=floor, direction="<=",
+        Row(
+            "coldstart.ready_vs_identify_floor",
+            cold,
+            "s",
+            baseline=floor,
+            direction="<=",
             threshold=1.05,
             note=f"{shards} shards, max_concurrency {concurrency}, window {window}s: first "
-                 f"identify to /readyz 200; floor = ceil({shards}/{concurrency}) x {window}s"),
-        Row("coldstart.process_startup", startup, "s",
-            note="spawn of `shardmgr start` to the first identify seen by the fake gateway"),
-        Row("coldstart.identify_violations", float(violations), "count", direction="==",
-            threshold=0.0, on_value=True,
-            note=f"{identifies} identifies for {shards} shards"),
+            f"identify to /readyz 200; floor = ceil({shards}/{concurrency}) x {window}s",
+        ),
+        Row(
+            "coldstart.process_startup",
+            startup,
+            "s",
+            note="spawn of `shardmgr start` to the first identify seen by the fake gateway",
+        ),
+        Row(
+            "coldstart.identify_violations",
+            float(violations),
+            "count",
+            direction="==",
+            threshold=0.0,
+            on_value=True,
+            note=f"{identifies} identifies for {shards} shards",
+        ),
     ]

@@ -51,9 +51,13 @@ def shard_zero_startup(shards: int) -> list[bytes]:
     guilds = state.world.guilds_for(0, shards)
     if not guilds:
         raise RuntimeError("shard 0 of the fake gateway has no guilds")
-    ready = state.world.ready(bot=bot, session_id="0" * 32,
-                              resume_gateway_url="ws://127.0.0.1:1", guilds=guilds,
-                              shard=[0, shards])
+    ready = state.world.ready(
+        bot=bot,
+        session_id="0" * 32,
+        resume_gateway_url="ws://127.0.0.1:1",
+        guilds=guilds,
+        shard=[0, shards],
+    )
     return [ready, *(state.world.guild_create(g, bot, 250) for g in guilds)]
 
 

@@ -71,7 +71,10 @@ def measure(codec: str, n: int, messages: Sequence[bytes]) -> float:
         f.flush()
         out = subprocess.run(
             [sys.executable, "-m", "bench.memfloor", codec, str(n), f.name],
-            check=True, capture_output=True, text=True, timeout=300,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     return float(out.stdout.strip())
 

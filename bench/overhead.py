@@ -49,14 +49,18 @@ def rate_between_reports(timeline: list[tuple[float, float]]) -> float:
 
 
 def _with_supervisor(c: Cluster, shards: int, window: float) -> float:
-    system = start_system(c, shards=shards, workers=1, max_concurrency=shards,
-                          heartbeat_interval=5.0)
+    system = start_system(
+        c, shards=shards, workers=1, max_concurrency=shards, heartbeat_interval=5.0
+    )
     try:
         # The flood starts once every shard is connected, in both set-ups alike.
         system.wait_ready(timeout=60)
         fakestats.set_event_rate(system.api, OFFERED_PER_SHARD)
-        wait_for("event counts in /metrics",
-                 lambda: report_point(system.metrics())[1] or None, timeout=30)
+        wait_for(
+            "event counts in /metrics",
+            lambda: report_point(system.metrics())[1] or None,
+            timeout=30,
+        )
         timeline: list[tuple[float, float]] = []
         end = time.monotonic() + window
         while time.monotonic() < end:
@@ -71,8 +75,12 @@ def _with_supervisor(c: Cluster, shards: int, window: float) -> float:
 
 
 async def _alone_async(c: Cluster, api: str, shards: int, window: float) -> float:
-    w = BareWorker(worker_id=0, gateway_url=fakestats.gateway_ws_url(api), num_shards=shards,
-                   shard_ids=range(shards))
+    w = BareWorker(
+        worker_id=0,
+        gateway_url=fakestats.gateway_ws_url(api),
+        num_shards=shards,
+        shard_ids=range(shards),
+    )
     await w.start(str(c.dir / "alone.log"))
     try:
         await asyncio.wait_for(w.all_connected.wait(), 60)
@@ -86,8 +94,9 @@ async def _alone_async(c: Cluster, api: str, shards: int, window: float) -> floa
 
 
 def _alone(c: Cluster, shards: int, window: float) -> float:
-    fake, api = c.fake_gateway(shards=shards, max_concurrency=shards, identify_window=0.05,
-                               heartbeat_interval=5.0)
+    fake, api = c.fake_gateway(
+        shards=shards, max_concurrency=shards, identify_window=0.05, heartbeat_interval=5.0
+    )
     try:
         return asyncio.run(_alone_async(c, api, shards, window))
     finally:
@@ -105,10 +114,16 @@ def run(quick: bool) -> list[Row]:
             alone.append(_alone(c, shards, window))
     s, a = statistics.median(sup), statistics.median(alone)
     return [
-        Row("overhead.events_with_supervisor_vs_alone", s, "events/s", baseline=a,
-            direction=">=", threshold=0.95,
+        Row(
+            "overhead.events_with_supervisor_vs_alone",
+            s,
+            "events/s",
+            baseline=a,
+            direction=">=",
+            threshold=0.95,
             note=f"{shards} shards in one worker, {OFFERED_PER_SHARD * shards:.0f} events/s "
-                 f"offered; median of {rounds} alternating rounds of {window:.0f}s "
-                 f"(with: {', '.join(f'{x:.0f}' for x in sup)}; "
-                 f"alone: {', '.join(f'{x:.0f}' for x in alone)})"),
+            f"offered; median of {rounds} alternating rounds of {window:.0f}s "
+            f"(with: {', '.join(f'{x:.0f}' for x in sup)}; "
+            f"alone: {', '.join(f'{x:.0f}' for x in alone)})",
+        ),
     ]

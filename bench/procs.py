@@ -49,8 +49,7 @@ def free_port() -> int:
         return port
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
-             interval: float = 0.02) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.02) -> T:
     """Poll ``probe`` until it returns a non-None value, or raise BenchError after timeout."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -77,7 +76,9 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 def http_post(url: str, doc: Any, timeout: float = 5.0) -> tuple[int, bytes]:
     req = urllib.request.Request(
-        url, data=json.dumps(doc).encode(), method="POST",
+        url,
+        data=json.dumps(doc).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -217,8 +218,15 @@ class Cluster(contextlib.AbstractContextManager["Cluster"]):
         self._dir = tempfile.TemporaryDirectory(prefix="shardmgr-bench-")
         self.dir = Path(self._dir.name)
 
-    def spawn(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
-              stdout_pipe: bool = False, pass_fds: Sequence[int] = ()) -> Proc:
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        stdout_pipe: bool = False,
+        pass_fds: Sequence[int] = (),
+    ) -> Proc:
         log = self.dir / f"{name}.log"
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         with open(log, "wb") as logf:
@@ -236,13 +244,24 @@ class Cluster(contextlib.AbstractContextManager["Cluster"]):
         self._procs.append(proc)
         return proc
 
-    def fake_gateway(self, *, shards: int, max_concurrency: int, identify_window: float,
-                     heartbeat_interval: float, event_rate: float = 0.0,
-                     extra: Sequence[str] = ()) -> tuple[Proc, str]:
-        config = FakeConfig(shards=shards, max_concurrency=max_concurrency,
-                            identify_window_s=identify_window,
-                            heartbeat_interval_s=heartbeat_interval, event_rate=event_rate,
-                            token=BENCH_TOKEN)
+    def fake_gateway(
+        self,
+        *,
+        shards: int,
+        max_concurrency: int,
+        identify_window: float,
+        heartbeat_interval: float,
+        event_rate: float = 0.0,
+        extra: Sequence[str] = (),
+    ) -> tuple[Proc, str]:
+        config = FakeConfig(
+            shards=shards,
+            max_concurrency=max_concurrency,
+            identify_window_s=identify_window,
+            heartbeat_interval_s=heartbeat_interval,
+            event_rate=event_rate,
+            token=BENCH_TOKEN,
+        )
         log = self.dir / "fake-gateway.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         try:
@@ -253,11 +272,24 @@ class Cluster(contextlib.AbstractContextManager["Cluster"]):
         self._procs.append(proc)
         return proc, fake.url
 
-    def supervisor(self, api_base: str, *, http_port: int, extra: Sequence[str] = (),
-                   env: dict[str, str] | None = None) -> Proc:
+    def supervisor(
+        self,
+        api_base: str,
+        *,
+        http_port: int,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> Proc:
         argv = [
-            sys.executable, "-m", "shardmgr", "start", "--api-base", api_base,
-            "--http", f"127.0.0.1:{http_port}", *extra,
+            sys.executable,
+            "-m",
+            "shardmgr",
+            "start",
+            "--api-base",
+            api_base,
+            "--http",
+            f"127.0.0.1:{http_port}",
+            *extra,
         ]
         # The supervisor's own state (pid file, saved sessions) stays inside this run's
         # temporary directory, never in the operator's real state directory.

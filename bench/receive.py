@@ -231,7 +231,7 @@ def _interleaved(contenders: dict[str, Callable[[], Any]], runs: int) -> dict[st
     for name in names:  # warm-up: imports, caches, first-touch allocations
         contenders[name]()
     for i in range(runs):
-        order = names[i % len(names):] + names[: i % len(names)]
+        order = names[i % len(names) :] + names[: i % len(names)]
         for name in order:
             t0 = time.perf_counter()
             contenders[name]()
@@ -282,8 +282,14 @@ def run(quick: bool) -> list[Row]:
             rows.append(Row("inflate.zlib", mb / secs, "MB/s", note="stdlib zlib, the baseline"))
             continue
         rows.append(
-            Row(f"inflate.{name}", mb / secs, "MB/s", baseline=mb / base, ratio=secs / base,
-                note="ratio = time vs stdlib zlib (< 1 is faster)")
+            Row(
+                f"inflate.{name}",
+                mb / secs,
+                "MB/s",
+                baseline=mb / base,
+                ratio=secs / base,
+                note="ratio = time vs stdlib zlib (< 1 is faster)",
+            )
         )
 
     # The worker's zlib inflater should be the fastest one installed (within noise).
@@ -291,12 +297,16 @@ def run(quick: bool) -> list[Row]:
     if used is not None:
         fastest = min(inflate_times, key=inflate_times.__getitem__)
         rows.append(
-            Row("inflate.worker_inflater_vs_fastest", mb / inflate_times[used], "MB/s",
+            Row(
+                "inflate.worker_inflater_vs_fastest",
+                mb / inflate_times[used],
+                "MB/s",
                 baseline=mb / inflate_times[fastest],
-                ratio=inflate_times[used] / inflate_times[fastest], direction="<=",
+                ratio=inflate_times[used] / inflate_times[fastest],
+                direction="<=",
                 threshold=1.05,
-                note=f"workers/codec.py inflates zlib-stream with {used}; fastest here: "
-                     f"{fastest}")
+                note=f"workers/codec.py inflates zlib-stream with {used}; fastest here: {fastest}",
+            )
         )
 
     for stream, frames, limit, stdlib in (
@@ -333,55 +343,110 @@ def run(quick: bool) -> list[Row]:
         for n in swaps:
             ts = t[f"shardmgr+{n}"]
             rows.append(
-                Row(f"receive.{stream}.shardmgr_with_{n}_time_vs_limit", n_msgs / ts, "msgs/s",
-                    baseline=n_msgs / t["limit"], ratio=ts / t["limit"],
+                Row(
+                    f"receive.{stream}.shardmgr_with_{n}_time_vs_limit",
+                    n_msgs / ts,
+                    "msgs/s",
+                    baseline=n_msgs / t["limit"],
+                    ratio=ts / t["limit"],
                     note=f"the worker's receive path with {n} as its inflater; time vs "
-                         f"the shipped one: {ts / t['shardmgr']:.3f}")
+                    f"the shipped one: {ts / t['shardmgr']:.3f}",
+                )
             )
-        rows.append(Row(f"receive.{stream}.limit", n_msgs / t["limit"], "msgs/s",
-                        note=f"{mb / t['limit']:.0f} MB/s inflated"))
-        rows.append(Row(f"receive.{stream}.stdlib", n_msgs / t["stdlib"], "msgs/s",
-                        note=f"{mb / t['stdlib']:.0f} MB/s inflated"))
         rows.append(
-            Row(f"receive.{stream}.floor_time_vs_limit", n_msgs / t["floor"], "msgs/s",
-                baseline=n_msgs / t["limit"], ratio=t["floor"] / t["limit"],
+            Row(
+                f"receive.{stream}.limit",
+                n_msgs / t["limit"],
+                "msgs/s",
+                note=f"{mb / t['limit']:.0f} MB/s inflated",
+            )
+        )
+        rows.append(
+            Row(
+                f"receive.{stream}.stdlib",
+                n_msgs / t["stdlib"],
+                "msgs/s",
+                note=f"{mb / t['stdlib']:.0f} MB/s inflated",
+            )
+        )
+        rows.append(
+            Row(
+                f"receive.{stream}.floor_time_vs_limit",
+                n_msgs / t["floor"],
+                "msgs/s",
+                baseline=n_msgs / t["limit"],
+                ratio=t["floor"] / t["limit"],
                 note="the limit loop + the least any per-event async handler costs "
-                     "(seq check, Event, await of a no-op), with the worker's inflater")
+                "(seq check, Event, await of a no-op), with the worker's inflater",
+            )
         )
         if shard_error:
-            rows.append(failed(f"receive.{stream}.shardmgr_time_vs_limit", "msgs/s",
-                               shard_error, "<=", 1.1))
-            rows.append(failed(f"receive.{stream}.stdlib_time_vs_shardmgr", "x", shard_error,
-                               ">=", 2.2))
-            rows.append(failed(f"receive.{stream}.shardmgr_model_time_vs_limit", "msgs/s",
-                               shard_error, "<=", 2.0))
+            rows.append(
+                failed(f"receive.{stream}.shardmgr_time_vs_limit", "msgs/s", shard_error, "<=", 1.1)
+            )
+            rows.append(
+                failed(f"receive.{stream}.stdlib_time_vs_shardmgr", "x", shard_error, ">=", 2.2)
+            )
+            rows.append(
+                failed(
+                    f"receive.{stream}.shardmgr_model_time_vs_limit",
+                    "msgs/s",
+                    shard_error,
+                    "<=",
+                    2.0,
+                )
+            )
             continue
         ts = t["shardmgr"]
         rows.append(
-            Row(f"receive.{stream}.shardmgr_time_vs_floor", n_msgs / ts, "msgs/s",
-                baseline=n_msgs / t["floor"], ratio=ts / t["floor"],
+            Row(
+                f"receive.{stream}.shardmgr_time_vs_floor",
+                n_msgs / ts,
+                "msgs/s",
+                baseline=n_msgs / t["floor"],
+                ratio=ts / t["floor"],
                 note="what shardmgr's bookkeeping (counters, state machine, backlog) adds "
-                     "to the per-event floor")
+                "to the per-event floor",
+            )
         )
         rows.append(
-            Row(f"receive.{stream}.shardmgr_time_vs_limit", n_msgs / ts, "msgs/s",
-                baseline=n_msgs / t["limit"], ratio=ts / t["limit"], direction="<=",
+            Row(
+                f"receive.{stream}.shardmgr_time_vs_limit",
+                n_msgs / ts,
+                "msgs/s",
+                baseline=n_msgs / t["limit"],
+                ratio=ts / t["limit"],
+                direction="<=",
                 threshold=1.1,
                 note=f"{mb / ts:.0f} MB/s inflated, {c.dispatches / ts:.0f} events/s; "
-                     f"stretch: ratio <= 1.0 ({'met' if ts <= t['limit'] else 'not met'})")
+                f"stretch: ratio <= 1.0 ({'met' if ts <= t['limit'] else 'not met'})",
+            )
         )
         rows.append(
-            Row(f"receive.{stream}.stdlib_time_vs_shardmgr", n_msgs / ts, "msgs/s",
-                baseline=n_msgs / t["stdlib"], ratio=t["stdlib"] / ts, direction=">=",
-                threshold=2.2, note="ratio = how many times faster than the stdlib loop")
+            Row(
+                f"receive.{stream}.stdlib_time_vs_shardmgr",
+                n_msgs / ts,
+                "msgs/s",
+                baseline=n_msgs / t["stdlib"],
+                ratio=t["stdlib"] / ts,
+                direction=">=",
+                threshold=2.2,
+                note="ratio = how many times faster than the stdlib loop",
+            )
         )
         tm = t["shardmgr_model"]
         rows.append(
-            Row(f"receive.{stream}.shardmgr_model_time_vs_limit", n_msgs / tm, "msgs/s",
-                baseline=n_msgs / t["limit"], ratio=tm / t["limit"], direction="<=",
+            Row(
+                f"receive.{stream}.shardmgr_model_time_vs_limit",
+                n_msgs / tm,
+                "msgs/s",
+                baseline=n_msgs / t["limit"],
+                ratio=tm / t["limit"],
+                direction="<=",
                 threshold=2.0,
                 note=f"event.model() on every event (typed models); with event.data() "
-                     f"(dicts) instead: {t['shardmgr_data'] / t['limit']:.2f}x; "
-                     f"discord.py's models are about 5.4x")
+                f"(dicts) instead: {t['shardmgr_data'] / t['limit']:.2f}x; "
+                f"discord.py's models are about 5.4x",
+            )
         )
     return rows

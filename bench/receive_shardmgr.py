@@ -51,8 +51,14 @@ class _NullReporter:
     ) -> None:
         pass
 
-    def stopped(self, shard_id: int, reason: str, close_code: int | None, fatal: bool,
-                session: ipc.SessionInfo | None) -> None:
+    def stopped(
+        self,
+        shard_id: int,
+        reason: str,
+        close_code: int | None,
+        fatal: bool,
+        session: ipc.SessionInfo | None,
+    ) -> None:
         pass
 
     def stats(self, shards: list[ipc.ShardStats], rss_bytes: int, cpu_seconds: float) -> None:

@@ -62,43 +62,75 @@ def run(quick: bool) -> list[Row]:
     rate = 20.0 if quick else 50.0  # dispatches/s per shard
     with cluster() as c:
         jsonl = c.dir / "events.jsonl"
-        system = start_system(c, shards=shards, workers=1, heartbeat_interval=1.0,
-                              event_rate=rate, handler="shardmgr.handlers:jsonl",
-                              env={"SHARDMGR_JSONL": str(jsonl)})
+        system = start_system(
+            c,
+            shards=shards,
+            workers=1,
+            heartbeat_interval=1.0,
+            event_rate=rate,
+            handler="shardmgr.handlers:jsonl",
+            env={"SHARDMGR_JSONL": str(jsonl)},
+        )
         system.wait_ready(timeout=60)
         # Events flowing on every shard before the kill, so a loss would show as a gap.
-        wait_for("events on every shard",
-                 lambda: True if len(_read_jsonl(jsonl)) == shards else None, timeout=30,
-                 interval=0.1)
+        wait_for(
+            "events on every shard",
+            lambda: True if len(_read_jsonl(jsonl)) == shards else None,
+            timeout=30,
+            interval=0.1,
+        )
         before = fakestats.stats(system.api)
         old_pid = system.worker_pids()[0]
         t_kill = time.monotonic()
         os.kill(old_pid, signal.SIGKILL)
-        wait_for("all 16 shards resumed in the new worker",
-                 lambda: _resumed_all(system, old_pid, shards), timeout=60, interval=0.02)
+        wait_for(
+            "all 16 shards resumed in the new worker",
+            lambda: _resumed_all(system, old_pid, shards),
+            timeout=60,
+            interval=0.02,
+        )
         recovered = time.monotonic() - t_kill
         # Let the new process deliver past the point of the kill, then compare.
         at_kill = {s: max(v) for s, v in _read_jsonl(jsonl).items()}
 
         def delivered_past_kill() -> bool | None:
             seen = _read_jsonl(jsonl)
-            return True if all(max(seen[s]) > at_kill.get(s, 0) for s in range(shards)) \
-                else None
+            return True if all(max(seen[s]) > at_kill.get(s, 0) for s in range(shards)) else None
 
-        wait_for("events delivered after the restart", delivered_past_kill, timeout=30,
-                 interval=0.1)
+        wait_for(
+            "events delivered after the restart", delivered_past_kill, timeout=30, interval=0.1
+        )
         after = fakestats.stats(system.api)
         seen = _read_jsonl(jsonl)
     identifies = fakestats.identifies(after) - fakestats.identifies(before)
     lost = _lost(seen)
     delivered = sum(len(v) for v in seen.values())
     return [
-        Row("recovery.resume_all_after_kill9", recovered, "s", direction="<", threshold=2.0,
+        Row(
+            "recovery.resume_all_after_kill9",
+            recovered,
+            "s",
+            direction="<",
+            threshold=2.0,
             on_value=True,
             note=f"{shards} shards, one worker, {rate * shards:.0f} events/s; the first "
-                 "restart after a stable run has no backoff, so the target is 2 s in all"),
-        Row("recovery.identifies_spent", float(identifies), "count", direction="==",
-            threshold=0.0, on_value=True),
-        Row("recovery.events_lost", float(lost), "count", direction="==", threshold=0.0,
-            on_value=True, note=f"{delivered} distinct events delivered across the kill"),
+            "restart after a stable run has no backoff, so the target is 2 s in all",
+        ),
+        Row(
+            "recovery.identifies_spent",
+            float(identifies),
+            "count",
+            direction="==",
+            threshold=0.0,
+            on_value=True,
+        ),
+        Row(
+            "recovery.events_lost",
+            float(lost),
+            "count",
+            direction="==",
+            threshold=0.0,
+            on_value=True,
+            note=f"{delivered} distinct events delivered across the kill",
+        ),
     ]

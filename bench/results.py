@@ -95,11 +95,18 @@ class Row:
         }
 
 
-def failed(name: str, unit: str, error: str, direction: Direction | None = None,
-           threshold: float | None = None, on_value: bool = False) -> Row:
+def failed(
+    name: str,
+    unit: str,
+    error: str,
+    direction: Direction | None = None,
+    threshold: float | None = None,
+    on_value: bool = False,
+) -> Row:
     """A row for a benchmark that could not run: it fails, and says why."""
-    return Row(name, None, unit, direction=direction, threshold=threshold, on_value=on_value,
-               error=error)
+    return Row(
+        name, None, unit, direction=direction, threshold=threshold, on_value=on_value, error=error
+    )
 
 
 def _compare(x: float, op: Direction, t: float) -> bool:
@@ -160,8 +167,9 @@ def table(rows: Sequence[Row]) -> str:
         body.append(
             (r.name, _fmt(r.value), r.unit, _fmt(r.baseline), _fmt(r.ratio), r.target, verdict)
         )
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(head)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     for r, b in zip(rows, body, strict=True):

@@ -46,9 +46,16 @@ def run(quick: bool) -> list[Row]:
         # 25 buckets (a divisor of 1,000, so `--shards auto` keeps exactly 1,000) and the
         # cold-start benchmark's 0.5 s window: 40 windows, 20 s of identifies. The budget is
         # raised so that a violation, if any, is counted without starving the run.
-        system = start_system(c, shards=shards, workers=workers, max_concurrency=25,
-                              identify_window=0.5, heartbeat_interval=5.0, event_rate=light,
-                              fake_extra=["--session-start-total", "100000"])
+        system = start_system(
+            c,
+            shards=shards,
+            workers=workers,
+            max_concurrency=25,
+            identify_window=0.5,
+            heartbeat_interval=5.0,
+            event_rate=light,
+            fake_extra=["--session-start-total", "100000"],
+        )
         connect_s = system.wait_ready(timeout=60 if quick else 240)
         pids = system.worker_pids()
         # Start-up bursts (READY, GUILD_CREATE, first reports) are over before measuring.
@@ -66,25 +73,66 @@ def run(quick: bool) -> list[Row]:
             raise RuntimeError(f"the supervisor planned {planned} shards, not {shards}")
     per100 = 100.0 / shards
     rows = [
-        Row("scale.shards_connected", float(connected), "shards", baseline=float(shards),
-            direction=">=", threshold=1.0,
-            note=f"{shards} shards in {workers} workers, all connected in {connect_s:.1f}s"),
-        Row("scale.identify_violations", float(violations), "count", direction="==",
-            threshold=0.0, on_value=True,
-            note="identifies the fake gateway saw inside their bucket's window"),
-        Row("scale.supervisor_cpu", sup1, "% of a core", direction="<", threshold=5.0,
-            on_value=True, note=f"at {light * shards:.0f} events/s"),
-        Row("scale.supervisor_cpu_at_10x_traffic", sup10, "% of a core", baseline=sup1,
-            direction="<", threshold=5.0, on_value=True,
-            note=f"at {light * shards * 10:.0f} events/s; ratio = vs the light rate"),
+        Row(
+            "scale.shards_connected",
+            float(connected),
+            "shards",
+            baseline=float(shards),
+            direction=">=",
+            threshold=1.0,
+            note=f"{shards} shards in {workers} workers, all connected in {connect_s:.1f}s",
+        ),
+        Row(
+            "scale.identify_violations",
+            float(violations),
+            "count",
+            direction="==",
+            threshold=0.0,
+            on_value=True,
+            note="identifies the fake gateway saw inside their bucket's window",
+        ),
+        Row(
+            "scale.supervisor_cpu",
+            sup1,
+            "% of a core",
+            direction="<",
+            threshold=5.0,
+            on_value=True,
+            note=f"at {light * shards:.0f} events/s",
+        ),
+        Row(
+            "scale.supervisor_cpu_at_10x_traffic",
+            sup10,
+            "% of a core",
+            baseline=sup1,
+            direction="<",
+            threshold=5.0,
+            on_value=True,
+            note=f"at {light * shards * 10:.0f} events/s; ratio = vs the light rate",
+        ),
         Row("scale.supervisor_rss", sup_rss / 2**20, "MiB"),
-        Row("scale.worker_cpu_per_100_shards", work1 * per100, "% of a core",
-            note=f"at {light * shards:.0f} events/s"),
-        Row("scale.worker_cpu_per_100_shards_at_10x", work10 * per100, "% of a core",
-            baseline=work1 * per100, note="ratio = vs the light rate"),
+        Row(
+            "scale.worker_cpu_per_100_shards",
+            work1 * per100,
+            "% of a core",
+            note=f"at {light * shards:.0f} events/s",
+        ),
+        Row(
+            "scale.worker_cpu_per_100_shards_at_10x",
+            work10 * per100,
+            "% of a core",
+            baseline=work1 * per100,
+            note="ratio = vs the light rate",
+        ),
         Row("scale.ipc_messages_per_s", ipc1, "msgs/s", note=f"at {light * shards:.0f} events/s"),
-        Row("scale.ipc_messages_per_s_at_10x_traffic", ipc10, "msgs/s", baseline=ipc1,
-            direction="<=", threshold=1.25,
-            note="IPC must not grow with the event rate (ratio = 10x traffic vs light)"),
+        Row(
+            "scale.ipc_messages_per_s_at_10x_traffic",
+            ipc10,
+            "msgs/s",
+            baseline=ipc1,
+            direction="<=",
+            threshold=1.25,
+            note="IPC must not grow with the event rate (ratio = 10x traffic vs light)",
+        ),
     ]
     return rows

@@ -72,21 +72,43 @@ class System:
             return last[0]
 
 
-def start_system(c: Cluster, *, shards: int, workers: int, max_concurrency: int = 16,
-                 identify_window: float = 0.05, heartbeat_interval: float = 1.0,
-                 event_rate: float = 0.0, fake_extra: Sequence[str] = (),
-                 sup_extra: Sequence[str] = (), handler: str | None = None,
-                 compress: str = "zlib-stream", env: dict[str, str] | None = None,
-                 wait_http: bool = True) -> System:
-    fake, api = c.fake_gateway(shards=shards, max_concurrency=max_concurrency,
-                               identify_window=identify_window,
-                               heartbeat_interval=heartbeat_interval, event_rate=event_rate,
-                               extra=fake_extra)
+def start_system(
+    c: Cluster,
+    *,
+    shards: int,
+    workers: int,
+    max_concurrency: int = 16,
+    identify_window: float = 0.05,
+    heartbeat_interval: float = 1.0,
+    event_rate: float = 0.0,
+    fake_extra: Sequence[str] = (),
+    sup_extra: Sequence[str] = (),
+    handler: str | None = None,
+    compress: str = "zlib-stream",
+    env: dict[str, str] | None = None,
+    wait_http: bool = True,
+) -> System:
+    fake, api = c.fake_gateway(
+        shards=shards,
+        max_concurrency=max_concurrency,
+        identify_window=identify_window,
+        heartbeat_interval=heartbeat_interval,
+        event_rate=event_rate,
+        extra=fake_extra,
+    )
     port = free_port()
     extra = [
-        "--shards", "auto", "--workers", str(workers),
-        "--identify-window", str(identify_window), "--compress", compress,
-        "--state-dir", str(c.dir / "state"), *sup_extra,
+        "--shards",
+        "auto",
+        "--workers",
+        str(workers),
+        "--identify-window",
+        str(identify_window),
+        "--compress",
+        compress,
+        "--state-dir",
+        str(c.dir / "state"),
+        *sup_extra,
     ]
     if handler:
         extra += ["--handler", handler]

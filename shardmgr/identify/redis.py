@@ -468,9 +468,7 @@ class RedisIdentifyLimiter:
             return
         ns = self.namespace
         try:
-            await self._refund_script(
-                keys=[f"{ns}:bucket:{bucket}", f"{ns}:budget"], args=[holder]
-            )
+            await self._refund_script(keys=[f"{ns}:bucket:{bucket}", f"{ns}:budget"], args=[holder])
         except RedisError as exc:
             # The lease still expires on its own after one window; only the start is lost.
             log.warning(

@@ -37,8 +37,10 @@ def test_a_benchmark_that_could_not_run_fails_with_its_reason() -> None:
 
 def test_results_json_is_a_list_of_rows_with_exactly_the_documented_keys(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    write_json([Row("a", 2.0, "s", baseline=4.0, direction="<=", threshold=1.0),
-                failed("b", "s", "boom")], out)
+    write_json(
+        [Row("a", 2.0, "s", baseline=4.0, direction="<=", threshold=1.0), failed("b", "s", "boom")],
+        out,
+    )
     doc = json.loads(out.read_text())
     assert [set(d) for d in doc] == [KEYS, KEYS]
     assert doc[0]["ratio"] == 0.5 and doc[0]["pass"] is True
@@ -46,7 +48,23 @@ def test_results_json_is_a_list_of_rows_with_exactly_the_documented_keys(tmp_pat
 
 
 def test_rows_from_other_harnesses_keep_their_target_and_verdict() -> None:
-    row = Row.from_dict({"name": "sink", "value": 5, "unit": "ms", "baseline": 10,
-                         "ratio": 0.5, "target": "<= 1.0", "pass": True})
-    assert row.to_json() == {"name": "sink", "value": 5.0, "unit": "ms", "baseline": 10.0,
-                             "ratio": 0.5, "target": "<= 1.0", "pass": True}
+    row = Row.from_dict(
+        {
+            "name": "sink",
+            "value": 5,
+            "unit": "ms",
+            "baseline": 10,
+            "ratio": 0.5,
+            "target": "<= 1.0",
+            "pass": True,
+        }
+    )
+    assert row.to_json() == {
+        "name": "sink",
+        "value": 5.0,
+        "unit": "ms",
+        "baseline": 10.0,
+        "ratio": 0.5,
+        "target": "<= 1.0",
+        "pass": True,
+    }

@@ -30,12 +30,15 @@ SHARDS = 2
 @contextlib.asynccontextmanager
 async def started(tmp_path: Path) -> AsyncIterator[tuple[FakeGatewayProc, SupervisorProc]]:
     # A low threshold so that real messages arrive payload-compressed.
-    fake = await FakeGatewayProc.start(
-        shards=SHARDS, extra=("--payload-compress-threshold", "100")
-    )
+    fake = await FakeGatewayProc.start(shards=SHARDS, extra=("--payload-compress-threshold", "100"))
     try:
         sup = await SupervisorProc.start(
-            fake, tmp_path, "--compress", "payload", "--shards-per-worker", "1",
+            fake,
+            tmp_path,
+            "--compress",
+            "payload",
+            "--shards-per-worker",
+            "1",
             env={"SHARDMGR_ADMIN_SECRET": SECRET},
         )
         try:
@@ -85,10 +88,21 @@ async def test_presence_cli_sets_every_shards_status(tmp_path: Path) -> None:
     async with started(tmp_path) as (fake, sup):
         env = {**os.environ, "SHARDMGR_ADMIN_SECRET": SECRET}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shardmgr", "presence", "--status", "idle",
-            "--activity", "the tests", "--activity-type", "watching",
-            "--http", sup.url.removeprefix("http://"),
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "shardmgr",
+            "presence",
+            "--status",
+            "idle",
+            "--activity",
+            "the tests",
+            "--activity-type",
+            "watching",
+            "--http",
+            sup.url.removeprefix("http://"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, err.decode()

@@ -115,9 +115,7 @@ async def test_update_presence_reaches_every_shard_of_the_worker() -> None:
     ):
         await connected(reporter, 2)
         assert bot.gateway is not None
-        await bot.gateway.update_presence(
-            status="dnd", activities=[{"name": "tests", "type": 0}]
-        )
+        await bot.gateway.update_presence(status="dnd", activities=[{"name": "tests", "type": 0}])
         await eventually(lambda: fg.stats()["presence_by_shard"] == {"0": "dnd", "1": "dnd"})
         assert fg.stats()["requests_by_op"][str(int(Op.PRESENCE_UPDATE))] == 2
 
@@ -207,8 +205,9 @@ async def test_send_raw_sends_the_bytes_as_given() -> None:
     async with FakeGateway(fake_config()) as fg, running(worker_config(fg), bot) as (_, rep):
         await connected(rep, 1)
         assert bot.gateway is not None
-        await bot.gateway.send_raw(0, b'{"op":3,"d":{"since":null,"activities":[],'
-                                      b'"status":"invisible","afk":false}}')
+        await bot.gateway.send_raw(
+            0, b'{"op":3,"d":{"since":null,"activities":[],"status":"invisible","afk":false}}'
+        )
         await eventually(lambda: fg.stats()["presence_by_shard"] == {"0": "invisible"})
 
 

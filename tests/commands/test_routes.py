@@ -112,8 +112,12 @@ async def test_presence_is_sent_to_every_shard(client: Any, source: Source) -> N
     status, doc = await post(client, "/presence", PRESENCE)
     assert status == 202
     assert doc == {"presence": "dnd", "shards": 3, "planned": 3}
-    expected = {"status": "dnd", "activities": [{"name": "maintenance", "type": 0}],
-                "afk": False, "since": None}
+    expected = {
+        "status": "dnd",
+        "activities": [{"name": "maintenance", "type": 0}],
+        "afk": False,
+        "since": None,
+    }
     assert source.sent == [(sid, 3, expected) for sid in (0, 1, 2)]
 
 
@@ -152,7 +156,7 @@ async def test_send_reaches_the_shard(client: Any, source: Source) -> None:
         ("/shards/0/send", {"op": 11, "d": None}, "op 11 is not a client opcode"),
         ("/shards/0/send", {"op": 2, "d": {}}, "managed by the shard itself"),
         ("/shards/0/send", {"d": {}}, "bad request body"),
-        ("/shards/0/send", b"{\"op\": 3,", "not valid JSON"),
+        ("/shards/0/send", b'{"op": 3,', "not valid JSON"),
         ("/shards/0/send", {"op": 3, "d": "x" * 5000}, "exceeds the gateway's 4096"),
     ],
 )

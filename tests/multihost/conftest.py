@@ -38,6 +38,7 @@ def inspect(redis_client: Any) -> Any:
     """The same client under the name the identify and ownership tests use."""
     return redis_client
 
+
 @pytest.fixture
 async def procs() -> AsyncIterator[list[FakeGatewayProc | SupervisorProc]]:
     """Every process a test starts; stopped in reverse order whatever happens."""

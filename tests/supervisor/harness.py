@@ -163,9 +163,14 @@ class SupervisorProc:
         err_fd = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "shardmgr", "start",
-                "--api-base", fake.api_base,
-                "--http", "127.0.0.1:0",
+                sys.executable,
+                "-m",
+                "shardmgr",
+                "start",
+                "--api-base",
+                fake.api_base,
+                "--http",
+                "127.0.0.1:0",
                 # --sink replaces the handler and may not be combined with one
                 *(() if "--sink" in args else ("--handler", "shardmgr.handlers:jsonl")),
                 *args,

@@ -65,7 +65,12 @@ async def test_explicit_shard_count_overrides_the_recommendation(tmp_path: Path)
         assert len(doc["shards"]) == 3
         assert (await fake.stats())["identify_violations"] == 0
         status = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shardmgr", "status", "--http", sup.url.removeprefix("http://"),
+            sys.executable,
+            "-m",
+            "shardmgr",
+            "status",
+            "--http",
+            sup.url.removeprefix("http://"),
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await asyncio.wait_for(status.communicate(), 30.0)
@@ -80,8 +85,14 @@ async def test_explicit_shard_count_overrides_the_recommendation(tmp_path: Path)
 
 async def test_shard_range_runs_only_its_slice(tmp_path: Path) -> None:
     fake, sup = await _run(
-        tmp_path, {"shards": 8, "max_concurrency": 1},
-        "--total-shards", "8", "--shard-ids", "2-4", "--shards-per-worker", "2",
+        tmp_path,
+        {"shards": 8, "max_concurrency": 1},
+        "--total-shards",
+        "8",
+        "--shard-ids",
+        "2-4",
+        "--shards-per-worker",
+        "2",
     )
     try:
         doc = await sup.wait_status(all_connected)
@@ -99,8 +110,12 @@ async def test_killed_worker_resumes_with_no_new_identify_and_no_lost_event(
     tmp_path: Path,
 ) -> None:
     fake, sup = await _run(
-        tmp_path, {"shards": 4, "max_concurrency": 2, "event_rate": 30.0},
-        "--shards", "4", "--shards-per-worker", "2",
+        tmp_path,
+        {"shards": 4, "max_concurrency": 2, "event_rate": 30.0},
+        "--shards",
+        "4",
+        "--shards-per-worker",
+        "2",
     )
     try:
         doc = await sup.wait_status(all_connected)
@@ -126,8 +141,12 @@ async def test_killed_worker_resumes_with_no_new_identify_and_no_lost_event(
 
 async def test_stopped_worker_dumps_stacks_is_replaced_and_resumes(tmp_path: Path) -> None:
     fake, sup = await _run(
-        tmp_path, {"shards": 2, "max_concurrency": 2},
-        "--shards", "2", "--workers", "2",
+        tmp_path,
+        {"shards": 2, "max_concurrency": 2},
+        "--shards",
+        "2",
+        "--workers",
+        "2",
         env={"SHARDMGR_PING_TIMEOUT_S": "1.5"},
     )
     try:
@@ -153,8 +172,12 @@ async def test_rolling_restart_replaces_every_worker_without_identify_or_lost_ev
     tmp_path: Path,
 ) -> None:
     fake, sup = await _run(
-        tmp_path, {"shards": 4, "max_concurrency": 2, "event_rate": 30.0},
-        "--shards", "4", "--shards-per-worker", "2",
+        tmp_path,
+        {"shards": 4, "max_concurrency": 2, "event_rate": 30.0},
+        "--shards",
+        "4",
+        "--shards-per-worker",
+        "2",
     )
     try:
         doc = await sup.wait_status(all_connected)
@@ -162,9 +185,11 @@ async def test_rolling_restart_replaces_every_worker_without_identify_or_lost_ev
         old_pids = {w["pid"] for w in doc["workers"]}
         os.kill(sup.proc.pid, signal.SIGHUP)
         await sup.wait_status(
-            lambda d: not ({w["pid"] for w in d["workers"]} & old_pids)
-            and not d["supervisor"]["rolling_restart"]
-            and all_connected(d)
+            lambda d: (
+                not ({w["pid"] for w in d["workers"]} & old_pids)
+                and not d["supervisor"]["rolling_restart"]
+                and all_connected(d)
+            )
         )
         after = await fake.stats()
         assert after["identifies"] == before["identifies"]
@@ -201,8 +226,13 @@ async def test_keep_sessions_stop_then_start_resumes_without_identify(tmp_path: 
     try:
         await sup.wait_status(all_connected)
         stop = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shardmgr", "stop", "--keep-sessions",
-            "--state-dir", str(tmp_path / "state"),
+            sys.executable,
+            "-m",
+            "shardmgr",
+            "stop",
+            "--keep-sessions",
+            "--state-dir",
+            str(tmp_path / "state"),
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await asyncio.wait_for(stop.communicate(), 30.0)

@@ -91,9 +91,7 @@ class RestHelpers:
         if guild_id is not None:
             reference["guild_id"] = str(guild_id)
         fields.setdefault("allowed_mentions", {"replied_user": mention})
-        return await self.send_message(
-            channel_id, content, message_reference=reference, **fields
-        )
+        return await self.send_message(channel_id, content, message_reference=reference, **fields)
 
     async def edit_message(
         self,

@@ -8,7 +8,11 @@ from workers.clock import FakeClock
 
 def _policy(clock: FakeClock) -> RestartPolicy:
     return RestartPolicy(
-        base_s=1.0, cap_s=8.0, stable_s=30.0, crash_loop_after=3, clock=clock,
+        base_s=1.0,
+        cap_s=8.0,
+        stable_s=30.0,
+        crash_loop_after=3,
+        clock=clock,
         rng=random.Random(1),
     )
 
