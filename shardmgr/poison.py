@@ -64,6 +64,10 @@ class PoisonTracker:
         self._suspect: dict[int, tuple[Suspect, str | None, int]] = {}
         # shard -> the poison its next worker delivers past
         self._skip: dict[int, _Pending] = {}
+        # Each process gets a file of its own: a canary standby is set up while the process it
+        # replaces still runs (and may still die), so a file per worker slot would be reused
+        # under a live process and its death would name no suspect.
+        self._files = itertools.count(1)
 
     def _private_dir(self) -> Path:
         if self._dir is None:
@@ -74,9 +78,7 @@ class PoisonTracker:
         """A fresh, zeroed in-flight file for a new process of ``worker_id``; None (and
         logged) when it cannot be made: the worker then runs without poison detection."""
         try:
-            path = self._private_dir() / f"worker-{worker_id}"
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            path = self._private_dir() / f"worker-{worker_id}-{next(self._files)}"
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 os.ftruncate(fd, inflight.file_size(shards))
@@ -87,22 +89,30 @@ class PoisonTracker:
             return None
         return str(path)
 
+    def discard(self, path: str | None) -> None:
+        """A file no process will use (or whose process is gone and read)."""
+        if path is not None and self._dir is not None and Path(path).parent == self._dir:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
     def process_ended(
         self,
-        worker_id: int,
+        path: str | None,
         shard_ids: list[int],
         hung: bool,
         session_of: Callable[[int], ipc.SessionInfo | None],
     ) -> None:
-        """A worker died (``hung``: killed as hung): note what its handlers were inside.
-        ``session_of(shard)``: the session its successor resumes (the seqs' session)."""
-        if self._dir is None:
+        """A worker whose in-flight file is ``path`` died (``hung``: killed as hung): note
+        what its handlers were inside. ``session_of(shard)``: the session its successor
+        resumes (the seqs' session)."""
+        if path is None or self._dir is None or Path(path).parent != self._dir:
             return
-        path = self._dir / f"worker-{worker_id}"
         try:
-            data = path.read_bytes()
+            data = Path(path).read_bytes()
         except OSError:
             return
+        finally:
+            self.discard(path)
         reason = DeathReason.HANG if hung else DeathReason.CRASH
         stack = inflight.read_stack(data, len(shard_ids)) if hung else None
         for sid, suspect in zip(

@@ -53,6 +53,7 @@ async def start_canary(
     proc = await SpawnedWorker.spawn(
         worker_id=worker_id, gen=gen, env=env, log_json=config.log_json
     )
+    proc.inflight_file = config.inflight_file
     try:
         await proc.send(ipc.Start(gen=gen, config=config, standby=True))
         try:

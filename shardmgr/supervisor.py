@@ -33,6 +33,7 @@ from shardmgr.shardtable import ShardTable
 from shardmgr.startprogress import StartProgress
 from shardmgr.statusdoc import status_document
 from shardmgr.workerconfig import worker_config
+from shardmgr.workerproc import SpawnedWorker
 from shardmgr.workerreports import apply_report
 from shardmgr.workerslot import RestartReason, SlotRunner, WorkerSlot, retire
 from workers import ipc
@@ -319,8 +320,11 @@ class Supervisor:
             extra=fields(worker=worker_id, gen=msg.gen, kind=type(msg).__name__),
         )
 
-    def worker_died(self, slot: WorkerSlot, hung: bool) -> None:
-        self.poison.process_ended(slot.worker_id, slot.shard_ids, hung, self.sessions.get)
+    def worker_died(self, slot: WorkerSlot, proc: SpawnedWorker, hung: bool) -> None:
+        self.poison.process_ended(proc.inflight_file, slot.shard_ids, hung, self.sessions.get)
+
+    def discard_inflight(self, path: str | None) -> None:
+        self.poison.discard(path)
 
     def on_shard_stopped(self, slot: WorkerSlot, msg: ipc.ShardStopped) -> None:
         """A shard of the delivering set stopped: 4011 re-plans (or reshards), and the last

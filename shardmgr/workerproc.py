@@ -34,6 +34,8 @@ class SpawnedWorker:
         self.proc = proc
         self.worker_id = worker_id
         self.gen = gen
+        # The in-flight file of this process (shardmgr.poison): read when it dies.
+        self.inflight_file: str | None = None
         self._reader = reader
         self._writer = writer
         # With --log-json the worker's raw output (a traceback before its logging is set up, a

@@ -130,7 +130,8 @@ class SlotHost(Protocol):
     def stale(self, worker_id: int, msg: ipc.ToSupervisor) -> None: ...
     def process_gone(self, slot: WorkerSlot, gen: int) -> None: ...
     def pulse(self) -> None: ...
-    def worker_died(self, slot: WorkerSlot, hung: bool) -> None: ...
+    def worker_died(self, slot: WorkerSlot, proc: SpawnedWorker, hung: bool) -> None: ...
+    def discard_inflight(self, path: str | None) -> None: ...
 
 
 class SlotRunner:
@@ -174,6 +175,7 @@ class SlotRunner:
         if slot.standby is standby:
             slot.standby = None
             await standby.kill()
+            self._host.discard_inflight(standby.inflight_file)
 
     @property
     def _stopping(self) -> bool:
@@ -235,12 +237,19 @@ class SlotRunner:
         slot.state = WorkerState.STARTING
         slot.up = False
         resuming = sum(1 for a in config.shards if a.session is not None)
-        proc = standby or await SpawnedWorker.spawn(
-            worker_id=slot.worker_id,
-            gen=gen,
-            env=self._worker_env,
-            log_json=self._settings.log_json,
-        )
+        if standby is not None:
+            # It maps the in-flight file of the config it was started with; the new one
+            # computed here for its Activate goes unused.
+            self._host.discard_inflight(config.inflight_file)
+            proc = standby
+        else:
+            proc = await SpawnedWorker.spawn(
+                worker_id=slot.worker_id,
+                gen=gen,
+                env=self._worker_env,
+                log_json=self._settings.log_json,
+            )
+            proc.inflight_file = config.inflight_file
         slot.proc = proc
         slot.spawned_at = self._clock.monotonic()
         slot.last_pong = slot.spawned_at
@@ -301,7 +310,9 @@ class SlotRunner:
             self._process_gone(slot, gen)
         if result in (RestartReason.EXIT, RestartReason.HUNG):
             # Poison events: what its handlers were inside when it died (shardmgr.poison).
-            self._host.worker_died(slot, result is RestartReason.HUNG)
+            self._host.worker_died(slot, proc, result is RestartReason.HUNG)
+        else:
+            self._host.discard_inflight(proc.inflight_file)
         return result
 
     async def _graceful_stop(

@@ -35,6 +35,7 @@ def die_inside(
     hung: bool = False,
     last: int | None = None,
     session: ipc.SessionInfo = SESSION,
+    canary_meanwhile: bool = False,
 ) -> None:
     """A worker of shards 4 and 5 dies while shard 4's handler is inside ``seq`` (a batch
     up to ``last``), shard 4 resuming ``session``."""
@@ -49,7 +50,9 @@ def die_inside(
     if hung:
         mapped.write_stack('File "bot.py", line 9, in on_message\n    time.sleep(60)')
     mapped.close()
-    tracker.process_ended(0, SHARDS, hung, {**SESSIONS, 4: session}.get)
+    if canary_meanwhile:  # a rolling restart's standby gets its file while this one runs
+        assert tracker.inflight_file(0, len(SHARDS)) != path
+    tracker.process_ended(path, SHARDS, hung, {**SESSIONS, 4: session}.get)
 
 
 @pytest.fixture
@@ -63,6 +66,16 @@ def test_two_deaths_inside_one_event_make_the_successor_skip_it(tracker: PoisonT
     die_inside(tracker, 12)
     assert tracker.skip_for(4, SESSION) is None
     die_inside(tracker, 12)
+    assert tracker.skip_for(4, SESSION) == ipc.PoisonSkip(12, 12)
+
+
+def test_a_canary_started_beside_a_dying_worker_does_not_hide_its_suspect(
+    tracker: PoisonTracker,
+) -> None:
+    # Found by the chaos run: the standby's file replaced the running process's own, so
+    # that process's death named no suspect and a poison killed three workers, not two.
+    die_inside(tracker, 12, canary_meanwhile=True)
+    die_inside(tracker, 12, canary_meanwhile=True)
     assert tracker.skip_for(4, SESSION) == ipc.PoisonSkip(12, 12)
 
 
