@@ -2,9 +2,10 @@
 on top of it, a seeded fault schedule hitting both, then the verdict of ``checker``.
 
 Everything is real processes on 127.0.0.1: ``python -m shardmgr fake-gateway`` and
-``python -m shardmgr start`` with the ``jsonl`` handler recording every event the bot's
-handler receives. The run never sleeps to "let things happen": it waits on conditions
-(every shard connected, every sent event delivered) with deadlines.
+``python -m shardmgr start`` with the chaos bot (``tests/chaos/bot.py``: the ``jsonl``
+handler recording every event it receives, and choking on the poison events the run
+sends). The run never sleeps to "let things happen": it waits on conditions (every shard
+connected, every sent event delivered) with deadlines.
 """
 
 from __future__ import annotations
