@@ -21,6 +21,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from tests.chaos.poisoncheck import (
+    DeadLetterRec,
+    InjectedPoison,
+    dead_by_session,
+    letters_line,
+    poison_verdict,
+)
+
 # ended_reason values (or close codes) by which the fake says it threw a session away itself;
 # a new IDENTIFY for the shard afterwards is what the protocol demands, not waste.
 SERVER_INVALIDATION_REASONS: Final = frozenset(
@@ -54,6 +62,9 @@ class Delivery:
     seq: int | None
     t: str | None
     session_id: str | None = None
+    # the chaos bot's sighting of a poison event it is about to die on (its marker): not a
+    # delivery, the event never got past the handler
+    poison: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +130,7 @@ class RunFacts:
     leftover_processes: int = 0  # processes of the run still alive after that stop
     bad_deploys: int = 0  # rolling restarts to a handler that does not import
     bad_deploys_refused: int = 0  # ... that the canary refused, the old workers kept
+    poisons: tuple[InjectedPoison, ...] = ()  # poison events injected
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +161,7 @@ class SessionOutcome:
     missing: tuple[int, ...]
     duplicates: int
     server_ended: bool
+    dead_lettered: tuple[int, ...] = ()  # not delivered, but in the dead-letter file: no gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +185,7 @@ class Report:
     lost_to_invalidation: int  # missing seqs in sessions the server itself threw away
     invalidated_sessions: int
     unattributed: int
+    dead_letters: tuple[DeadLetterRec, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -198,6 +212,9 @@ class Report:
             f"gaps: {self.gaps}  lost with server-invalidated sessions: "
             f"{self.lost_to_invalidation}  unattributed records: {self.unattributed}",
             f"duplicates: {self.duplicates} (bound {self.duplicate_bound})",
+            *textwrap.wrap(
+                letters_line(self.dead_letters, f.poisons), width=100, subsequent_indent="  "
+            ),
             f"identifies: {self.stats.identifies} (justified "
             f"{sum(1 for i in self.identifies if i.justification)}, unjustified "
             f"{sum(1 for i in self.identifies if not i.justification)}), resumes: "
@@ -260,11 +277,13 @@ def _delivery(doc: Mapping[str, Any]) -> Delivery:
         d = doc.get("d")
         if isinstance(d, dict) and isinstance(d.get("session_id"), str):
             session = d["session_id"]
+    poison = doc.get("poison")
     return Delivery(
         shard=int(doc["shard"]),
         seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
         t=t if isinstance(t, str) else None,
         session_id=session if isinstance(session, str) else None,
+        poison=poison if isinstance(poison, str) else None,
     )
 
 
@@ -321,11 +340,15 @@ def attribute(deliveries: Sequence[Delivery]) -> tuple[dict[str, list[Delivery]]
     return by_session, unattributed
 
 
-def session_outcome(session: FakeSession, got: Sequence[Delivery]) -> SessionOutcome:
-    counts = Counter(r.seq for r in got if r.seq is not None)
+def session_outcome(
+    session: FakeSession, got: Sequence[Delivery], dead: frozenset[int] = frozenset()
+) -> SessionOutcome:
+    """``dead``: the session's dead-lettered seqs, missing but not gaps."""
+    counts = Counter(r.seq for r in got if r.seq is not None and r.poison is None)
     expected = range(session.first_seq, session.last_seq_sent + 1)
     control = {r.seq for r in got if r.t in CONTROL_EVENTS} | set(session.resumed_seqs)
-    missing = tuple(s for s in expected if s not in counts and s not in control)
+    undelivered = [s for s in expected if s not in counts and s not in control]
+    missing = tuple(s for s in undelivered if s not in dead)
     duplicates = sum(n - 1 for seq, n in counts.items() if n > 1)
     return SessionOutcome(
         shard_id=session.shard_id,
@@ -335,6 +358,7 @@ def session_outcome(session: FakeSession, got: Sequence[Delivery]) -> SessionOut
         missing=missing,
         duplicates=duplicates,
         server_ended=session.server_ended,
+        dead_lettered=tuple(s for s in undelivered if s in dead),
     )
 
 
@@ -365,12 +389,17 @@ def build_report(
     stats: GatewayStats,
     facts: RunFacts,
     limits: Limits = Limits(),
+    dead_letters: Sequence[DeadLetterRec] = (),
 ) -> Report:
     by_session, unattributed = attribute(deliveries)
     known = {s.session_id for s in sessions}
     # records naming a session the fake never created are as bad as records naming none
     unattributed += sum(len(v) for k, v in by_session.items() if k not in known)
-    outcomes = tuple(session_outcome(s, by_session.get(s.session_id, [])) for s in sessions)
+    dead = dead_by_session(dead_letters, sessions)
+    outcomes = tuple(
+        session_outcome(s, by_session.get(s.session_id, []), dead.get(s.session_id, frozenset()))
+        for s in sessions
+    )
     gaps = sum(len(o.missing) for o in outcomes if not o.server_ended)
     lost = sum(len(o.missing) for o in outcomes if o.server_ended)
     duplicates = sum(o.duplicates for o in outcomes)
@@ -409,6 +438,9 @@ def build_report(
             + (f"; {unattributed} records fit no session" if unattributed else ""),
         )
     )
+
+    poisons_ok, poisons_detail = poison_verdict(facts.poisons, dead_letters, sessions, by_session)
+    checks.append(Check("poison events dead-lettered", poisons_ok, poisons_detail))
 
     checks.append(
         Check(
@@ -505,6 +537,7 @@ def build_report(
         lost_to_invalidation=lost,
         invalidated_sessions=sum(1 for s in sessions if s.server_ended),
         unattributed=unattributed,
+        dead_letters=tuple(dead_letters),
     )
 
 

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 BOT_MODULE: Final = "chaos_bot"
 HANDLER: Final = f"{BOT_MODULE}:handler"
-GOOD_BOT: Final = "from shardmgr.handlers import jsonl as handler  # noqa: F401\n"
-BROKEN_BOT: Final = "from shardmgr.handlers import (jsonl as handler\n"
+GOOD_BOT: Final = "from tests.chaos.bot import handler  # noqa: F401\n"
+BROKEN_BOT: Final = "from tests.chaos.bot import (handler\n"
 ROLL_TIMEOUT_S: Final = 30.0
 
 

@@ -2,9 +2,10 @@
 on top of it, a seeded fault schedule hitting both, then the verdict of ``checker``.
 
 Everything is real processes on 127.0.0.1: ``python -m shardmgr fake-gateway`` and
-``python -m shardmgr start`` with the ``jsonl`` handler recording every event the bot's
-handler receives. The run never sleeps to "let things happen": it waits on conditions
-(every shard connected, every sent event delivered) with deadlines.
+``python -m shardmgr start`` with the chaos bot (``tests/chaos/bot.py``: the ``jsonl``
+handler recording every event it receives, and choking on the poison events the run
+sends). The run never sleeps to "let things happen": it waits on conditions (every shard
+connected, every sent event delivered) with deadlines.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any, Final, TextIO
 import aiohttp
 
 from fakegateway import FakeConfig, FakeProcess, FakeStartError, spawn_async
-from tests.chaos import checker, deploys
+from tests.chaos import checker, deploys, poison
+from tests.chaos.poisoncheck import InjectedPoison, dead_by_session
 from tests.chaos.schedule import Fault, Kind, ScheduleConfig, make_schedule
 from tests.reliability.procs import MARKER_ENV, kill_marked, marked_pids, new_marker
 
@@ -279,10 +281,15 @@ class FaultLog:
     rolling: int = 0
     bad_deploys: int = 0
     bad_deploys_refused: int = 0
+    poisons: list[InjectedPoison] = field(default_factory=list)
 
 
 async def apply_fault(
-    fault: Fault, ctl: Control, flog: FaultLog, stopped: set[asyncio.Task[None]], app: Path
+    fault: Fault,
+    ctl: Control,
+    flog: FaultLog,
+    stopped: set[asyncio.Task[None]],
+    cfg: ChaosConfig,
 ) -> None:
     request = fault.gateway_request()
     note = ""
@@ -310,10 +317,16 @@ async def apply_fault(
         note = f"SIGHUP pid {supervisor_pid}"
         flog.rolling += ok
     elif fault.kind is Kind.BAD_DEPLOY:
-        refused, fixed, note = await deploys.bad_deploy(ctl, app)
+        refused, fixed, note = await deploys.bad_deploy(ctl, cfg.workdir / "app")
         flog.bad_deploys += 1
         flog.bad_deploys_refused += refused
         flog.rolling += fixed
+    elif fault.kind is Kind.POISON_EVENT:
+        n = len(flog.poisons) + 1
+        shot, note = await poison.inject(fault, ctl, n, cfg.shards, cfg.workdir / "state")
+        ok = shot is not None
+        if shot is not None:
+            flog.poisons.append(shot)
     elif fault.kind is Kind.ROLLING_RESTART:
         status = await ctl.rolling_restart()
         ok = status == 202
@@ -376,16 +389,21 @@ def read_deliveries(path: Path) -> tuple[list[checker.Delivery], int]:
         return checker.parse_jsonl(fh)
 
 
-def covered(sessions: list[checker.FakeSession], deliveries: list[checker.Delivery]) -> bool:
-    """Every live session's events up to what the fake had sent are delivered."""
+def covered(
+    sessions: list[checker.FakeSession],
+    deliveries: list[checker.Delivery],
+    dead: dict[str, frozenset[int]] | None = None,
+) -> bool:
+    """Every live session's events up to what the fake had sent are delivered (or, ``dead``
+    by session id, dead-lettered)."""
     by_session, _ = checker.attribute(deliveries)
-    for s in sessions:
-        if not s.live:
-            continue
-        got = {d.seq for d in by_session.get(s.session_id, [])}
-        if set(range(s.first_seq, s.last_seq_sent + 1)) - got - set(s.resumed_seqs):
-            return False
-    return True
+    return not any(
+        checker.session_outcome(
+            s, by_session.get(s.session_id, []), (dead or {}).get(s.session_id, frozenset())
+        ).missing
+        for s in sessions
+        if s.live
+    )
 
 
 async def snapshot(
@@ -457,11 +475,16 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                         await asyncio.sleep(delay)  # the schedule's clock, not a wait for state
                     if supervisor.returncode is not None:
                         break
+                    began = time.monotonic()
                     try:
-                        await apply_fault(fault, ctl, flog, stopped, cfg.workdir / "app")
+                        await apply_fault(fault, ctl, flog, stopped, cfg)
                     except (aiohttp.ClientError, OSError) as exc:
                         flog.skipped[fault.kind.value] += 1
                         flog.lines.append(f"{fault.describe()} failed: {exc}")
+                    if fault.kind is Kind.POISON_EVENT:
+                        # the schedule's clock stands still while a poison event is dealt
+                        # with, so the faults after it keep their distances
+                        t0 += time.monotonic() - began
                 rest = t0 + cfg.seconds - time.monotonic()
                 if rest > 0:
                     await asyncio.sleep(rest)  # the quiet tail is part of the run's length
@@ -473,8 +496,11 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                 (cfg.workdir / "sessions.json").write_text(json.dumps(raw_sessions, indent=1))
                 (cfg.workdir / "stats.json").write_text(json.dumps(raw_stats, indent=1))
 
+                state_dir = cfg.workdir / "state"
+
                 async def delivered() -> bool:
-                    return covered(sessions, read_deliveries(jsonl)[0])
+                    dead = dead_by_session(poison.read_dead_letters(state_dir), sessions)
+                    return covered(sessions, read_deliveries(jsonl)[0], dead)
 
                 await wait_for("delivered", delivered, cfg.settle_timeout_s)
                 final_status = await ctl.status()
@@ -508,8 +534,16 @@ async def run_chaos(cfg: ChaosConfig, progress: TextIO | None = None) -> checker
                     rest_faults_served=int(raw_stats.get("rest_faults_served", 0)),
                     bad_deploys=flog.bad_deploys,
                     bad_deploys_refused=flog.bad_deploys_refused,
+                    poisons=tuple(flog.poisons),
                 )
-                report = checker.build_report(deliveries, sessions, stats, facts, cfg.limits())
+                report = checker.build_report(
+                    deliveries,
+                    sessions,
+                    stats,
+                    facts,
+                    cfg.limits(),
+                    dead_letters=poison.read_dead_letters(state_dir),
+                )
                 (cfg.workdir / "faults.log").write_text("\n".join(flog.lines) + "\n")
                 (cfg.workdir / "report.txt").write_text(report.render() + "\n")
                 return report
@@ -534,6 +568,8 @@ def report_json(report: checker.Report) -> str:
         "gaps": report.gaps,
         "lost_to_invalidation": report.lost_to_invalidation,
         "duplicates": report.duplicates,
+        "poison_events": len(report.facts.poisons),
+        "dead_letters": len(report.dead_letters),
         "identifies": report.stats.identifies,
         "resumes": report.stats.resumes,
         "rss_start": report.facts.rss_start_bytes,

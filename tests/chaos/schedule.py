@@ -43,9 +43,14 @@ class Kind(enum.StrEnum):
     ROLLING_RESTART = "rolling_restart"
     # a rolling restart to a handler with a syntax error (refused), then to the fixed one
     BAD_DEPLOY = "bad_deploy"
+    # one marked message to a shard's guild that the bot's handler chokes on (tests/chaos/bot.py):
+    # its worker crashes (or hangs) twice on it, then the successor dead-letters it
+    POISON_EVENT = "poison_event"
 
 
-PROCESS_KINDS: Final = frozenset({Kind.KILL9, Kind.SIGSTOP, Kind.ROLLING_RESTART, Kind.BAD_DEPLOY})
+PROCESS_KINDS: Final = frozenset(
+    {Kind.KILL9, Kind.SIGSTOP, Kind.ROLLING_RESTART, Kind.BAD_DEPLOY, Kind.POISON_EVENT}
+)
 # faults after which the protocol requires a new IDENTIFY (each costs an identify window)
 IDENTIFY_KINDS: Final = frozenset(
     {Kind.CLOSE_4003, Kind.CLOSE_4007, Kind.CLOSE_4009, Kind.INVALID_SESSION_FALSE}
@@ -61,6 +66,7 @@ class Fault:
     duration_s: float = 0.0  # SIGSTOP: how long the process stays stopped
     size: int = 0  # LARGE_MESSAGE / NO_SUFFIX: bytes
     via_signal: bool = False  # ROLLING_RESTART: SIGHUP to the supervisor instead of HTTP
+    hang: bool = False  # POISON_EVENT: the handler blocks on it instead of exiting
 
     def gateway_request(self) -> tuple[str, dict[str, Any]] | None:
         """The fake gateway control request this fault maps to: (path, JSON body)."""
@@ -97,6 +103,7 @@ class Fault:
         )
         extra = f" for {self.duration_s:.1f}s" if self.duration_s else ""
         extra += " via SIGHUP" if self.via_signal else ""
+        extra += (" hang" if self.hang else " crash") if self.kind is Kind.POISON_EVENT else ""
         extra += f" bytes={self.size}" if self.size else ""
         return f"t+{self.at_s:6.1f}s {self.kind.value}{target}{extra}"
 
@@ -178,6 +185,8 @@ def _fault(rng: random.Random, at: float, kind: Kind, cfg: ScheduleConfig) -> Fa
     if kind in (Kind.REST_429, Kind.BAD_DEPLOY):
         return Fault(at, kind)
     shard = rng.randrange(cfg.shards)
+    if kind is Kind.POISON_EVENT:
+        return Fault(at, kind, shard_id=shard, hang=rng.random() < 0.5)
     if kind is Kind.LARGE_MESSAGE:
         return Fault(at, kind, shard_id=shard, size=rng.randint(*cfg.large_message_bytes))
     if kind is Kind.NO_SUFFIX:

@@ -17,6 +17,14 @@ from tests.chaos.checker import (
     parse_jsonl,
     parse_sessions,
 )
+from tests.chaos.poisoncheck import (
+    DeadLetterRec,
+    InjectedPoison,
+    dead_by_session,
+    make_marker,
+    parse_dead_letters,
+    reason_of,
+)
 
 MIB = 1024 * 1024
 
@@ -293,3 +301,127 @@ def test_an_unclean_stop_fails() -> None:
     for bad in ({"stop_exit_code": 1}, {"leftover_processes": 2}, {"stop_exit_code": None}):
         report = build_report(deliveries, sessions, stats(), facts(**bad))
         assert not check(report, "clean stop on SIGTERM"), bad
+
+
+POISON = make_marker(1, "crash")
+
+
+def poisoned(
+    sightings: int = 2, letters: Iterable[DeadLetterRec] | None = None
+) -> tuple[list[Delivery], list[FakeSession], list[DeadLetterRec]]:
+    """Shard 0 choked on seq 5 (its sightings), which went to the dead letters with 6, its
+    batch-mate; the session was identified at t=100, the letters written at t=130."""
+    seen = [Delivery(0, 5, "MESSAGE_CREATE", poison=POISON)] * sightings
+    deliveries = stream(0, "a" * 32, [1, 2, 3, 4]) + seen
+    deliveries += [Delivery(0, s, "MESSAGE_CREATE") for s in (7, 8)]
+    deliveries += stream(1, "b" * 32, range(1, 8))
+    sessions = [session(0, "a" * 32, 8, at=100.0), session(1, "b" * 32, 7, at=100.0)]
+    if letters is None:
+        letters = [
+            DeadLetterRec(0, 5, "MESSAGE_CREATE", "crash", 130.0, POISON),
+            DeadLetterRec(0, 6, "MESSAGE_CREATE", "crash", 130.0),
+        ]
+    return deliveries, sessions, list(letters)
+
+
+def poison_report(
+    deliveries: list[Delivery],
+    sessions: list[FakeSession],
+    letters: list[DeadLetterRec],
+    poison: InjectedPoison | None = None,
+) -> Report:
+    poison = poison or InjectedPoison(POISON, 0, "crash")
+    return build_report(
+        deliveries, sessions, stats(), facts(poisons=(poison,)), dead_letters=letters
+    )
+
+
+def test_a_dead_lettered_seq_is_not_a_gap_but_an_undead_lettered_missing_seq_still_is() -> None:
+    deliveries, sessions, letters = poisoned()
+    report = poison_report(deliveries, sessions, letters)
+    assert report.passed, report.render()
+    assert report.gaps == 0
+    assert report.sessions[0].dead_lettered == (5, 6)
+    assert "dead letters (not gaps): 2: shard 0 seq 5 crash (chaos-poison-1-crash)" in (
+        report.render()
+    )
+    report = poison_report(deliveries, sessions, letters[:1])
+    assert report.gaps == 1
+    assert not check(report, "no gaps in any session")
+    assert "missing 6" in report.render()
+
+
+def test_a_poison_sighting_is_not_a_delivery() -> None:
+    deliveries, sessions, _ = poisoned()
+    report = build_report(deliveries, sessions, stats(), facts())
+    assert report.gaps == 2  # without the dead letters, 5 and 6 are simply lost
+
+
+def test_a_poison_event_never_dead_lettered_fails() -> None:
+    deliveries, sessions, letters = poisoned()
+    report = poison_report(deliveries, sessions, letters[1:])
+    assert not check(report, "poison events dead-lettered")
+    assert "chaos-poison-1-crash dead-lettered 0 times" in report.render()
+
+
+def test_a_poison_event_dead_lettered_twice_fails() -> None:
+    deliveries, sessions, letters = poisoned()
+    report = poison_report(deliveries, sessions, [*letters, letters[0]])
+    assert not check(report, "poison events dead-lettered")
+
+
+def test_a_poison_dead_lettered_for_the_wrong_shard_or_reason_fails() -> None:
+    deliveries, sessions, letters = poisoned()
+    for wrong in (InjectedPoison(POISON, 1, "crash"), InjectedPoison(POISON, 0, "hang")):
+        report = poison_report(deliveries, sessions, letters, wrong)
+        assert not check(report, "poison events dead-lettered"), wrong
+
+
+def test_a_poison_handed_to_the_handler_other_than_twice_fails() -> None:
+    for sightings in (1, 3):
+        deliveries, sessions, letters = poisoned(sightings)
+        report = poison_report(deliveries, sessions, letters)
+        assert not check(report, "poison events dead-lettered"), sightings
+        assert f"handed to the handler {sightings} times" in report.render()
+
+
+def test_a_dead_letter_at_another_seq_than_the_handler_choked_on_fails() -> None:
+    deliveries, sessions, _ = poisoned()
+    letters = [DeadLetterRec(0, 6, "MESSAGE_CREATE", "crash", 130.0, POISON)]
+    report = poison_report(deliveries, sessions, letters)
+    assert not check(report, "poison events dead-lettered")
+
+
+def test_a_dead_letter_beside_no_poison_event_fails() -> None:
+    deliveries, sessions, letters = poisoned()
+    stray = DeadLetterRec(1, 3, "MESSAGE_CREATE", "crash", 130.0)
+    report = poison_report(deliveries, sessions, [*letters, stray])
+    assert not check(report, "poison events dead-lettered")
+    assert "beside no poison event: shard 1 seq 3" in report.render()
+
+
+def test_a_dead_letter_belongs_to_the_session_live_when_it_was_written() -> None:
+    sessions = [session(0, "old", 9, at=100.0), session(0, "new", 9, at=200.0)]
+    letters = [
+        DeadLetterRec(0, 5, "X", "crash", 150.0),
+        DeadLetterRec(0, 7, "X", "hang", 250.0),
+        DeadLetterRec(0, 1, "X", "hang", 50.0),
+    ]
+    assert dead_by_session(letters, sessions) == {"old": {5}, "new": {7}}
+
+
+def test_parse_dead_letters_reads_the_supervisor_file() -> None:
+    line = {
+        "shard_id": 2,
+        "seq": 40,
+        "t": "MESSAGE_CREATE",
+        "d": {"content": make_marker(3, "hang")},
+        "reason": "hang",
+        "stack": "...",
+        "at": 1.5,
+    }
+    plain = line | {"d": {"content": "hello"}, "seq": 41}
+    (a, b) = parse_dead_letters([json.dumps(line), '{"torn', json.dumps(plain)])
+    assert a == DeadLetterRec(2, 40, "MESSAGE_CREATE", "hang", 1.5, "chaos-poison-3-hang")
+    assert b.marker is None and b.seq == 41
+    assert reason_of("chaos-poison-3-hang") == "hang" and reason_of("chaos-poison-3") is None

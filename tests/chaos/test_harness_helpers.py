@@ -41,3 +41,11 @@ def test_duplicate_bound_scales_with_traffic_per_worker() -> None:
     busy = ChaosConfig(shards=4, workers=2, event_rate=50.0).limits()
     assert quiet.max_duplicates_per_crash == 50
     assert busy.max_duplicates_per_crash == 2 * 50 * 5
+
+
+def test_covered_counts_dead_lettered_seqs_as_dealt_with() -> None:
+    live = FakeSession(shard_id=0, session_id="a", first_seq=1, last_seq_sent=3, state="active")
+    got = [Delivery(0, 1, "READY", "a"), Delivery(0, 3, "X")]
+    assert not covered([live], got)
+    assert covered([live], got, {"a": frozenset({2})})
+    assert not covered([live], got, {"other": frozenset({2})})

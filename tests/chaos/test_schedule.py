@@ -87,3 +87,13 @@ def test_rolling_restarts_use_both_http_and_sighup() -> None:
     faults = make_schedule(8, ScheduleConfig(duration_s=300.0, shards=4, workers=2))
     ways = {f.via_signal for f in faults if f.kind is Kind.ROLLING_RESTART}
     assert ways == {True, False}
+
+
+def test_poison_events_aim_at_a_shard_and_die_both_ways() -> None:
+    faults = make_schedule(5, ScheduleConfig(duration_s=300.0, shards=4, workers=2))
+    poisons = [f for f in faults if f.kind is Kind.POISON_EVENT]
+    assert Kind.POISON_EVENT in PROCESS_KINDS
+    assert {f.hang for f in poisons} == {True, False}
+    assert all(f.shard_id is not None and 0 <= f.shard_id < 4 for f in poisons)
+    assert all(f.gateway_request() is None for f in poisons)
+    assert poisons[0].describe().endswith(" hang" if poisons[0].hang else " crash")
