@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := shardmgr workers fakegateway examples tests bench mutation
+# Most tests wait on real processes, sockets and short protocol timers rather than compute, so
+# four test processes fit two cores; one file's tests stay in one process (shared fixtures).
+PARALLEL ?= -n 4 --dist loadfile
 
 .PHONY: run test bench chaos lint typecheck venv system-deps clean mutate coverage
 
@@ -25,7 +28,7 @@ test: $(STAMP) system-deps
 	@$(BIN)/ruff check $(LINT_PATHS)
 	@$(BIN)/ruff format --check $(LINT_PATHS)
 	@$(BIN)/mypy
-	@SHARDMGR_REQUIRE_SERVERS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	@SHARDMGR_REQUIRE_SERVERS=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PARALLEL)
 
 bench: $(STAMP)
 	@$(BIN)/python -m bench
