@@ -292,8 +292,12 @@ class Shard:
             # No per-dispatch log line: the ``log`` handler is there for that, and even a
             # disabled logger's level check costs ~3% of this path (make bench).
             events = counters.events
-            key = name if name in DISPATCH_NAMES else OTHER_EVENT  # t comes from the network
-            events[key] = events.get(key, 0) + 1
+            count = events.get(name)
+            if count is not None:  # a name counted before: documented (or ``other`` itself)
+                events[name] = count + 1
+            else:
+                key = name if name in DISPATCH_NAMES else OTHER_EVENT  # t is from the network
+                events[key] = events.get(key, 0) + 1
             self._push(
                 Event(self.shard_id, seq, name, envelope.d, session.epoch, session.session_id)
             )
